@@ -1,0 +1,35 @@
+"""SalesInbox core: models, sync, sharing policy, mail transport and the plugin host.
+
+Provider plugins import only what this module exports: the ``hookimpl`` marker and the
+value types they return.
+"""
+
+from .hookspecs import hookimpl
+from .providers import (
+    AuthFailureContext,
+    AuthKind,
+    FolderRole,
+    LoginMechanism,
+    LoginPlan,
+    ProviderEndpoints,
+    ProviderOption,
+    ProviderSpec,
+    Security,
+    ServerEndpoint,
+    UsernameFormat,
+)
+
+__all__ = [
+    "AuthFailureContext",
+    "AuthKind",
+    "FolderRole",
+    "LoginMechanism",
+    "LoginPlan",
+    "ProviderEndpoints",
+    "ProviderOption",
+    "ProviderSpec",
+    "Security",
+    "ServerEndpoint",
+    "UsernameFormat",
+    "hookimpl",
+]

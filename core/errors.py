@@ -1,0 +1,56 @@
+"""Typed, expected failures: the errors the API shows to clients with a code and a fix.
+
+Anything that is not a :class:`SalesInboxError` is a bug: the API masks it as an internal
+error and logs it. A message must never contain a secret.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ErrorCode(StrEnum):
+    """Every error code a client may receive in ``extensions.code``."""
+
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    NOT_FOUND = "NOT_FOUND"
+    INVALID_INPUT = "INVALID_INPUT"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    UNKNOWN_PROVIDER = "UNKNOWN_PROVIDER"
+    PROVIDER_DISABLED = "PROVIDER_DISABLED"
+    AUTHENTICATION_FAILED = "AUTHENTICATION_FAILED"
+    CONNECTION_FAILED = "CONNECTION_FAILED"
+    TLS_FAILED = "TLS_FAILED"
+    TIMEOUT = "TIMEOUT"
+    IMAP_DISABLED = "IMAP_DISABLED"
+    NO_MAIL_ACCOUNT = "NO_MAIL_ACCOUNT"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+class SalesInboxError(Exception):
+    """An expected failure with a stable code and a human message that names the fix.
+
+    :param code: the machine-readable :class:`ErrorCode`.
+    :param message: one or two sentences for a person: what is wrong and what to do.
+    :param field: the input field at fault, when there is one (e.g. ``"email"``).
+    """
+
+    def __init__(self, code: ErrorCode, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+
+    def __repr__(self) -> str:
+        return f"SalesInboxError({self.code.value}, {self.message!r}, field={self.field!r})"
+
+
+def invalid_input(message: str, *, field: str | None = None) -> SalesInboxError:
+    """Build an ``INVALID_INPUT`` error for ``field``."""
+    return SalesInboxError(ErrorCode.INVALID_INPUT, message, field=field)
+
+
+def not_found(what: str) -> SalesInboxError:
+    """Build a ``NOT_FOUND`` error that reveals nothing but the kind of thing sought."""
+    return SalesInboxError(ErrorCode.NOT_FOUND, f"No such {what}, or you may not see it.")

@@ -1,0 +1,107 @@
+"""The one typed settings object, read from ``SALESINBOX_*`` environment variables.
+
+Every knob of the server lives here, with its default, so that a fresh install runs with no
+configuration at all: an SQLite file and a generated key under the data directory.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .errors import invalid_input
+
+ENV_PREFIX = "SALESINBOX_"
+
+
+def _default_data_dir() -> Path:
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "salesinbox"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Server configuration. Build it with :meth:`from_env`; tests use :meth:`with_overrides`.
+
+    Each field ``name`` is read from the environment variable ``SALESINBOX_<NAME>``.
+    """
+
+    #: where the SQLite database and the generated key file live
+    data_dir: Path = field(default_factory=_default_data_dir)
+    #: a Tortoise database URL; empty means ``sqlite://<data_dir>/salesinbox.sqlite3``
+    database_url: str = ""
+    #: base64 Fernet key for secrets at rest; empty means the key file under ``data_dir``
+    secret_key: str = ""
+    #: where the generated key is kept when ``secret_key`` is empty
+    secret_key_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: seconds allowed for each IMAP/SMTP network operation
+    mail_timeout: float = 20.0
+    #: an extra CA bundle (PEM) trusted for IMAP/SMTP besides the system store
+    extra_ca_file: Path | None = None
+    #: allow mail servers that resolve to loopback/private addresses (SSRF guard off)
+    allow_private_hosts: bool = False
+    #: allow connections with no TLS at all
+    allow_plaintext: bool = False
+    #: GraphQL limits: nesting depth, tokens per document, aliases per document
+    max_query_depth: int = 12
+    max_query_tokens: int = 2000
+    max_query_aliases: int = 30
+    #: serve GraphiQL at GET /graphql
+    graphiql: bool = True
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from ``environ`` (default ``os.environ``); bad values raise
+        ``INVALID_INPUT`` naming the variable."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = environ.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _parse(f.name, str(f.type), raw)
+        return cls(**values)  # type: ignore[arg-type]
+
+    def with_overrides(self, **changes: object) -> Settings:
+        """Return a copy with ``changes`` applied."""
+        return replace(self, **changes)
+
+    @property
+    def effective_database_url(self) -> str:
+        """The database URL in use: the configured one or the SQLite file under data_dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite://{self.data_dir / 'salesinbox.sqlite3'}"
+
+    @property
+    def effective_secret_key_file(self) -> Path:
+        """Where the generated secret key is stored when none is given in the environment."""
+        return self.secret_key_file or self.data_dir / "secret.key"
+
+
+def _parse(name: str, type_name: str, raw: str) -> object:
+    variable = ENV_PREFIX + name.upper()
+    if "bool" in type_name:
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise invalid_input(f"{variable} must be true or false, not {raw!r}.", field=variable)
+    if "int" in type_name or "float" in type_name:
+        try:
+            number = float(raw) if "float" in type_name else int(raw)
+        except ValueError:
+            raise invalid_input(f"{variable} must be a number, not {raw!r}.", field=variable) from None
+        if number <= 0:
+            raise invalid_input(f"{variable} must be greater than zero.", field=variable)
+        return number
+    if "Path" in type_name:
+        return Path(raw).expanduser()
+    return raw

@@ -1,0 +1,1 @@
+"""Built-in mail provider plugins, loaded exactly like third-party ones."""

@@ -1,0 +1,1 @@
+"""GraphQL API and HTTP server of SalesInbox."""
