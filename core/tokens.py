@@ -1,0 +1,97 @@
+"""API bearer tokens: issued once in clear, stored as SHA-256, revocable, optionally expiring."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+
+from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
+from .models import ApiToken, Profile, User
+
+TOKEN_PREFIX = "sit_"
+# Writing last_used_at on every request would turn reads into writes: once a minute is enough.
+_LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(token: str) -> str:
+    """Return the hex SHA-256 of ``token`` (tokens are random, so no salt is needed)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+async def issue_token(
+    user: User, name: str, *, expires_in_days: int | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user`` and return the row and the clear token (shown only once)."""
+    name = name.strip()
+    if not name or len(name) > 100:
+        raise invalid_input("A token needs a name of 1 to 100 characters.", field="name")
+    if expires_in_days is not None and not 1 <= expires_in_days <= 3650:
+        raise invalid_input("expiresInDays must be between 1 and 3650.", field="expiresInDays")
+    clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires_at = (
+        datetime.now(UTC) + timedelta(days=expires_in_days) if expires_in_days else None
+    )
+    row = await ApiToken.create(
+        user=user,
+        name=name,
+        token_hash=hash_token(clear),
+        prefix=clear[: len(TOKEN_PREFIX) + 6],
+        expires_at=expires_at,
+    )
+    return row, clear
+
+
+def _unauthenticated(message: str) -> SalesInboxError:
+    return SalesInboxError(ErrorCode.UNAUTHENTICATED, message)
+
+
+async def authenticate(authorization_header: str | None) -> User:
+    """Return the active user whose token is in an ``Authorization: Bearer`` header.
+
+    Raises ``UNAUTHENTICATED`` with a message saying how to get a token.
+    """
+    if not authorization_header:
+        raise _unauthenticated(
+            "Missing API token: send the header 'Authorization: Bearer <token>'. An admin "
+            "creates tokens with `salesinbox create-admin` or the issueToken mutation."
+        )
+    scheme, _, token = authorization_header.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthenticated("The Authorization header must be 'Bearer <token>'.")
+    digest = hash_token(token)
+    row = await ApiToken.get_or_none(token_hash=digest).select_related("user")
+    # compare_digest on the stored hash: the lookup is by hash, this keeps the check constant-time.
+    if row is None or not hmac.compare_digest(row.token_hash, digest):
+        raise _unauthenticated("This API token is not valid: ask an admin for a new one.")
+    now = datetime.now(UTC)
+    if row.revoked_at is not None:
+        raise _unauthenticated("This API token was revoked: ask an admin for a new one.")
+    if row.expires_at is not None and row.expires_at <= now:
+        raise _unauthenticated("This API token has expired: ask an admin for a new one.")
+    if not row.user.is_active:
+        raise _unauthenticated("This user is deactivated: ask an admin to reactivate it.")
+    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
+        await ApiToken.filter(id=row.id).update(last_used_at=now)
+    return row.user
+
+
+async def list_tokens(actor: User, user_id: int | None = None) -> list[ApiToken]:
+    """List the tokens of ``user_id`` (default: the actor). Only admins see other users'."""
+    target_id = actor.id if user_id is None else user_id
+    if target_id != actor.id and actor.profile != Profile.ADMIN:
+        raise SalesInboxError(ErrorCode.FORBIDDEN, "Only an admin can list other users' tokens.")
+    return await ApiToken.filter(user_id=target_id).order_by("-created_at", "-id")
+
+
+async def revoke_token(actor: User, token_id: int) -> ApiToken:
+    """Revoke a token. Users revoke their own; admins revoke anyone's. Idempotent."""
+    row = await ApiToken.get_or_none(id=token_id)
+    if row is None or (row.user_id != actor.id and actor.profile != Profile.ADMIN):
+        raise not_found("API token")
+    if row.revoked_at is None:
+        row.revoked_at = datetime.now(UTC)
+        await row.save(update_fields=["revoked_at"])
+    return row

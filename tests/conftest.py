@@ -1,0 +1,91 @@
+"""Shared fixtures: settings, a fresh migrated database per test, users with tokens, the app."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from salesinbox.core.credentials import generate_key
+from salesinbox.core.db import open_database
+from salesinbox.core.models import Profile, User
+from salesinbox.core.settings import Settings
+from salesinbox.core.tokens import issue_token
+from salesinbox.core.users import create_user
+
+from .database import TemplateDatabase, configured_backend
+
+pytest_plugins: list[str] = []  # TODO: tests.servers.fixtures
+
+
+def pytest_report_header() -> str:
+    return f"salesinbox database backend: {configured_backend()}"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Every test that touches the database is marked, so the PostgreSQL run can select them.
+    for item in items:
+        if "database_url" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture(scope="session")
+def template_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TemplateDatabase]:
+    workdir = tmp_path_factory.mktemp("db-template")
+    template = asyncio.run(TemplateDatabase.create(workdir))
+    yield template
+    asyncio.run(template.destroy())
+
+
+@pytest.fixture
+async def database_url(template_database: TemplateDatabase, tmp_path: Path) -> AsyncIterator[str]:
+    """The URL of a fresh, migrated database for this test only."""
+    url = await template_database.clone(tmp_path)
+    yield url
+    await template_database.drop_clone(url)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for one test: its own data dir and database, a fixed key, private hosts allowed."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        secret_key=generate_key(),
+        allow_private_hosts=True,
+        mail_timeout=5.0,
+    )
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Settings]:
+    """The ORM connected to this test's database (for tests of the core)."""
+    async with open_database(settings, apply_migrations=False):
+        yield settings
+
+
+@pytest.fixture
+async def admin(db: Settings) -> User:
+    return await create_user(None, email="admin@acme.test", name="Ada Admin", profile=Profile.ADMIN)
+
+
+@pytest.fixture
+async def rep(admin: User) -> User:
+    return await create_user(admin, email="rep@acme.test", name="Rex Rep")
+
+
+@pytest.fixture
+async def other_rep(admin: User) -> User:
+    return await create_user(admin, email="other@acme.test", name="Olga Other")
+
+
+@pytest.fixture
+async def admin_token(admin: User) -> str:
+    return (await issue_token(admin, "tests"))[1]
+
+
+@pytest.fixture
+async def rep_token(rep: User) -> str:
+    return (await issue_token(rep, "tests"))[1]
