@@ -59,8 +59,10 @@ def salesinbox_resolve_endpoints(
 
     :param provider: the provider key of the account.
     :param email: the account's email address, already normalised (trimmed, lower-case domain).
-    :param options: the values of the provider's :class:`ProviderOption` questions; keys the
-        user did not answer are absent (use the option's default).
+    :param options: the values of the provider's :class:`ProviderOption` questions. When
+        called through the core's ``ProviderRegistry`` they are validated against the
+        choices and every option is present (defaults filled in); read them with
+        ``options.get(name, default)`` all the same.
     :return: the endpoints, or ``None`` when this plugin does not handle ``provider``.
     """
 

@@ -1,1 +1,111 @@
+"""Outlook.com (Hotmail, Live, MSN): Microsoft's consumer mail.
 
+Servers per Microsoft's "POP, IMAP, and SMTP settings for Outlook.com" page:
+``outlook.office365.com:993`` (implicit TLS) and ``smtp-mail.outlook.com:587`` (STARTTLS).
+(The Thunderbird ISPDB lists ``smtp.office365.com:587`` instead; both answer for Outlook.com.)
+Since September 2024 Outlook.com accepts only Microsoft sign-in (OAuth2, SASL XOAUTH2) over
+IMAP and SMTP: no passwords, no app passwords. Exchange files mail sent through its SMTP
+server in "Sent Items" itself, so the core must not APPEND a copy.
+"""
+
+from __future__ import annotations
+
+from salesinbox.core import (
+    AuthFailureContext,
+    AuthKind,
+    FolderRole,
+    ProviderSpec,
+    Security,
+    ServerEndpoint,
+    hookimpl,
+)
+
+KEY = "outlook"
+
+HINT = (
+    "Office 365 and Outlook.com no longer accept passwords over IMAP: "
+    "connect with Microsoft sign-in (OAuth2)."
+)
+
+#: Exchange's folder names (English mailboxes; localised mailboxes announce SPECIAL-USE)
+FOLDER_NAMES: dict[FolderRole, list[str]] = {
+    FolderRole.SENT: ["Sent Items", "Sent"],
+    FolderRole.DRAFTS: ["Drafts"],
+    FolderRole.TRASH: ["Deleted Items", "Deleted"],
+    FolderRole.JUNK: ["Junk Email", "Junk"],
+    FolderRole.ARCHIVE: ["Archive"],
+}
+
+#: the main consumer domains, from the Thunderbird ISPDB's Outlook.com entry
+DOMAINS = (
+    "outlook.com",
+    "hotmail.com",
+    "live.com",
+    "msn.com",
+    "windowslive.com",
+    "hotmail.co.uk",
+    "hotmail.fr",
+    "hotmail.de",
+    "hotmail.it",
+    "hotmail.es",
+    "hotmail.ca",
+    "hotmail.com.au",
+    "hotmail.com.br",
+    "live.co.uk",
+    "live.fr",
+    "live.de",
+    "live.it",
+    "live.ca",
+    "live.com.au",
+    "live.nl",
+    "outlook.fr",
+    "outlook.de",
+    "outlook.es",
+    "outlook.it",
+    "outlook.com.au",
+    "outlook.com.br",
+)
+
+
+@hookimpl
+def salesinbox_providers() -> list[ProviderSpec]:
+    """Declare Outlook.com."""
+    return [
+        ProviderSpec(
+            key=KEY,
+            display_name="Outlook.com",
+            imap=ServerEndpoint("outlook.office365.com", 993, Security.SSL),
+            smtp=ServerEndpoint("smtp-mail.outlook.com", 587, Security.STARTTLS),
+            auth_kinds=(AuthKind.XOAUTH2,),
+            domains=DOMAINS,
+            help_url=(
+                "https://support.microsoft.com/office/"
+                "pop-imap-and-smtp-settings-for-outlook-com-d088b986-291d-42b8-9564-9c414e2aa040"
+            ),
+            notes="Sign in with your Microsoft account (OAuth2); passwords are not accepted.",
+        )
+    ]
+
+
+@hookimpl
+def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None:
+    """Exchange names: "Sent Items", "Junk Email", "Deleted Items"."""
+    if provider != KEY or role not in FOLDER_NAMES:
+        return None
+    return list(FOLDER_NAMES[role])
+
+
+@hookimpl
+def salesinbox_stores_sent_mail(provider: str) -> bool | None:
+    """``True``: Exchange's SMTP files the copy in "Sent Items"."""
+    if provider != KEY:
+        return None
+    return True
+
+
+@hookimpl
+def salesinbox_auth_failure_hint(context: AuthFailureContext) -> str | None:
+    """Passwords cannot work at all: say to use Microsoft sign-in."""
+    if context.provider != KEY:
+        return None
+    return HINT
