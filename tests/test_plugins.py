@@ -1,0 +1,471 @@
+"""The plugin host (core/plugins.py) and the provider registry (core/provider_registry.py)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import tomllib
+import types
+from pathlib import Path
+
+import pluggy
+import pytest
+
+from salesinbox.core import (
+    AuthFailureContext,
+    AuthKind,
+    FolderRole,
+    LoginMechanism,
+    ProviderOption,
+    ProviderSpec,
+    Security,
+    ServerEndpoint,
+    UsernameFormat,
+    hookimpl,
+)
+from salesinbox.core.default_hooks import GENERIC_AUTH_FAILURE_HINT, CoreDefaults
+from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.plugins import (
+    CORE_DEFAULTS_NAME,
+    DEFAULT_PLUGINS,
+    ENTRYPOINT_GROUP,
+    get_plugin_manager,
+)
+from salesinbox.core.provider_registry import ProviderDeclarationError, ProviderRegistry
+
+BUILTIN_KEYS = ["zoho_mail", "gmail", "outlook", "office365", "yahoo", "custom_imap"]
+THIRDPARTY_DIR = Path(__file__).parent / "thirdparty_provider"
+
+
+@pytest.fixture
+def pm() -> pluggy.PluginManager:
+    return get_plugin_manager(load_entrypoints=False)
+
+
+@pytest.fixture
+def registry(pm: pluggy.PluginManager) -> ProviderRegistry:
+    return ProviderRegistry(pm)
+
+
+def spec(key: str = "extra", **changes: object) -> ProviderSpec:
+    """A valid provider declaration, changed as the test needs."""
+    fields: dict[str, object] = dict(
+        key=key,
+        display_name="Extra Mail",
+        imap=ServerEndpoint("imap.extra.example", 993, Security.SSL),
+        smtp=ServerEndpoint("smtp.extra.example", 465, Security.SSL),
+        auth_kinds=(AuthKind.PASSWORD,),
+    )
+    fields.update(changes)
+    return ProviderSpec(**fields)  # type: ignore[arg-type]
+
+
+class Declares:
+    """A plugin object that declares the given providers."""
+
+    def __init__(self, *declared: object) -> None:
+        self.declared = list(declared)
+
+    @hookimpl
+    def salesinbox_providers(self) -> list[object]:
+        return self.declared
+
+
+# -- the manager ----------------------------------------------------------------------------
+
+
+def test_each_call_builds_a_fresh_manager() -> None:
+    first, second = get_plugin_manager(load_entrypoints=False), get_plugin_manager(False)
+    assert first is not second
+    first.register(Declares(spec()), name="extra")
+    assert "extra" in ProviderRegistry(first).providers()
+    assert "extra" not in ProviderRegistry(second).providers()
+
+
+def test_manager_registers_defaults_then_builtins_in_listing_order(
+    pm: pluggy.PluginManager, registry: ProviderRegistry
+) -> None:
+    assert isinstance(pm.get_plugin(CORE_DEFAULTS_NAME), CoreDefaults)
+    for module_name in DEFAULT_PLUGINS:
+        assert pm.get_plugin(module_name) is sys.modules[module_name]
+    assert list(registry.providers()) == BUILTIN_KEYS
+
+
+def test_core_does_not_import_the_plugins_package_statically() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        import salesinbox.core, salesinbox.core.plugins, salesinbox.core.provider_registry
+        assert not any(m.startswith("salesinbox.plugins") for m in sys.modules), sorted(sys.modules)
+        salesinbox.core.plugins.get_plugin_manager(load_entrypoints=False)
+        assert "salesinbox.plugins.gmail" in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+
+
+def test_a_misspelt_hook_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    typo = types.ModuleType("typo_plugin")
+
+    @hookimpl
+    def salesinbox_provider() -> list[ProviderSpec]:  # missing "s": no such hook
+        return []
+
+    typo.salesinbox_provider = salesinbox_provider  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "typo_plugin", typo)
+    monkeypatch.setattr("salesinbox.core.plugins.DEFAULT_PLUGINS", (*DEFAULT_PLUGINS, "typo_plugin"))
+    with pytest.raises(pluggy.PluginValidationError, match="salesinbox_provider"):
+        get_plugin_manager(load_entrypoints=False)
+
+
+# -- declarations ---------------------------------------------------------------------------
+
+
+def test_two_plugins_declaring_one_key_is_an_error_naming_both(pm: pluggy.PluginManager) -> None:
+    pm.register(Declares(spec("gmail")), name="copycat-plugin")
+    with pytest.raises(ProviderDeclarationError, match="gmail") as raised:
+        ProviderRegistry(pm).providers()
+    assert "salesinbox.plugins.gmail" in str(raised.value)
+    assert "copycat-plugin" in str(raised.value)
+
+
+@pytest.mark.parametrize("key", ["Gmail", "1mail", "acme-mail", "", " acme", "a" * 41, "acme.mail"])
+def test_a_malformed_key_is_an_error(pm: pluggy.PluginManager, key: str) -> None:
+    pm.register(Declares(spec(key)), name="bad-key-plugin")
+    with pytest.raises(ProviderDeclarationError, match="malformed provider key"):
+        ProviderRegistry(pm).providers()
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        ({"key": "dict_is_not_a_spec"}, "not a ProviderSpec"),
+        (spec(auth_kinds=()), "no auth_kinds"),
+        (spec(imap=None), "no preset servers"),
+        (spec(domains=("localhost",)), "malformed email domain"),
+        (spec(domains=("gmail.com",)), "claimed by providers 'gmail' and 'extra'"),
+        (
+            spec(options=(ProviderOption("dc", "Region", (("us", "US"),), default="eu"),)),
+            "not one of its choices",
+        ),
+    ],
+)
+def test_bad_declarations_are_errors(
+    pm: pluggy.PluginManager, declared: object, message: str
+) -> None:
+    pm.register(Declares(declared), name="bad-plugin")
+    with pytest.raises(ProviderDeclarationError, match=message):
+        ProviderRegistry(pm).providers()
+
+
+def test_a_single_spec_instead_of_a_list_is_an_error(pm: pluggy.PluginManager) -> None:
+    class ReturnsBareSpec:
+        @hookimpl
+        def salesinbox_providers(self) -> ProviderSpec:
+            return spec()
+
+    pm.register(ReturnsBareSpec(), name="bare-plugin")
+    with pytest.raises(ProviderDeclarationError, match="'bare-plugin'.*list of ProviderSpec"):
+        ProviderRegistry(pm).providers()
+
+
+def test_get_unknown_provider_lists_the_known_keys(registry: ProviderRegistry) -> None:
+    with pytest.raises(SalesInboxError) as raised:
+        registry.get("hotmail")
+    error = raised.value
+    assert error.code == ErrorCode.UNKNOWN_PROVIDER
+    assert error.field == "provider"
+    assert "'hotmail'" in error.message
+    for key in BUILTIN_KEYS:
+        assert key in error.message
+
+
+def test_get_known_provider(registry: ProviderRegistry) -> None:
+    assert registry.get("gmail").display_name == "Gmail"
+
+
+# -- detection ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("email", "expected"),
+    [
+        ("alice@gmail.com", "gmail"),
+        ("  Alice@GMAIL.COM ", "gmail"),
+        ("alice@googlemail.com", "gmail"),
+        ("alice@gmail.com.", "gmail"),
+        ("bob@outlook.com", "outlook"),
+        ("bob@hotmail.com", "outlook"),
+        ("bob@Live.com", "outlook"),
+        ("bob@msn.com", "outlook"),
+        ("bob@hotmail.co.uk", "outlook"),
+        ("carol@yahoo.com", "yahoo"),
+        ("carol@yahoo.co.uk", "yahoo"),
+        ("carol@yahoo.fr", "yahoo"),
+        ("carol@ymail.com", "yahoo"),
+        ("carol@rocketmail.com", "yahoo"),
+        ("dan@zoho.com", "zoho_mail"),
+        ("dan@zohomail.com", "zoho_mail"),
+        ("dan@zohomail.eu", "zoho_mail"),
+        ("erin@contoso.onmicrosoft.com", "office365"),
+        ("frank@example.com", None),
+        ("frank@notgmail.com", None),
+        ("frank@yahoo.co.jp", None),  # Yahoo! JAPAN is another company with other servers
+        ("frank@com", None),
+        ("no-at-sign", None),
+        ("@gmail.com", None),
+        ("frank@", None),
+        ("", None),
+    ],
+)
+def test_detect_provider(registry: ProviderRegistry, email: str, expected: str | None) -> None:
+    assert registry.detect_provider(email) == expected
+
+
+def test_detect_prefers_the_most_specific_domain(pm: pluggy.PluginManager) -> None:
+    pm.register(Declares(spec("tenant_mail", domains=("contoso.onmicrosoft.com",))), name="t")
+    registry = ProviderRegistry(pm)
+    assert registry.detect_provider("a@contoso.onmicrosoft.com") == "tenant_mail"
+    assert registry.detect_provider("a@fabrikam.onmicrosoft.com") == "office365"
+
+
+# -- options and endpoints ------------------------------------------------------------------
+
+
+def test_options_default_when_absent_empty_or_none(registry: ProviderRegistry) -> None:
+    expected = {"region": "com", "account_type": "personal"}
+    assert registry.validate_options("zoho_mail", None) == expected
+    assert registry.validate_options("zoho_mail", {"region": "", "account_type": None}) == expected
+    assert registry.validate_options("zoho_mail", {"region": " eu "}) == {
+        "region": "eu",
+        "account_type": "personal",
+    }
+    assert registry.validate_options("gmail", {}) == {}
+
+
+def test_unknown_option_names_the_allowed_options(registry: ProviderRegistry) -> None:
+    with pytest.raises(SalesInboxError) as raised:
+        registry.resolve_endpoints("zoho_mail", "a@zoho.com", {"datacenter": "eu"})
+    assert raised.value.code == ErrorCode.INVALID_INPUT
+    assert "'datacenter'" in raised.value.message
+    assert "region, account_type" in raised.value.message
+
+
+def test_option_for_a_provider_without_options(registry: ProviderRegistry) -> None:
+    with pytest.raises(SalesInboxError, match="Gmail has no option 'region'") as raised:
+        registry.resolve_endpoints("gmail", "a@gmail.com", {"region": "eu"})
+    assert raised.value.code == ErrorCode.INVALID_INPUT
+
+
+def test_option_value_outside_the_choices_names_the_allowed_values(
+    registry: ProviderRegistry,
+) -> None:
+    with pytest.raises(SalesInboxError) as raised:
+        registry.resolve_endpoints("zoho_mail", "a@zoho.com", {"region": "uk"})
+    error = raised.value
+    assert error.code == ErrorCode.INVALID_INPUT
+    assert error.field == "options.region"
+    assert "'uk'" in error.message
+    assert "com, eu, in, com.au, jp, ca" in error.message
+
+
+def test_resolve_endpoints_of_unknown_provider(registry: ProviderRegistry) -> None:
+    with pytest.raises(SalesInboxError) as raised:
+        registry.resolve_endpoints("nope", "a@b.example")
+    assert raised.value.code == ErrorCode.UNKNOWN_PROVIDER
+
+
+@pytest.mark.parametrize(
+    ("region", "account_type", "imap_host", "smtp_host"),
+    [
+        ("com", "personal", "imap.zoho.com", "smtp.zoho.com"),
+        ("eu", "personal", "imap.zoho.eu", "smtp.zoho.eu"),
+        ("in", "personal", "imap.zoho.in", "smtp.zoho.in"),
+        ("com.au", "personal", "imap.zoho.com.au", "smtp.zoho.com.au"),
+        ("jp", "personal", "imap.zoho.jp", "smtp.zoho.jp"),
+        ("ca", "personal", "imap.zohocloud.ca", "smtp.zohocloud.ca"),
+        ("com", "organisation", "imappro.zoho.com", "smtppro.zoho.com"),
+        ("eu", "organisation", "imappro.zoho.eu", "smtppro.zoho.eu"),
+        ("in", "organisation", "imappro.zoho.in", "smtppro.zoho.in"),
+        ("com.au", "organisation", "imappro.zoho.com.au", "smtppro.zoho.com.au"),
+        ("jp", "organisation", "imappro.zoho.jp", "smtppro.zoho.jp"),
+        ("ca", "organisation", "imappro.zohocloud.ca", "smtppro.zohocloud.ca"),
+    ],
+)
+def test_zoho_hosts(
+    registry: ProviderRegistry, region: str, account_type: str, imap_host: str, smtp_host: str
+) -> None:
+    endpoints = registry.resolve_endpoints(
+        "zoho_mail", "rep@acme.example", {"region": region, "account_type": account_type}
+    )
+    assert endpoints is not None
+    assert endpoints.imap == ServerEndpoint(imap_host, 993, Security.SSL)
+    assert endpoints.smtp == ServerEndpoint(smtp_host, 465, Security.SSL)
+
+
+@pytest.mark.parametrize(
+    ("key", "imap", "smtp"),
+    [  # shared/NOTES.md "Provider presets"
+        ("gmail", ("imap.gmail.com", 993, "SSL"), ("smtp.gmail.com", 465, "SSL")),
+        ("outlook", ("outlook.office365.com", 993, "SSL"), ("smtp-mail.outlook.com", 587, "STARTTLS")),
+        ("office365", ("outlook.office365.com", 993, "SSL"), ("smtp.office365.com", 587, "STARTTLS")),
+        ("yahoo", ("imap.mail.yahoo.com", 993, "SSL"), ("smtp.mail.yahoo.com", 465, "SSL")),
+        ("zoho_mail", ("imap.zoho.com", 993, "SSL"), ("smtp.zoho.com", 465, "SSL")),
+    ],
+)
+def test_presets_match_the_measured_table(
+    registry: ProviderRegistry, key: str, imap: tuple[str, int, str], smtp: tuple[str, int, str]
+) -> None:
+    endpoints = registry.resolve_endpoints(key, "someone@example.com")
+    assert endpoints is not None
+    assert endpoints.imap == ServerEndpoint(imap[0], imap[1], Security(imap[2]))
+    assert endpoints.smtp == ServerEndpoint(smtp[0], smtp[1], Security(smtp[2]))
+
+
+def test_custom_imap_has_no_endpoints(registry: ProviderRegistry) -> None:
+    assert registry.resolve_endpoints("custom_imap", "a@b.example") is None
+
+
+def test_hooks_receive_a_normalised_email(pm: pluggy.PluginManager) -> None:
+    seen: list[str] = []
+
+    class Spy:
+        @hookimpl(tryfirst=True)
+        def salesinbox_resolve_endpoints(self, provider: str, email: str) -> None:
+            seen.append(email)
+
+    pm.register(Spy())
+    ProviderRegistry(pm).resolve_endpoints("gmail", "  Alice.Smith@GMail.COM ")
+    assert seen == ["Alice.Smith@gmail.com"]
+
+
+# -- login, folders, sent copies, hints -----------------------------------------------------
+
+
+def test_login_plan_refuses_an_auth_kind_the_provider_does_not_accept(
+    registry: ProviderRegistry,
+) -> None:
+    with pytest.raises(SalesInboxError) as raised:
+        registry.login_plan("outlook", "bob@outlook.com", AuthKind.APP_PASSWORD, "imap")
+    assert raised.value.code == ErrorCode.INVALID_INPUT
+    assert raised.value.field == "auth_kind"
+    assert "XOAUTH2" in raised.value.message
+
+
+def test_login_plan_accepts_the_auth_kind_as_text(registry: ProviderRegistry) -> None:
+    plan = registry.login_plan("gmail", "alice@gmail.com", "XOAUTH2", "smtp")
+    assert plan.mechanism == LoginMechanism.XOAUTH2
+    assert plan.username == "alice@gmail.com"
+    with pytest.raises(SalesInboxError, match="does not accept"):
+        registry.login_plan("gmail", "alice@gmail.com", "KERBEROS", "smtp")
+
+
+def test_login_plan_rejects_an_unknown_protocol(registry: ProviderRegistry) -> None:
+    with pytest.raises(ValueError, match="pop3"):
+        registry.login_plan("gmail", "alice@gmail.com", AuthKind.APP_PASSWORD, "pop3")
+
+
+def test_default_login_plan_honours_local_part_usernames(pm: pluggy.PluginManager) -> None:
+    pm.register(Declares(spec(username_format=UsernameFormat.LOCAL_PART)), name="local")
+    plan = ProviderRegistry(pm).login_plan("extra", "rep@extra.example", AuthKind.PASSWORD, "imap")
+    assert (plan.mechanism, plan.username) == (LoginMechanism.LOGIN, "rep")
+
+
+def test_registry_folder_names_and_sent_copies(registry: ProviderRegistry) -> None:
+    assert registry.folder_names("gmail", FolderRole.SENT)[0] == "[Gmail]/Sent Mail"
+    assert registry.folder_names("custom_imap", FolderRole.SENT)[0] == "Sent"
+    assert registry.stores_sent_mail("gmail") is True
+    assert registry.stores_sent_mail("custom_imap") is False
+    with pytest.raises(SalesInboxError):
+        registry.folder_names("nope", FolderRole.SENT)
+    with pytest.raises(SalesInboxError):
+        registry.stores_sent_mail("nope")
+
+
+def test_hint_for_an_unknown_provider_is_the_generic_one(registry: ProviderRegistry) -> None:
+    context = AuthFailureContext("uninstalled_plugin", AuthKind.PASSWORD, "imap")
+    assert registry.auth_failure_hint(context) == GENERIC_AUTH_FAILURE_HINT
+
+
+def test_registry_builds_its_own_manager_when_given_none() -> None:
+    assert set(BUILTIN_KEYS) <= set(ProviderRegistry().providers())
+
+
+# -- third-party plugins through the real entry-point mechanism -----------------------------
+
+
+def install_thirdparty_plugin(target: Path) -> None:
+    """Lay out tests/thirdparty_provider in ``target`` as ``pip install --target`` would.
+
+    The ``.dist-info`` (METADATA + entry_points.txt) is written from the package's own
+    pyproject.toml, so importlib.metadata discovers the entry point exactly as it would for
+    an installed wheel, without needing network access for a build backend.
+    """
+    project = tomllib.loads((THIRDPARTY_DIR / "pyproject.toml").read_text())["project"]
+    for package in ("salesinbox_acme_mail",):
+        shutil.copytree(
+            THIRDPARTY_DIR / package,
+            target / package,
+            ignore=shutil.ignore_patterns("__pycache__"),
+        )
+    dist_info = target / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n"
+    )
+    sections = []
+    for group, entry_points in project["entry-points"].items():
+        lines = [f"{name} = {target_ref}" for name, target_ref in entry_points.items()]
+        sections.append(f"[{group}]\n" + "\n".join(lines) + "\n")
+    (dist_info / "entry_points.txt").write_text("\n".join(sections))
+
+
+LIST_PROVIDERS_SCRIPT = textwrap.dedent(
+    """
+    import json
+    from salesinbox.core.plugins import get_plugin_manager
+    from salesinbox.core.provider_registry import ProviderRegistry
+
+    with_eps = ProviderRegistry(get_plugin_manager())
+    without_eps = ProviderRegistry(get_plugin_manager(load_entrypoints=False))
+    print(json.dumps({
+        "with_entrypoints": list(with_eps.providers()),
+        "without_entrypoints": list(without_eps.providers()),
+        "detected": with_eps.detect_provider("wile@acme-mail.example"),
+        "sent_folders": with_eps.folder_names("acme_mail", "SENT"),
+        "imap_host": with_eps.resolve_endpoints("acme_mail", "wile@acme-mail.example").imap.host,
+    }))
+    """
+)
+
+
+def test_thirdparty_plugin_declares_the_entry_point_group() -> None:
+    project = tomllib.loads((THIRDPARTY_DIR / "pyproject.toml").read_text())["project"]
+    assert project["entry-points"][ENTRYPOINT_GROUP] == {"acme_mail": "salesinbox_acme_mail"}
+
+
+def test_installed_thirdparty_plugin_appears_alongside_the_builtins(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    install_thirdparty_plugin(site)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(site), env.get("PYTHONPATH")]))
+    completed = subprocess.run(
+        [sys.executable, "-c", LIST_PROVIDERS_SCRIPT],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr
+    result = json.loads(completed.stdout)
+    assert result["with_entrypoints"] == [*BUILTIN_KEYS, "acme_mail"]
+    assert result["without_entrypoints"] == BUILTIN_KEYS
+    assert result["detected"] == "acme_mail"
+    assert result["sent_folders"] == ["Outbox Archive"]
+    assert result["imap_host"] == "imap.acme-mail.example"

@@ -1,0 +1,48 @@
+"""Acme Mail: a made-up provider, packaged the way a third party would package a plugin."""
+
+from __future__ import annotations
+
+from salesinbox.core import (
+    AuthFailureContext,
+    AuthKind,
+    FolderRole,
+    ProviderSpec,
+    Security,
+    ServerEndpoint,
+    hookimpl,
+)
+
+KEY = "acme_mail"
+
+
+@hookimpl
+def salesinbox_providers() -> list[ProviderSpec]:
+    """Declare Acme Mail."""
+    return [
+        ProviderSpec(
+            key=KEY,
+            display_name="Acme Mail",
+            imap=ServerEndpoint("imap.acme-mail.example", 993, Security.SSL),
+            smtp=ServerEndpoint("smtp.acme-mail.example", 587, Security.STARTTLS),
+            auth_kinds=(AuthKind.APP_PASSWORD,),
+            domains=("acme-mail.example",),
+            app_password_url="https://help.acme-mail.example/app-passwords",
+            help_url="https://help.acme-mail.example/imap",
+        )
+    ]
+
+
+@hookimpl
+def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None:
+    """Acme files sent mail in "Outbox Archive"."""
+    if provider != KEY or role != FolderRole.SENT:
+        return None
+    return ["Outbox Archive"]
+
+
+@hookimpl
+def salesinbox_auth_failure_hint(context: AuthFailureContext) -> str | None:
+    """Acme's own wording."""
+    if context.provider != KEY:
+        return None
+    return "Acme Mail needs an app password: create one under Settings > Security."
