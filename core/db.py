@@ -46,8 +46,9 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 
 def _ensure_sqlite_directory(database_url: str) -> None:
     if database_url.startswith("sqlite://") and ":memory:" not in database_url:
+        # 0700: the database holds private mail.
         Path(database_url.removeprefix("sqlite://").split("?")[0]).parent.mkdir(
-            parents=True, exist_ok=True
+            mode=0o700, parents=True, exist_ok=True
         )
 
 

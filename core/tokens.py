@@ -78,6 +78,23 @@ async def authenticate(authorization_header: str | None) -> User:
     return row.user
 
 
+async def issue_token_for(
+    actor: User, user_id: int | None, name: str, *, expires_in_days: int | None = None
+) -> tuple[ApiToken, str]:
+    """Issue a token for ``user_id`` (default: the actor). Only admins issue for others."""
+    owner = actor
+    if user_id is not None and user_id != actor.id:
+        if actor.profile != Profile.ADMIN:
+            raise SalesInboxError(
+                ErrorCode.FORBIDDEN, "Only an admin can issue tokens for other users."
+            )
+        found = await User.get_or_none(id=user_id, organisation_id=actor.organisation_id)
+        if found is None:
+            raise not_found("user")
+        owner = found
+    return await issue_token(owner, name, expires_in_days=expires_in_days)
+
+
 async def list_tokens(actor: User, user_id: int | None = None) -> list[ApiToken]:
     """List the tokens of ``user_id`` (default: the actor). Only admins see other users'."""
     target_id = actor.id if user_id is None else user_id

@@ -1,0 +1,84 @@
+"""The GraphQL schema: every domain module's queries and mutations, with limits and auth."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+from strawberry.types.execution import ExecutionResult
+
+from salesinbox.core.errors import SalesInboxError
+from salesinbox.core.settings import Settings
+
+from .errors import TypedErrors, log_unexpected_errors
+from .providers import ProviderQueries
+from .records import RecordMutations, RecordQueries
+from .users import UserMutations, UserQueries
+
+SDL_PATH = Path(__file__).with_name("schema.graphql")
+
+Query = merge_types("Query", (UserQueries, RecordQueries, ProviderQueries))
+Mutation = merge_types("Mutation", (UserMutations, RecordMutations))
+
+
+class Authenticated(SchemaExtension):
+    """Refuses every operation, introspection included, without a valid bearer token."""
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        try:
+            await self.execution_context.context.authenticate()
+        except SalesInboxError as error:
+            # Setting a result makes strawberry skip execution.
+            self.execution_context.result = ExecutionResult(
+                data=None, errors=[GraphQLError(error.message, original_error=error)]
+            )
+        yield
+
+
+class SalesInboxSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        log_unexpected_errors(errors)
+
+
+def _limits(settings: Settings) -> list[type[SchemaExtension] | SchemaExtension]:
+    # Subclasses bind each limit to the settings: strawberry wants extension classes.
+    class DepthLimit(QueryDepthLimiter):
+        def __init__(self) -> None:
+            super().__init__(max_depth=settings.max_query_depth)
+
+    class TokenLimit(MaxTokensLimiter):
+        def __init__(self) -> None:
+            super().__init__(max_token_count=settings.max_query_tokens)
+
+    class AliasLimit(MaxAliasesLimiter):
+        def __init__(self) -> None:
+            super().__init__(max_alias_count=settings.max_query_aliases)
+
+    return [DepthLimit, TokenLimit, AliasLimit]
+
+
+def build_schema(settings: Settings | None = None) -> SalesInboxSchema:
+    """Build the schema with the limits of ``settings`` (defaults when ``None``)."""
+    settings = settings or Settings()
+    return SalesInboxSchema(
+        query=Query,
+        mutation=Mutation,
+        extensions=[TypedErrors, Authenticated, *_limits(settings)],
+    )
+
+
+def export_sdl() -> str:
+    """The schema in SDL, as committed in ``schema/schema.graphql`` for code generators."""
+    return build_schema().as_str() + "\n"

@@ -1,0 +1,105 @@
+"""The ASGI application: GraphQL over HTTP and WebSocket, offline GraphiQL, health check."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from tortoise import connections
+
+from salesinbox.core.credentials import SecretBox
+from salesinbox.core.db import open_database
+from salesinbox.core.plugins import get_plugin_manager
+from salesinbox.core.provider_registry import ProviderRegistry
+from salesinbox.core.settings import Settings
+
+from .api import build_schema
+from .context import Context, Services
+from .graphiql import graphiql_static_mount, render_graphiql_page
+
+GRAPHQL_PATH = "/graphql"
+log = logging.getLogger("salesinbox.server")
+
+
+class SalesInboxGraphQL(GraphQL):
+    """Strawberry's ASGI view with our context and the offline GraphiQL page."""
+
+    def __init__(self, app: Starlette, settings: Settings) -> None:
+        super().__init__(
+            build_schema(settings),
+            graphql_ide="graphiql" if settings.graphiql else None,
+            allow_queries_via_get=False,  # GET would let a link trigger operations
+        )
+        self._app = app
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        return Context(
+            services=self._app.state.services,
+            authorization=request.headers.get("authorization"),
+            request=request,
+            response=response,
+        )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        return HTMLResponse(render_graphiql_page(GRAPHQL_PATH))
+
+
+async def healthz(request: Request) -> JSONResponse:
+    """Liveness and database reachability, without authentication."""
+    try:
+        await connections.get("default").execute_query("SELECT 1")
+    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+        log.exception("Health check: database unreachable")
+        return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
+    return JSONResponse({"status": "ok", "database": "ok"})
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    """Build the server for ``settings`` (default: from the environment).
+
+    The lifespan opens the database (applying pending migrations), loads the provider
+    plugins and the secret key, and closes the database on shutdown.
+    """
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        services = Services(
+            settings=settings,
+            providers=ProviderRegistry(get_plugin_manager()),
+            secrets=SecretBox.from_settings(settings),
+        )
+        services.providers.providers()  # fail at start-up, not on first use, if a plugin is broken
+        app.state.services = services
+        async with open_database(settings):
+            log.info("SalesInbox ready on database %s", _redacted(settings.effective_database_url))
+            yield
+
+    app = Starlette(lifespan=lifespan)
+    graphql = SalesInboxGraphQL(app, settings)
+    app.router.routes.extend(
+        [
+            Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
+            WebSocketRoute(GRAPHQL_PATH, graphql),
+            Route("/healthz", healthz, methods=["GET"]),
+            graphiql_static_mount(),
+        ]
+    )
+    return app
+
+
+def _redacted(url: str) -> str:
+    """The database URL without its password, for logs."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}{sep}{user}:***@{host}"

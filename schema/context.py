@@ -1,0 +1,57 @@
+"""The per-request context: settings, services, and the authenticated viewer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from strawberry.types import Info as StrawberryInfo
+
+from salesinbox.core.credentials import SecretBox
+from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.models import User
+from salesinbox.core.provider_registry import ProviderRegistry
+from salesinbox.core.settings import Settings
+from salesinbox.core.tokens import authenticate
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the app opens once at start-up and shares with every request."""
+
+    settings: Settings
+    providers: ProviderRegistry
+    secrets: SecretBox
+
+
+@dataclass
+class Context:
+    """One GraphQL operation's context. ``viewer`` is set by the authentication extension."""
+
+    services: Services
+    authorization: str | None
+    request: Any = None
+    response: Any = None
+    viewer: User | None = None
+    # Set by strawberry from a WebSocket's connection_init payload (subscriptions).
+    connection_params: dict[str, Any] | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    async def authenticate(self) -> User:
+        """Resolve the bearer token to a user, once per operation."""
+        if self.viewer is None:
+            header = self.authorization
+            if header is None and isinstance(self.connection_params, dict):
+                header = self.connection_params.get("Authorization")
+            self.viewer = await authenticate(header)
+        return self.viewer
+
+    @property
+    def user(self) -> User:
+        """The authenticated viewer (every operation is authenticated before it runs)."""
+        if self.viewer is None:
+            raise SalesInboxError(ErrorCode.UNAUTHENTICATED, "Not authenticated.")
+        return self.viewer
+
+
+Info = StrawberryInfo[Context, None]

@@ -1,0 +1,186 @@
+"""Leads and contacts: queries, CRUD mutations and bulk import."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from salesinbox.core import records
+from salesinbox.core.errors import invalid_input
+from salesinbox.core.models import CrmRecord, RecordKind
+
+from .context import Info
+from .ids import parse_id, to_id
+
+RecordKindEnum = strawberry.enum(RecordKind, name="RecordKind", description="Lead or contact.")
+
+
+@strawberry.interface(name="CrmRecord", description="A lead or a contact.")
+class CrmRecordType:
+    id: strawberry.ID
+    kind: RecordKindEnum  # type: ignore[valid-type]
+    first_name: str
+    last_name: str
+    full_name: str
+    company: str
+    primary_email: str | None
+    secondary_email: str | None
+    owner_id: strawberry.ID
+    created_at: datetime
+    updated_at: datetime
+
+    @staticmethod
+    def from_model(row: CrmRecord) -> CrmRecordType:
+        cls = LeadType if row.kind == RecordKind.LEAD else ContactType
+        return cls(
+            id=to_id(row.id),
+            kind=row.kind,
+            first_name=row.first_name,
+            last_name=row.last_name,
+            full_name=" ".join(p for p in (row.first_name, row.last_name) if p),
+            company=row.company,
+            primary_email=row.primary_email,
+            secondary_email=row.secondary_email,
+            owner_id=to_id(row.owner_id),
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+        )
+
+
+@strawberry.type(name="Lead", description="A prospective customer.")
+class LeadType(CrmRecordType):
+    pass
+
+
+@strawberry.type(name="Contact", description="A person at a customer.")
+class ContactType(CrmRecordType):
+    pass
+
+
+@strawberry.type(description="A page of leads or contacts, and how many match in all.")
+class RecordPage:
+    items: list[CrmRecordType]
+    total: int
+
+
+@strawberry.input(description="The fields of a lead or contact.")
+class RecordInput:
+    last_name: str
+    first_name: str = ""
+    company: str = ""
+    primary_email: str | None = None
+    secondary_email: str | None = None
+    owner_id: strawberry.ID | None = strawberry.field(
+        default=None, description="Default: you. Only admins may give records to others."
+    )
+
+    def to_core(self) -> records.RecordInput:
+        return records.RecordInput(
+            last_name=self.last_name,
+            first_name=self.first_name,
+            company=self.company,
+            primary_email=self.primary_email,
+            secondary_email=self.secondary_email,
+            owner_id=parse_id(self.owner_id, field="ownerId") if self.owner_id else None,
+        )
+
+
+@strawberry.type(description="What a bulk import created and which rows it skipped.")
+class ImportResult:
+    created: list[CrmRecordType]
+    created_count: int
+    skipped_duplicate_rows: list[int] = strawberry.field(
+        description="1-based row numbers whose primary email already belongs to a record."
+    )
+
+
+async def _page(info: Info, kind: RecordKind, search: str | None, owner_id: strawberry.ID | None,
+                limit: int, offset: int) -> RecordPage:
+    owner = parse_id(owner_id, field="ownerId") if owner_id is not None else None
+    rows, total = await records.list_records(
+        info.context.user, kind, search=search, owner_id=owner, limit=limit, offset=offset
+    )
+    return RecordPage(items=[CrmRecordType.from_model(r) for r in rows], total=total)
+
+
+async def _import(info: Info, kind: RecordKind, csv: str | None, rows: list[RecordInput] | None
+                  ) -> ImportResult:
+    if (csv is None) == (rows is None):
+        raise invalid_input("Give either csv or rows, not both or neither.", field="csv")
+    inputs = records.parse_csv(csv) if csv is not None else [r.to_core() for r in rows or []]
+    result = await records.import_records(info.context.user, kind, inputs)
+    return ImportResult(
+        created=[CrmRecordType.from_model(r) for r in result.created],
+        created_count=len(result.created),
+        skipped_duplicate_rows=result.skipped_duplicate_rows,
+    )
+
+
+_SEARCH = "Matches names, company and emails, case-insensitively."
+
+
+@strawberry.type
+class RecordQueries:
+    @strawberry.field(description="Leads by last name. " + _SEARCH)
+    async def leads(self, info: Info, search: str | None = None, owner_id: strawberry.ID | None = None,
+                    limit: int = 50, offset: int = 0) -> RecordPage:
+        return await _page(info, RecordKind.LEAD, search, owner_id, limit, offset)
+
+    @strawberry.field(description="Contacts by last name. " + _SEARCH)
+    async def contacts(self, info: Info, search: str | None = None, owner_id: strawberry.ID | None = None,
+                       limit: int = 50, offset: int = 0) -> RecordPage:
+        return await _page(info, RecordKind.CONTACT, search, owner_id, limit, offset)
+
+    @strawberry.field(description="One lead.")
+    async def lead(self, info: Info, id: strawberry.ID) -> LeadType:
+        row = await records.get_record(info.context.user, parse_id(id), RecordKind.LEAD)
+        return CrmRecordType.from_model(row)  # type: ignore[return-value]
+
+    @strawberry.field(description="One contact.")
+    async def contact(self, info: Info, id: strawberry.ID) -> ContactType:
+        row = await records.get_record(info.context.user, parse_id(id), RecordKind.CONTACT)
+        return CrmRecordType.from_model(row)  # type: ignore[return-value]
+
+
+@strawberry.type
+class RecordMutations:
+    @strawberry.mutation(description="Create a lead; its existing mail is linked at once.")
+    async def create_lead(self, info: Info, input: RecordInput) -> LeadType:
+        row = await records.create_record(info.context.user, RecordKind.LEAD, input.to_core())
+        return CrmRecordType.from_model(row)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Create a contact; its existing mail is linked at once.")
+    async def create_contact(self, info: Info, input: RecordInput) -> ContactType:
+        row = await records.create_record(info.context.user, RecordKind.CONTACT, input.to_core())
+        return CrmRecordType.from_model(row)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Replace a lead's fields (owner or admin).")
+    async def update_lead(self, info: Info, id: strawberry.ID, input: RecordInput) -> LeadType:
+        row = await records.update_record(info.context.user, parse_id(id), RecordKind.LEAD, input.to_core())
+        return CrmRecordType.from_model(row)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Replace a contact's fields (owner or admin).")
+    async def update_contact(self, info: Info, id: strawberry.ID, input: RecordInput) -> ContactType:
+        row = await records.update_record(info.context.user, parse_id(id), RecordKind.CONTACT, input.to_core())
+        return CrmRecordType.from_model(row)  # type: ignore[return-value]
+
+    @strawberry.mutation(description="Delete a lead (owner or admin). Its mail stays.")
+    async def delete_lead(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        await records.delete_record(info.context.user, parse_id(id), RecordKind.LEAD)
+        return id
+
+    @strawberry.mutation(description="Delete a contact (owner or admin). Its mail stays.")
+    async def delete_contact(self, info: Info, id: strawberry.ID) -> strawberry.ID:
+        await records.delete_record(info.context.user, parse_id(id), RecordKind.CONTACT)
+        return id
+
+    @strawberry.mutation(description="Import leads from CSV text (header row) or a list; all or nothing.")
+    async def import_leads(self, info: Info, csv: str | None = None,
+                           rows: list[RecordInput] | None = None) -> ImportResult:
+        return await _import(info, RecordKind.LEAD, csv, rows)
+
+    @strawberry.mutation(description="Import contacts from CSV text (header row) or a list; all or nothing.")
+    async def import_contacts(self, info: Info, csv: str | None = None,
+                              rows: list[RecordInput] | None = None) -> ImportResult:
+        return await _import(info, RecordKind.CONTACT, csv, rows)
