@@ -58,13 +58,16 @@ DEFAULT_QUERY = """\
 #
 # 1. Get a token: on the server, run
 #
-#        salesinbox create-admin
+#      salesinbox create-admin --email EMAIL
 #
-#    to create an admin user and its token.
+#    (creates an admin user and prints its
+#    token), or for an existing user
+#
+#      salesinbox issue-token --email EMAIL
 #
 # 2. Open the "Headers" tab below. It holds
 #
-#        {"Authorization": "Bearer <token>"}
+#      {"Authorization": "Bearer <token>"}
 #
 #    Replace <token> with your token.
 #    GraphiQL keeps the headers in this

@@ -151,7 +151,7 @@ def test_graphql_get_serves_offline_page(client: TestClient) -> None:
 
 def test_page_sets_token_hints_and_endpoint() -> None:
     page = render_graphiql_page()
-    assert "salesinbox create-admin" in page
+    assert "salesinbox create-admin --email" in page
     assert '\\"Headers\\" tab' in page
     assert json.loads(DEFAULT_HEADERS) == {"Authorization": "Bearer <token>"}
     js_headers = json.dumps(DEFAULT_HEADERS).replace("<", "\\u003c").replace(">", "\\u003e")
