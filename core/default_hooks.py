@@ -88,7 +88,8 @@ class CoreDefaults:
         ``UsernameFormat.LOCAL_PART``. For ``UsernameFormat.CUSTOM`` it is the email address
         as a starting point: the core replaces it with the username the user typed.
         """
-        mechanism = LoginMechanism.XOAUTH2 if auth_kind == AuthKind.XOAUTH2 else LoginMechanism.LOGIN
+        oauth = auth_kind == AuthKind.XOAUTH2
+        mechanism = LoginMechanism.XOAUTH2 if oauth else LoginMechanism.LOGIN
         spec = self._spec(provider)
         username = email
         if spec is not None and spec.username_format == UsernameFormat.LOCAL_PART:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 import pluggy
 
 from .errors import ErrorCode, SalesInboxError, invalid_input
+from .plugins import get_plugin_manager
 from .providers import (
     AuthFailureContext,
     AuthKind,
@@ -57,11 +58,7 @@ class ProviderRegistry:
     """
 
     def __init__(self, pm: pluggy.PluginManager | None = None) -> None:
-        if pm is None:
-            from .plugins import get_plugin_manager  # here to keep the import graph one-way
-
-            pm = get_plugin_manager()
-        self.pm = pm
+        self.pm = pm if pm is not None else get_plugin_manager()
 
     # -- declarations -------------------------------------------------------------------
 

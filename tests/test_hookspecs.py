@@ -81,14 +81,17 @@ def test_salesinbox_providers(pm: pluggy.PluginManager) -> None:
 def test_salesinbox_resolve_endpoints(pm: pluggy.PluginManager) -> None:
     resolve = pm.hook.salesinbox_resolve_endpoints
     zoho = resolve(
-        provider="zoho_mail", email="a@acme.example", options={"region": "eu", "account_type": "organisation"}
+        provider="zoho_mail",
+        email="a@acme.example",
+        options={"region": "eu", "account_type": "organisation"},
     )
     assert zoho == ProviderEndpoints(
         imap=ServerEndpoint("imappro.zoho.eu", 993, Security.SSL),
         smtp=ServerEndpoint("smtppro.zoho.eu", 465, Security.SSL),
     )
     # The Zoho plugin also copes with options the core did not fill in.
-    assert resolve(provider="zoho_mail", email="a@zoho.com", options={}).imap.host == "imap.zoho.com"
+    zoho_default = resolve(provider="zoho_mail", email="a@zoho.com", options={})
+    assert zoho_default.imap.host == "imap.zoho.com"
     # The core default answers from the spec's presets, or None when there are none.
     pm.register(ExtraProvider())
     assert resolve(provider="extra", email="a@extra.example", options={}) == ProviderEndpoints(
@@ -105,13 +108,17 @@ def test_salesinbox_resolve_endpoints(pm: pluggy.PluginManager) -> None:
 
     pm.register(Override())
     assert resolve(provider="gmail", email="a@gmail.com", options={}).imap == EXTRA
-    assert resolve(provider="yahoo", email="a@yahoo.com", options={}).imap.host == "imap.mail.yahoo.com"
+    yahoo = resolve(provider="yahoo", email="a@yahoo.com", options={})
+    assert yahoo.imap.host == "imap.mail.yahoo.com"
 
 
 def test_salesinbox_login_plan(pm: pluggy.PluginManager) -> None:
     plan = pm.hook.salesinbox_login_plan
     assert plan(
-        provider="zoho_mail", email="rep@acme.example", auth_kind=AuthKind.APP_PASSWORD, protocol="imap"
+        provider="zoho_mail",
+        email="rep@acme.example",
+        auth_kind=AuthKind.APP_PASSWORD,
+        protocol="imap",
     ) == LoginPlan(LoginMechanism.LOGIN, "rep@acme.example")
     assert plan(
         provider="gmail", email="rep@gmail.com", auth_kind=AuthKind.XOAUTH2, protocol="smtp"
@@ -133,7 +140,8 @@ def test_salesinbox_login_plan(pm: pluggy.PluginManager) -> None:
 
 def test_salesinbox_folder_names(pm: pluggy.PluginManager) -> None:
     names = pm.hook.salesinbox_folder_names
-    assert names(provider="gmail", role=FolderRole.SENT) == ["[Gmail]/Sent Mail", "[Google Mail]/Sent Mail"]
+    gmail_sent = names(provider="gmail", role=FolderRole.SENT)
+    assert gmail_sent == ["[Gmail]/Sent Mail", "[Google Mail]/Sent Mail"]
     assert names(provider="gmail", role=FolderRole.JUNK)[0] == "[Gmail]/Spam"
     assert names(provider="outlook", role=FolderRole.SENT)[0] == "Sent Items"
     assert names(provider="outlook", role=FolderRole.JUNK)[0] == "Junk Email"
@@ -143,7 +151,8 @@ def test_salesinbox_folder_names(pm: pluggy.PluginManager) -> None:
     assert names(provider="gmail", role=FolderRole.INBOX) == ["INBOX"]
     default_sent = names(provider="custom_imap", role=FolderRole.SENT)
     assert default_sent[:5] == ["Sent", "Sent Items", "Sent Messages", "Sent Mail", "INBOX.Sent"]
-    assert {"Junk", "Spam", "Junk E-mail"} <= set(names(provider="custom_imap", role=FolderRole.JUNK))
+    default_junk = names(provider="custom_imap", role=FolderRole.JUNK)
+    assert {"Junk", "Spam", "Junk E-mail"} <= set(default_junk)
     # A fresh list each call: callers may change it without changing the defaults.
     default_sent.clear()
     assert names(provider="custom_imap", role=FolderRole.SENT)[0] == "Sent"

@@ -117,7 +117,8 @@ def test_a_misspelt_hook_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 
     typo.salesinbox_provider = salesinbox_provider  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "typo_plugin", typo)
-    monkeypatch.setattr("salesinbox.core.plugins.DEFAULT_PLUGINS", (*DEFAULT_PLUGINS, "typo_plugin"))
+    with_typo = (*DEFAULT_PLUGINS, "typo_plugin")
+    monkeypatch.setattr("salesinbox.core.plugins.DEFAULT_PLUGINS", with_typo)
     with pytest.raises(pluggy.PluginValidationError, match="salesinbox_provider"):
         get_plugin_manager(load_entrypoints=False)
 
@@ -311,8 +312,16 @@ def test_zoho_hosts(
     ("key", "imap", "smtp"),
     [  # shared/NOTES.md "Provider presets"
         ("gmail", ("imap.gmail.com", 993, "SSL"), ("smtp.gmail.com", 465, "SSL")),
-        ("outlook", ("outlook.office365.com", 993, "SSL"), ("smtp-mail.outlook.com", 587, "STARTTLS")),
-        ("office365", ("outlook.office365.com", 993, "SSL"), ("smtp.office365.com", 587, "STARTTLS")),
+        (
+            "outlook",
+            ("outlook.office365.com", 993, "SSL"),
+            ("smtp-mail.outlook.com", 587, "STARTTLS"),
+        ),
+        (
+            "office365",
+            ("outlook.office365.com", 993, "SSL"),
+            ("smtp.office365.com", 587, "STARTTLS"),
+        ),
         ("yahoo", ("imap.mail.yahoo.com", 993, "SSL"), ("smtp.mail.yahoo.com", 465, "SSL")),
         ("zoho_mail", ("imap.zoho.com", 993, "SSL"), ("smtp.zoho.com", 465, "SSL")),
     ],

@@ -58,6 +58,12 @@ ACCOUNT_TYPE = ProviderOption(
     default="personal",
 )
 
+#: Zoho's own address domains (organisation accounts are on the customer's domain)
+DOMAINS = ("zoho.com", "zohomail.com", "zoho.eu", "zohomail.eu", "zoho.in", "zohomail.in")
+APP_PASSWORD_URL = (
+    "https://help.zoho.com/portal/kb/articles/manage-application-specific-passwords"
+)
+
 IMAP_PORT = 993
 SMTP_PORT = 465
 
@@ -99,9 +105,9 @@ def salesinbox_providers() -> list[ProviderSpec]:
             imap=_DEFAULT_ENDPOINTS.imap,
             smtp=_DEFAULT_ENDPOINTS.smtp,
             auth_kinds=(AuthKind.PASSWORD, AuthKind.APP_PASSWORD),
-            domains=("zoho.com", "zohomail.com", "zoho.eu", "zohomail.eu", "zoho.in", "zohomail.in"),
+            domains=DOMAINS,
             options=(REGION, ACCOUNT_TYPE),
-            app_password_url="https://help.zoho.com/portal/kb/articles/manage-application-specific-passwords",
+            app_password_url=APP_PASSWORD_URL,
             help_url="https://www.zoho.com/mail/help/imap-access.html",
             notes=(
                 "Turn on IMAP Access in Zoho Mail first (Settings > Mail Accounts > IMAP). "
