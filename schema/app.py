@@ -61,11 +61,12 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok"})
 
 
-def create_app(settings: Settings | None = None) -> Starlette:
+def create_app(settings: Settings | None = None, *, open_db: bool = True) -> Starlette:
     """Build the server for ``settings`` (default: from the environment).
 
     The lifespan opens the database (applying pending migrations), loads the provider
-    plugins and the secret key, and closes the database on shutdown.
+    plugins and the secret key, and closes the database on shutdown. With ``open_db=False``
+    the caller has already connected the ORM (tests, embedding).
     """
     settings = settings or Settings.from_env()
 
@@ -78,6 +79,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         services.providers.providers()  # fail at start-up, not on first use, if a plugin is broken
         app.state.services = services
+        if not open_db:
+            yield
+            return
         async with open_database(settings):
             log.info("SalesInbox ready on database %s", _redacted(settings.effective_database_url))
             yield

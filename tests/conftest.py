@@ -6,7 +6,9 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+from starlette.applications import Starlette
 
 from salesinbox.core.credentials import generate_key
 from salesinbox.core.db import open_database
@@ -14,6 +16,7 @@ from salesinbox.core.models import Profile, User
 from salesinbox.core.settings import Settings
 from salesinbox.core.tokens import issue_token
 from salesinbox.core.users import create_user
+from salesinbox.schema.app import create_app
 
 from .database import TemplateDatabase, configured_backend
 
@@ -89,3 +92,46 @@ async def admin_token(admin: User) -> str:
 @pytest.fixture
 async def rep_token(rep: User) -> str:
     return (await issue_token(rep, "tests"))[1]
+
+
+class GraphQLClient:
+    """Posts GraphQL operations to the app in-process, as a frontend would over HTTP."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def post(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        """Return the whole JSON response (``data`` and ``errors``)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        response = await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=headers
+        )
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def ok(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        """Return ``data``, failing the test if there are errors."""
+        body = await self.post(query, variables, token)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    async def error(self, query: str, variables: dict | None = None, token: str | None = None) -> dict:
+        """Return the single error of a failing operation."""
+        body = await self.post(query, variables, token)
+        assert body.get("errors"), f"expected an error, got {body}"
+        assert len(body["errors"]) == 1, body["errors"]
+        return body["errors"][0]
+
+
+@pytest.fixture
+async def app(db: Settings) -> AsyncIterator[Starlette]:
+    application = create_app(db, open_db=False)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def api(app: Starlette) -> AsyncIterator[GraphQLClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield GraphQLClient(http)

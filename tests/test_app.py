@@ -1,0 +1,112 @@
+"""The HTTP surface: authentication, typed and masked errors, limits, health, SDL snapshot."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from salesinbox.core.models import User
+from salesinbox.core.settings import Settings
+from salesinbox.schema import records as records_module
+from salesinbox.schema.api import SDL_PATH, export_sdl
+from salesinbox.schema.app import create_app
+
+from .conftest import GraphQLClient
+
+
+async def test_operations_without_token_are_refused(api: GraphQLClient) -> None:
+    error = await api.error("{ me { email } }")
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "Authorization: Bearer" in error["message"]
+
+
+async def test_introspection_needs_a_token(api: GraphQLClient, rep_token: str) -> None:
+    error = await api.error("{ __schema { queryType { name } } }")
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    data = await api.ok("{ __schema { queryType { name } } }", token=rep_token)
+    assert data["__schema"]["queryType"]["name"] == "Query"
+
+
+async def test_bad_token_and_bad_scheme(api: GraphQLClient) -> None:
+    error = await api.error("{ me { email } }", token="sit_not-a-real-token")
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    response = await api.http.post("/graphql", json={"query": "{ me { email } }"},
+                                   headers={"Authorization": "Basic abc"})
+    assert response.json()["errors"][0]["message"].startswith("The Authorization header")
+
+
+async def test_deactivated_user_is_refused(api: GraphQLClient, admin_token: str, rep: User, rep_token: str) -> None:
+    await api.ok("mutation($id: ID!) { updateUser(id: $id, input: {isActive: false}) { isActive } }",
+                 {"id": str(rep.id)}, token=admin_token)
+    error = await api.error("{ me { email } }", token=rep_token)
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "deactivated" in error["message"]
+
+
+async def test_unexpected_errors_are_masked_and_logged(
+    api: GraphQLClient, rep_token: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("secret internals at /srv/db password=hunter2")
+
+    monkeypatch.setattr(records_module.records, "list_records", broken)
+    with caplog.at_level(logging.ERROR, logger="salesinbox.api"):
+        error = await api.error("{ leads { total } }", token=rep_token)
+    assert error["message"] == "Internal server error."
+    assert error["extensions"] == {"code": "INTERNAL_ERROR"}
+    assert "hunter2" in caplog.text  # the operator still sees what went wrong
+
+
+async def test_depth_limit(db: Settings, rep_token: str) -> None:
+    shallow = create_app(db.with_overrides(max_query_depth=1), open_db=False)
+    async with shallow.router.lifespan_context(shallow):
+        transport = httpx.ASGITransport(app=shallow)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as http:
+            client = GraphQLClient(http)
+            assert await client.ok("{ leads { total } }", token=rep_token)
+            error = await client.error("{ leads { items { id } } }", token=rep_token)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "depth" in error["message"]
+
+
+async def test_alias_limit(api: GraphQLClient, rep_token: str) -> None:
+    aliases = " ".join(f"a{i}: me {{ id }}" for i in range(40))
+    error = await api.error("{ " + aliases + " }", token=rep_token)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_token_limit(api: GraphQLClient, rep_token: str) -> None:
+    error = await api.error("{ " + "me { id } " * 1000 + "}", token=rep_token)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_syntax_error_is_typed(api: GraphQLClient, rep_token: str) -> None:
+    error = await api.error("{ me { ", token=rep_token)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+async def test_get_cannot_run_operations(api: GraphQLClient, rep_token: str) -> None:
+    response = await api.http.get("/graphql", params={"query": "{ me { id } }"},
+                                  headers={"Authorization": f"Bearer {rep_token}", "Accept": "application/json"})
+    assert response.status_code in (400, 405)
+
+
+async def test_healthz(api: GraphQLClient) -> None:
+    response = await api.http.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "database": "ok"}
+
+
+async def test_graphiql_page_is_served_without_token(api: GraphQLClient) -> None:
+    response = await api.http.get("/graphql", headers={"Accept": "text/html"})
+    assert response.status_code == 200
+    assert "/static/graphiql/" in response.text
+    assert "unpkg.com" not in response.text
+
+
+def test_sdl_snapshot_is_current() -> None:
+    assert SDL_PATH.read_text(encoding="utf-8") == export_sdl(), (
+        "schema/schema.graphql is stale: run `salesinbox export-schema`"
+    )
