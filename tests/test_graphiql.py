@@ -30,6 +30,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.http.ides import get_graphql_ide_html
 
+from salesinbox.core.settings import Settings
+from salesinbox.schema.app import create_app
 from salesinbox.schema.graphiql import (
     DEFAULT_HEADERS,
     GRAPHIQL_STATIC_DIR,
@@ -45,7 +47,7 @@ HTML = {"Accept": "text/html"}
 CONTENT_TYPES = {".js": ("text/javascript", "application/javascript"), ".css": ("text/css",)}
 
 
-# --- stand-in app (until salesinbox.schema.app.create_app exists) -----------
+# --- a stand-in schema with a subscription (ours has none yet) ---------------
 
 
 @strawberry.type
@@ -90,16 +92,23 @@ class RequestLog:
 
 
 @pytest.fixture
-def app() -> RequestLog:
-    """The ASGI app under test; swap for ``create_app(settings)`` once it exists."""
-    gql = OfflineGraphQL(strawberry.Schema(query=Query, subscription=Subscription))
-    routes = [Route("/graphql", gql), WebSocketRoute("/graphql", gql), graphiql_static_mount()]
-    return RequestLog(Starlette(routes=routes))
+def app(settings: Settings) -> RequestLog:
+    """The real server (its lifespan opens this test's database), with a request log."""
+    return RequestLog(create_app(settings))
 
 
 @pytest.fixture
 def client(app: ASGIApp) -> Iterator[TestClient]:
     with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def standin_client() -> Iterator[TestClient]:
+    """A minimal app wired like ours, for what our schema does not have yet (subscriptions)."""
+    gql = OfflineGraphQL(strawberry.Schema(query=Query, subscription=Subscription))
+    routes = [Route("/graphql", gql), WebSocketRoute("/graphql", gql), graphiql_static_mount()]
+    with TestClient(Starlette(routes=routes)) as test_client:
         yield test_client
 
 
@@ -201,7 +210,8 @@ def test_vendored_files_match_versions_txt() -> None:
         assert f"{package}/LICENSE" in listed, package
 
 
-def test_subscriptions_share_the_graphql_path(client: TestClient) -> None:
+def test_subscriptions_share_the_graphql_path(standin_client: TestClient) -> None:
+    client = standin_client
     assert client.post("/graphql", json={"query": "{ hello }"}).json() == {"data": {"hello": "world"}}
     with client.websocket_connect("/graphql", subprotocols=["graphql-transport-ws"]) as ws:
         ws.send_json({"type": "connection_init", "payload": json.loads(DEFAULT_HEADERS)})
@@ -287,6 +297,7 @@ def test_graphiql_renders_offline_in_chromium(app: RequestLog, tmp_path: Path) -
     served = {(m, p): s for m, p, s in app.entries}
     for url in local_assets(render_graphiql_page()):
         assert served.get(("GET", url)) == 200, (url, app.entries)
-    # GraphiQL introspected the schema through the same-origin fetcher.
+    # GraphiQL asked for the schema through the same-origin fetcher (refused politely:
+    # the default headers hold a placeholder token, which the page tells the user to set).
     assert served.get(("POST", "/graphql")) == 200, app.entries
     assert (tmp_path / "graphiql.png").stat().st_size > 0

@@ -1,0 +1,62 @@
+"""The salesinbox command: create-admin, issue-token, generate-key, migrate, export-schema."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from salesinbox.core.db import open_database
+from salesinbox.core.models import Profile, User
+from salesinbox.core.settings import Settings
+from salesinbox.core.tokens import authenticate
+from salesinbox.schema.api import export_sdl
+from salesinbox.schema.cli import main
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SALESINBOX_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("SALESINBOX_DATABASE_URL", raising=False)
+    return tmp_path / "data"
+
+
+def _last_line(capsys: pytest.CaptureFixture[str]) -> str:
+    return [line for line in capsys.readouterr().out.splitlines() if line.startswith("sit_")][-1]
+
+
+async def _user_for(data_dir: Path, token: str) -> User:
+    async with open_database(Settings(data_dir=data_dir)):
+        return await authenticate(f"Bearer {token}")
+
+
+def test_create_admin_then_issue_token(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create-admin", "--email", "Boss@Acme.test", "--name", "Boss"]) == 0
+    token = _last_line(capsys)
+    user = asyncio.run(_user_for(data_dir, token))
+    assert user.email == "boss@acme.test" and user.profile == Profile.ADMIN
+    assert main(["issue-token", "--email", "boss@acme.test"]) == 0
+    assert asyncio.run(_user_for(data_dir, _last_line(capsys))).id == user.id
+
+
+def test_errors_are_one_clear_line(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["create-admin", "--email", "not-an-email"]) == 2
+    assert "not a valid email address" in capsys.readouterr().err
+    main(["create-admin", "--email", "a@acme.test"])
+    assert main(["create-admin", "--email", "a@acme.test"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["issue-token", "--email", "nobody@acme.test"]) == 2
+
+
+def test_generate_key_and_migrate(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate-key"]) == 0
+    assert len(capsys.readouterr().out.strip()) == 44
+    assert main(["migrate"]) == 0
+    assert (data_dir / "salesinbox.sqlite3").exists()
+
+
+def test_export_schema(tmp_path: Path) -> None:
+    target = tmp_path / "schema.graphql"
+    assert main(["export-schema", "--output", str(target)]) == 0
+    assert target.read_text() == export_sdl()
