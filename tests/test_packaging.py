@@ -1,0 +1,46 @@
+"""The package installs as salesinbox.core / .schema / .plugins.<name>, with its data files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
+    out = tmp_path_factory.mktemp("wheel")
+    # --no-build-isolation: use the venv's setuptools, so the build needs no network.
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(ROOT)],
+        check=True, capture_output=True, timeout=300,
+    )
+    (wheel,) = out.glob("salesinbox-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        return set(archive.namelist())
+
+
+def test_wheel_maps_top_level_folders_under_salesinbox(wheel_names: set[str]) -> None:
+    for expected in ("salesinbox/core/models.py", "salesinbox/core/migrations/0001_initial.py",
+                     "salesinbox/schema/app.py", "salesinbox/plugins/gmail/__init__.py",
+                     "salesinbox/plugins/custom_imap/__init__.py"):
+        assert expected in wheel_names
+    assert not any(name.startswith(("core/", "schema/", "plugins/", "tests/")) for name in wheel_names)
+
+
+def test_wheel_carries_data_files(wheel_names: set[str]) -> None:
+    assert "salesinbox/schema/schema.graphql" in wheel_names
+    assert "salesinbox/schema/static/graphiql/graphiql@3.8.3/graphiql.min.js" in wheel_names
+    assert "salesinbox/schema/static/graphiql/@graphiql/plugin-explorer@1.0.2/dist/index.umd.js" in wheel_names
+
+
+def test_console_script_is_declared(wheel_names: set[str]) -> None:
+    assert any(name.endswith(".dist-info/entry_points.txt") for name in wheel_names)
+    completed = subprocess.run([Path(sys.executable).with_name("salesinbox"), "--help"],
+                               capture_output=True, text=True, timeout=60)
+    assert completed.returncode == 0 and "create-admin" in completed.stdout
