@@ -112,7 +112,7 @@ class DovecotServer:
         # Traversable by the `dovecot` (auth) and `mail` (imap) users.
         self.root.chmod(0o755)
         self.config_path = self.root / "dovecot.conf"
-        self.passwd_path = self.root / "users.passwd"
+        self.passwd_dir = self.root / "passwd.d"  # one passwd-file per user, see add_user()
         self.log_path = self.root / "dovecot.log"
         self.homes = self.root / "home"
         self.port = 0
@@ -158,11 +158,11 @@ mail_location = maildir:~/Maildir
 mail_fsync = never
 passdb {{
   driver = passwd-file
-  args = scheme=PLAIN username_format=%u {self.passwd_path}
+  args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
 }}
 userdb {{
   driver = passwd-file
-  args = username_format=%u {self.passwd_path}
+  args = username_format=%u {self.passwd_dir}/%u
 }}
 
 namespace inbox {{
@@ -197,8 +197,7 @@ service imap-login {{
         if reason:
             raise DovecotError(reason)
         self.homes.mkdir(exist_ok=True)
-        if not self.passwd_path.exists():
-            self._write_passwd()
+        self.passwd_dir.mkdir(exist_ok=True)
         last_error: DovecotError | None = None
         for _attempt in range(3):  # a "free" port can be taken before Dovecot binds it
             self.port, self.ssl_port = free_port(), free_port()
@@ -302,33 +301,33 @@ service imap-login {{
 
     # ---------------------------------------------------------------------- users
 
-    def _write_passwd(self) -> None:
-        # Write-then-rename: the auth process re-reads the file on change and must
-        # never see it half written.
-        tmp = self.passwd_path.with_suffix(".tmp")
-        tmp.write_text(
-            "".join(
-                f"{u.username}:{{PLAIN}}{u.password}:{MAIL_UID}:{MAIL_GID}::{u.home}::\n"
-                for u in self.users.values()
-            )
-        )
-        os.chown(tmp, 0, grp.getgrnam("dovecot").gr_gid)
-        tmp.chmod(0o640)
-        os.replace(tmp, self.passwd_path)
-
     def add_user(self, username: str, password: str | None = None) -> MailUser:
         """Create a user (works before or after start()); the password defaults to random."""
         password = password if password is not None else secrets.token_urlsafe(12)
         for value in (username, password):
             if re.search(r"[:\n\r]", value):
                 raise ValueError(f"{value!r}: ':' and newlines cannot go into a passwd-file")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+@-]*", username):
+            raise ValueError(f"{username!r}: use letters, digits and ._+@- (it is a file name)")
+        if username in self.users:
+            raise ValueError(f"{username} exists (Dovecot may cache its passwd-file for 1 s)")
         home = self.homes / username
         home.mkdir(parents=True, exist_ok=True)
         os.chown(home, MAIL_UID, MAIL_GID)
         home.chmod(0o700)
+        # One passwd-file per user (the passdb path is ".../passwd.d/%u"): Dovecot
+        # re-checks a passwd-file at most once per second, so a user appended to a
+        # shared file could be unknown for up to 1 s; a new path is read at once.
+        # Group `dovecot`, mode 0640: the auth process runs as `dovecot`.
+        self.passwd_dir.mkdir(exist_ok=True)
+        path = self.passwd_dir / username
+        tmp = path.with_name(f".{username}.tmp")  # write-then-rename: never half written
+        tmp.write_text(f"{username}:{{PLAIN}}{password}:{MAIL_UID}:{MAIL_GID}::{home}::\n")
+        os.chown(tmp, 0, grp.getgrnam("dovecot").gr_gid)
+        tmp.chmod(0o640)
+        os.replace(tmp, path)
         user = MailUser(username, password, home)
         self.users[username] = user
-        self._write_passwd()
         return user
 
     def doveadm(self, *args: str, check: bool = True) -> str:

@@ -1,0 +1,142 @@
+"""pytest fixtures for the real test mail servers (register as a plugin:
+`pytest_plugins = ["tests.servers.fixtures"]` in tests/conftest.py).
+
+Session-scoped servers, function-scoped users, so tests never share a mailbox:
+
+- `server_certs`  -> CertBundle          test CA + server cert + untrusted cert
+- `dovecot`       -> DovecotServer       one private Dovecot for the session
+- `mail_user`     -> MailUser            fresh `user-<n>@example.test` on `dovecot`
+- `smtp_server`   -> SmtpServer          shared aiosmtpd server, reset before each test
+- `smtp_user`     -> SmtpUser            fresh login/password on `smtp_server`
+- `mail_account`  -> MailAccount         the same fresh credentials on both servers
+
+If Dovecot cannot run here (not installed, not root) the fixtures skip, unless
+SALESINBOX_REQUIRE_SERVERS=1 (set in CI), in which case they fail.
+
+Import the fixture *types* from tests.servers.dovecot / tests.servers.smtp, not
+from this module: importing a plugin module before pytest registers it makes
+pytest warn (an error here) that it cannot rewrite its asserts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from .certs import CertBundle, make_certs
+from .dovecot import DovecotServer, MailUser, unavailable_reason
+
+if TYPE_CHECKING:  # aiosmtpd is a test extra: import smtp.py only when a fixture needs it
+    from .smtp import SmtpServer, SmtpUser
+
+REQUIRE_ENV = "SALESINBOX_REQUIRE_SERVERS"
+_serial = itertools.count(1)
+
+
+def require_or_skip(reason: str) -> None:
+    """Skip the test for `reason`, or fail it when SALESINBOX_REQUIRE_SERVERS=1."""
+    if os.environ.get(REQUIRE_ENV) == "1":
+        pytest.fail(f"{reason} (and {REQUIRE_ENV}=1 requires the test servers)", pytrace=False)
+    pytest.skip(reason)
+
+
+def _unique(prefix: str) -> str:
+    # The random part keeps names unique across pytest-xdist workers sharing a server.
+    return f"{prefix}-{next(_serial)}-{secrets.token_hex(3)}@example.test"
+
+
+@dataclass(frozen=True)
+class MailAccount:
+    """One mailbox reachable over IMAP (`dovecot`) and SMTP (`smtp_server`) with
+    the same credentials, like a real provider account."""
+
+    user: MailUser
+    dovecot: DovecotServer
+    smtp: SmtpServer
+
+    @property
+    def username(self) -> str:
+        return self.user.username
+
+    @property
+    def password(self) -> str:
+        return self.user.password
+
+    @property
+    def address(self) -> str:
+        return self.user.address
+
+
+@pytest.fixture(scope="session")
+def server_certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
+    """Test CA, CA-signed cert for 127.0.0.1/::1/localhost and an untrusted cert (PEM)."""
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+@pytest.fixture(scope="session")
+def dovecot(server_certs: CertBundle) -> Iterator[DovecotServer]:
+    """A private Dovecot for the whole session (plain+STARTTLS `port`, IMAPS `ssl_port`)."""
+    reason = unavailable_reason()
+    if reason:
+        require_or_skip(reason)
+    server = DovecotServer(server_certs)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def mail_user(dovecot: DovecotServer) -> MailUser:
+    """A fresh Dovecot user (`user-<n>-<hex>@example.test`, random password)."""
+    return dovecot.add_user(_unique("user"), secrets.token_urlsafe(12))
+
+
+@pytest.fixture(scope="session")
+def _smtp_session_server(server_certs: CertBundle) -> Iterator[SmtpServer]:
+    try:
+        from .smtp import SmtpServer
+    except ImportError as exc:  # aiosmtpd is a test extra
+        require_or_skip(f"aiosmtpd is not installed ({exc})")
+    server = SmtpServer(server_certs).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server(_smtp_session_server: SmtpServer) -> SmtpServer:
+    """The session's SmtpServer with no captured messages and no refused recipients.
+
+    Default policy: STARTTLS required on `port`, implicit TLS on `ssl_port`, AUTH
+    required. For other policies build your own `SmtpServer(server_certs, ...)`.
+    """
+    _smtp_session_server.reset()
+    return _smtp_session_server
+
+
+@pytest.fixture
+def smtp_user(smtp_server: SmtpServer) -> SmtpUser:
+    """Fresh credentials accepted by `smtp_server`."""
+    from .smtp import SmtpUser
+
+    user = SmtpUser(_unique("sender"), secrets.token_urlsafe(12))
+    smtp_server.add_user(user.login, user.password)
+    return user
+
+
+@pytest.fixture
+def mail_account(
+    dovecot: DovecotServer, smtp_server: SmtpServer, mail_user: MailUser
+) -> MailAccount:
+    """`mail_user` also allowed to send through `smtp_server` with the same password."""
+    smtp_server.add_user(mail_user.username, mail_user.password)
+    return MailAccount(user=mail_user, dovecot=dovecot, smtp=smtp_server)
