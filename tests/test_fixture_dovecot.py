@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import smtplib
 import ssl
+from collections.abc import Callable
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from tests.servers.certs import CertBundle
 from tests.servers.dovecot import DovecotServer, MailUser
 from tests.servers.messages import Attachment, build_message
+
+if TYPE_CHECKING:
+    from tests.servers.fixtures import MailAccount
 
 pytest_plugins = ["tests.servers.fixtures"]
 pytestmark = pytest.mark.dovecot
@@ -85,11 +90,11 @@ def test_system_trust_store_rejects_the_test_ca(dovecot: DovecotServer) -> None:
                    ssl_context=ssl.create_default_context(), timeout=5)
 
 
-def test_untrusted_certificate_option(server_certs: CertBundle) -> None:
-    with DovecotServer(server_certs, untrusted_cert=True) as server:
-        with pytest.raises(ssl.SSLCertVerificationError):
-            IMAPClient(server.host, server.ssl_port, ssl=True,
-                       ssl_context=server.ssl_context(), timeout=5)
+def test_untrusted_certificate_option(dovecot_factory: Callable[..., DovecotServer]) -> None:
+    server = dovecot_factory(untrusted_cert=True)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        IMAPClient(server.host, server.ssl_port, ssl=True,
+                   ssl_context=server.ssl_context(), timeout=5)
 
 
 def test_doveadm_recreating_a_folder_changes_uidvalidity(
@@ -112,3 +117,17 @@ def test_users_do_not_share_mailboxes(dovecot: DovecotServer, mail_user: MailUse
     dovecot.append(mail_user, "INBOX", build_message())
     with dovecot.imap_client(other) as client:
         assert client.select_folder("INBOX")[b"EXISTS"] == 0
+
+
+def test_mail_account_sends_and_files_in_sent(mail_account: MailAccount) -> None:
+    smtp, imap = mail_account.smtp, mail_account.dovecot
+    raw = build_message(from_=mail_account.address, to=["lead@customer.example.test"])
+    with smtplib.SMTP_SSL(smtp.host, smtp.ssl_port, local_hostname="client.example.test",
+                          context=smtp.ssl_context(), timeout=5) as client:
+        client.login(mail_account.username, mail_account.password)
+        client.sendmail(mail_account.address, ["lead@customer.example.test"], raw)
+    [sent] = smtp.messages
+    uid = imap.append(mail_account.user, "Sent", sent.data, flags=(b"\\Seen",))
+    with imap.imap_client(mail_account.user) as client:
+        client.select_folder("Sent", readonly=True)
+        assert client.fetch([uid], ["BODY.PEEK[]"])[uid][b"BODY[]"] == raw

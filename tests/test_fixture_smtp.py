@@ -7,11 +7,11 @@ import re
 import smtplib
 import ssl
 import statistics
+from collections.abc import Callable
 from email import policy
 
 import pytest
 
-from tests.servers.certs import CertBundle
 from tests.servers.messages import Attachment, build_message, generate_messages
 from tests.servers.smtp import SmtpServer, SmtpUser
 
@@ -92,15 +92,21 @@ def test_system_trust_store_rejects_the_test_ca(smtp_server: SmtpServer) -> None
                          context=ssl.create_default_context(), timeout=5)
 
 
-def test_plain_server_without_tls(server_certs: CertBundle) -> None:
+def test_plain_server_without_tls(smtp_factory: Callable[..., SmtpServer]) -> None:
     # A no-TLS policy (e.g. a relay on a private network): AUTH over plaintext.
-    with SmtpServer(server_certs, {"u@x.test": "pw"}, require_starttls=False,
-                    auth_require_tls=False) as server:
-        with smtplib.SMTP(server.host, server.port, local_hostname=LOCAL, timeout=5) as c:
-            c.login("u@x.test", "pw")
-            c.sendmail("u@x.test", ["v@x.test"], b"Subject: hi\r\n\r\nbody\r\n")
-        [got] = server.messages
+    server = smtp_factory({"u@x.test": "pw"}, require_starttls=False, auth_require_tls=False)
+    with smtplib.SMTP(server.host, server.port, local_hostname=LOCAL, timeout=5) as c:
+        c.login("u@x.test", "pw")
+        c.sendmail("u@x.test", ["v@x.test"], b"Subject: hi\r\n\r\nbody\r\n")
+    [got] = server.messages
     assert (got.tls, got.login, got.data) == (False, "u@x.test", b"Subject: hi\r\n\r\nbody\r\n")
+
+
+def test_untrusted_certificate_option(smtp_factory: Callable[..., SmtpServer]) -> None:
+    server = smtp_factory(untrusted_cert=True)
+    with pytest.raises(ssl.SSLCertVerificationError):
+        smtplib.SMTP_SSL(server.host, server.ssl_port, local_hostname=LOCAL,
+                         context=server.ssl_context(), timeout=5)
 
 
 # ------------------------------------------------------------------ message builders

@@ -1,16 +1,11 @@
 """A private, throw-away Dovecot (dovecot-imapd 2.3.x) for integration tests.
 
 `DovecotServer` writes its own dovecot.conf into a temporary directory and runs
-`dovecot -F -c <conf>` in the foreground, listening on 127.0.0.1 only:
-
-* `port`       plain IMAP offering STARTTLS (plaintext auth allowed, to cover no-TLS)
-* `ssl_port`   implicit-TLS IMAPS
-
-Facts this relies on (see /work/shared/NOTES.md): Dovecot refuses to serve mail
-as root, so every user is mapped to the system user `mail` (uid 8); the
-passwd-file is read by the auth process running as `dovecot`, so it must be
-group `dovecot` and mode 0640; a private instance needs its own base_dir,
-state_dir, log_path and instance_name.
+`dovecot -F -c <conf>` on 127.0.0.1: `port` is plain IMAP offering STARTTLS
+(plaintext auth allowed, to cover no-TLS), `ssl_port` is implicit-TLS IMAPS.
+Per /work/shared/NOTES.md: Dovecot will not serve mail as root, so users map to
+`mail` (uid 8); the auth process runs as `dovecot`, so passwd-files are group
+`dovecot`, mode 0640; the instance has its own base_dir, state_dir, log, name.
 """
 
 from __future__ import annotations
@@ -44,11 +39,14 @@ class DovecotError(RuntimeError):
     """Dovecot could not be started, or a doveadm command failed."""
 
 
+def _which(name: str) -> str | None:
+    # sbin is often missing from a non-login PATH
+    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/usr/local/sbin")
+
+
 def dovecot_binary() -> str | None:
     """Path of the `dovecot` executable, or None if dovecot-imapd is not installed."""
-    return shutil.which("dovecot") or next(
-        (p for p in ("/usr/sbin/dovecot",) if os.access(p, os.X_OK)), None
-    )
+    return _which("dovecot")
 
 
 def unavailable_reason() -> str | None:
@@ -109,8 +107,7 @@ class DovecotServer:
         # Short path under /tmp: unix sockets in base_dir must stay under 108 bytes.
         self._own_root = root is None
         self.root = Path(root) if root else Path(tempfile.mkdtemp(prefix="si-dovecot-"))
-        # Traversable by the `dovecot` (auth) and `mail` (imap) users.
-        self.root.chmod(0o755)
+        self.root.chmod(0o755)  # traversable by the `dovecot` (auth) and `mail` (imap) users
         self.config_path = self.root / "dovecot.conf"
         self.passwd_dir = self.root / "passwd.d"  # one passwd-file per user, see add_user()
         self.log_path = self.root / "dovecot.log"
@@ -134,10 +131,8 @@ instance_name = si-test-{self.root.name}
 base_dir = {self.root}/run
 state_dir = {self.root}/state
 log_path = {self.log_path}
-info_log_path = {self.log_path}
 protocols = imap
 listen = {self.host}
-shutdown_clients = yes
 
 ssl = yes
 ssl_cert = <{cert}
@@ -215,11 +210,13 @@ service imap-login {{
         raise last_error
 
     def _spawn_and_wait(self, timeout: float) -> None:
-        stderr = open(self.root / "dovecot.stderr", "wb")
-        with stderr:
+        command = [dovecot_binary() or "dovecot", "-F", "-c", str(self.config_path)]
+        setpriv = _which("setpriv")
+        if setpriv:  # if pytest gets SIGKILLed, the master still gets SIGTERM
+            command = [setpriv, "--pdeathsig", "TERM", *command]
+        with open(self.root / "dovecot.stderr", "wb") as stderr:
             self.process = subprocess.Popen(
-                [dovecot_binary() or "dovecot", "-F", "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
+                command, stdin=subprocess.DEVNULL, stdout=stderr, stderr=stderr,
                 start_new_session=True,  # so stop() can signal the whole group
             )
         deadline = time.monotonic() + timeout
@@ -230,11 +227,8 @@ service imap-login {{
                 raise DovecotError(self._failure(f"dovecot exited with {self.process.returncode}"))
             if time.monotonic() > deadline:
                 raise DovecotError(self._failure(f"dovecot not listening after {timeout:.1f}s"))
-            for port in list(pending):
-                if self._greets(port):
-                    pending.discard(port)
-            if pending:
-                time.sleep(0.02)
+            pending = {port for port in pending if not self._greets(port)}
+            time.sleep(0.02 if pending else 0)
 
     def _disable_auth_penalty(self, deadline: float) -> None:
         # Dovecot 2.3 delays every auth from an IP that recently failed (2 s, doubling
@@ -259,12 +253,14 @@ service imap-login {{
                     ctx.verify_mode = ssl.CERT_NONE  # only probing liveness here
                     with ctx.wrap_socket(sock) as tls:
                         return tls.recv(64).startswith(b"* OK")
-                return sock.recv(64).startswith(b"* OK")
+                ok = sock.recv(64).startswith(b"* OK")
+                sock.sendall(b"a LOGOUT\r\n")  # keeps "Connection reset" out of the log
+                return ok
         except OSError:
             return False
 
     def _failure(self, what: str) -> str:
-        return f"{what}\n--- {self.log_path} (tail) ---\n{self.log_tail()}"
+        return f"{what}\n--- {self.root}/dovecot.{{stderr,log}} (tail) ---\n{self.log_tail()}"
 
     def log_tail(self, lines: int = 40) -> str:
         """The last lines of the Dovecot log plus anything it printed on stderr."""
@@ -282,10 +278,14 @@ service imap-login {{
             os.killpg(proc.pid, signal.SIGTERM)  # master + its children (own session)
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:
+            return
+        try:  # whatever of the group outlived the master, or a hung master
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
         except ProcessLookupError:
             pass
+        proc.wait(timeout=5)
 
     def stop(self) -> None:
         """Stop Dovecot and delete its directory (if this object created it)."""
@@ -307,8 +307,9 @@ service imap-login {{
         for value in (username, password):
             if re.search(r"[:\n\r]", value):
                 raise ValueError(f"{value!r}: ':' and newlines cannot go into a passwd-file")
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._+@-]*", username):
-            raise ValueError(f"{username!r}: use letters, digits and ._+@- (it is a file name)")
+        # Dovecot's default auth_username_chars; also safe as a file name.
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._@-]*", username):
+            raise ValueError(f"{username!r}: use letters, digits and ._@-")
         if username in self.users:
             raise ValueError(f"{username} exists (Dovecot may cache its passwd-file for 1 s)")
         home = self.homes / username
@@ -336,14 +337,10 @@ service imap-login {{
         E.g. `doveadm("expunge", "-u", user, "mailbox", "INBOX", "uid", "3")`,
         `doveadm("flags", "add", "-u", user, r"\\Seen", "mailbox", "INBOX", "all")`.
         """
-        proc = subprocess.run(
-            ["doveadm", "-c", str(self.config_path), *args],
-            capture_output=True, text=True, timeout=30,
-        )
+        command = [_which("doveadm") or "doveadm", "-c", str(self.config_path), *args]
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=30)
         if check and proc.returncode != 0:
-            raise DovecotError(
-                f"doveadm {' '.join(args)} failed ({proc.returncode}): {proc.stderr.strip()}"
-            )
+            raise DovecotError(f"{' '.join(command)} failed: {proc.stderr.strip()}")
         return proc.stdout
 
     # ------------------------------------------------------------------ IMAP helpers
@@ -391,15 +388,9 @@ service imap-login {{
         flags: tuple[str | bytes, ...] = (), date: datetime | None = None,
     ) -> list[int]:
         """APPEND several messages over one connection; returns their UIDs in order."""
-        client = self.imap_client(user)
-        try:
-            uids = []
-            for raw in messages:
-                resp = client.append(folder, raw, flags=flags, msg_time=date)
-                match = re.search(rb"APPENDUID \d+ (\d+)", resp)
-                if not match:
-                    raise DovecotError(f"no APPENDUID in APPEND reply {resp!r}")
-                uids.append(int(match.group(1)))
-            return uids
-        finally:
-            client.logout()
+        with self.imap_client(user) as client:
+            replies = [client.append(folder, raw, flags=flags, msg_time=date) for raw in messages]
+        found = [re.search(rb"APPENDUID \d+ (\d+)", reply) for reply in replies]
+        if not all(found):
+            raise DovecotError(f"no APPENDUID in APPEND replies {replies!r}")
+        return [int(m.group(1)) for m in found]  # type: ignore[union-attr]

@@ -9,6 +9,10 @@ Session-scoped servers, function-scoped users, so tests never share a mailbox:
 - `smtp_server`   -> SmtpServer          shared aiosmtpd server, reset before each test
 - `smtp_user`     -> SmtpUser            fresh login/password on `smtp_server`
 - `mail_account`  -> MailAccount         the same fresh credentials on both servers
+- `dovecot_factory(**options) -> DovecotServer`   extra started server, e.g.
+   untrusted_cert=True; stopped at the end of the test
+- `smtp_factory(users=None, **options) -> SmtpServer`   same for SMTP, e.g.
+   require_starttls=False, auth_require_tls=False
 
 If Dovecot cannot run here (not installed, not root) the fixtures skip, unless
 SALESINBOX_REQUIRE_SERVERS=1 (set in CI), in which case they fail.
@@ -23,7 +27,7 @@ from __future__ import annotations
 import itertools
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -96,6 +100,25 @@ def dovecot(server_certs: CertBundle) -> Iterator[DovecotServer]:
 
 
 @pytest.fixture
+def dovecot_factory(server_certs: CertBundle) -> Iterator[Callable[..., DovecotServer]]:
+    """Start extra Dovecots: `dovecot_factory(untrusted_cert=True, extra_config=...)`
+    takes DovecotServer's keyword options; each is stopped after the test."""
+    started: list[DovecotServer] = []
+
+    def start(**options: object) -> DovecotServer:
+        reason = unavailable_reason()
+        if reason:
+            require_or_skip(reason)
+        server = DovecotServer(server_certs, **options)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
 def mail_user(dovecot: DovecotServer) -> MailUser:
     """A fresh Dovecot user (`user-<n>-<hex>@example.test`, random password)."""
     return dovecot.add_user(_unique("user"), secrets.token_urlsafe(12))
@@ -121,6 +144,24 @@ def smtp_server(_smtp_session_server: SmtpServer) -> SmtpServer:
     """
     _smtp_session_server.reset()
     return _smtp_session_server
+
+
+@pytest.fixture
+def smtp_factory(server_certs: CertBundle) -> Iterator[Callable[..., SmtpServer]]:
+    """Start extra SMTP servers: `smtp_factory({"u": "pw"}, require_starttls=False)`
+    takes SmtpServer's arguments; each is stopped after the test."""
+    started: list[SmtpServer] = []
+
+    def start(users: dict[str, str] | None = None, **options: object) -> SmtpServer:
+        from .smtp import SmtpServer
+
+        server = SmtpServer(server_certs, users, **options)  # type: ignore[arg-type]
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture
