@@ -102,6 +102,17 @@ def test_plain_server_without_tls(smtp_factory: Callable[..., SmtpServer]) -> No
     assert (got.tls, got.login, got.data) == (False, "u@x.test", b"Subject: hi\r\n\r\nbody\r\n")
 
 
+def test_message_over_the_size_limit_gives_552(smtp_factory: Callable[..., SmtpServer]) -> None:
+    server = smtp_factory({"u@x.test": "pw"}, max_message_size=10_000)
+    with _submission(server) as client:
+        client.login("u@x.test", "pw")
+        assert client.ehlo_resp and client.has_extn("size")
+        with pytest.raises(smtplib.SMTPSenderRefused) as exc:  # SIZE= is checked at MAIL FROM
+            client.sendmail("u@x.test", ["v@x.test"], build_message(text="x" * 20_000))
+    assert exc.value.smtp_code == 552
+    assert server.messages == []
+
+
 def test_untrusted_certificate_option(smtp_factory: Callable[..., SmtpServer]) -> None:
     server = smtp_factory(untrusted_cert=True)
     with pytest.raises(ssl.SSLCertVerificationError):

@@ -140,7 +140,7 @@ def smtp_server(_smtp_session_server: SmtpServer) -> SmtpServer:
     """The session's SmtpServer with no captured messages and no refused recipients.
 
     Default policy: STARTTLS required on `port`, implicit TLS on `ssl_port`, AUTH
-    required. For other policies build your own `SmtpServer(server_certs, ...)`.
+    required. For other policies use `smtp_factory`.
     """
     _smtp_session_server.reset()
     return _smtp_session_server

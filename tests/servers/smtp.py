@@ -139,6 +139,7 @@ class SmtpServer:
     - `auth_required`: MAIL FROM needs a prior successful AUTH.
     - `auth_require_tls`: AUTH is only offered/accepted over TLS.
     - `untrusted_cert`: present the self-signed cert (clients trusting the CA fail).
+    - `max_message_size`: advertised as SIZE; larger messages get 552 (MESSAGE_TOO_LARGE).
     """
 
     host = "127.0.0.1"
@@ -152,6 +153,7 @@ class SmtpServer:
         auth_required: bool = True,
         auth_require_tls: bool = True,
         untrusted_cert: bool = False,
+        max_message_size: int = 32 * 1024 * 1024,
         hostname: str = "smtp.example.test",
     ) -> None:
         self.certs = certs
@@ -160,6 +162,7 @@ class SmtpServer:
         self.auth_required = auth_required
         self.auth_require_tls = auth_require_tls
         self.untrusted_cert = untrusted_cert
+        self.max_message_size = max_message_size
         self.hostname = hostname  # fixed, so aiosmtpd does not call socket.getfqdn()
         self.port = 0
         self.ssl_port = 0
@@ -184,6 +187,7 @@ class SmtpServer:
             server_hostname=self.hostname,
             authenticator=self._authenticate,
             decode_data=False,
+            data_size_limit=self.max_message_size,
             ready_timeout=10.0,
         )
         try:
