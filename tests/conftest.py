@@ -20,7 +20,7 @@ from salesinbox.schema.app import create_app
 
 from .database import TemplateDatabase, configured_backend
 
-pytest_plugins: list[str] = []  # TODO: tests.servers.fixtures
+pytest_plugins = ["tests.servers.fixtures"]
 
 
 def pytest_report_header() -> str:

@@ -18,7 +18,6 @@ from tests.servers.messages import Attachment, build_message
 if TYPE_CHECKING:
     from tests.servers.fixtures import MailAccount
 
-pytest_plugins = ["tests.servers.fixtures"]
 pytestmark = pytest.mark.dovecot
 
 
