@@ -191,8 +191,12 @@ def probe_imap(login: ServerLogin, policy: ConnectPolicy) -> ImapProbe:
         special_use = "SPECIAL-USE" in capabilities
         folders = _list_folders(client, special_use)
     except Exception as exc:
-        client.shutdown()
-        raise _map_error(exc, login, policy, stage, client) from None
+        _quiet_shutdown(client)
+        failure = _map_error(exc, login, policy, stage, client)
+    else:
+        failure = None
+    if failure is not None:
+        raise failure  # outside the handler: no __context__ holding unscrubbed server text
     try:
         client.logout()
     except (imaplib.IMAP4.error, OSError):  # verified already; a rude goodbye changes nothing
@@ -232,7 +236,12 @@ def _connect(login: ServerLogin, policy: ConnectPolicy) -> tuple[IMAPClient, tup
     except Exception as exc:
         if client is not None:
             _quiet_shutdown(client)
-        raise _map_error(exc, login, policy, stage, client) from None
+        failure = _map_error(exc, login, policy, stage, client)
+    else:
+        failure = None
+    if failure is not None:
+        raise failure  # outside the handler: no __context__ holding unscrubbed server text
+    assert client is not None
     log.debug("imap %s: logged in as %s", login.endpoint, login.username)
     return client, pre_login
 
@@ -303,12 +312,12 @@ def _server_text(exc: BaseException, client: IMAPClient | None, login: ServerLog
         first = re.sub(r"^\w+ failed: ", "", first)
         if re.fullmatch(r"b(['\"]).*\1", first, re.DOTALL):  # imaplib's str(bytes) of the reply
             first = ast.literal_eval(first)
-    parts: list[bytes | str | None] = [first]
-    if client is not None:
+    parts: list[bytes | str | None] = []
+    if client is not None:  # untagged first: an [ALERT] explains the tagged NO after it
         untagged = getattr(client._imap, "untagged_responses", {})
         for key in ("ALERT", "NO", "BAD", "BYE"):
             parts.extend(untagged.get(key, []))
-    return scrub(decode_text(parts), login)
+    return scrub(decode_text([*parts, first]), login)
 
 
 def _map_error(exc: BaseException, login: ServerLogin, policy: ConnectPolicy, stage: str,
@@ -330,8 +339,9 @@ def _classify(exc: BaseException, login: ServerLogin, policy: ConnectPolicy, sta
     if _IMAP_DISABLED.search(text):
         return MailServerError(
             ErrorCode.IMAP_DISABLED,
-            f"The IMAP server {where} refused access because IMAP is not enabled for this "
-            "account. Enable IMAP access in the mail provider's settings, then try again.",
+            f"The IMAP server {where} refused IMAP access for this account: IMAP may be "
+            "switched off in the account, or the provider wants a sign-in on its website "
+            "first. Enable IMAP access in the mail provider's settings, then try again.",
             protocol=PROTOCOL, server_message=text,
         )
     if stage == "logging in" and not isinstance(exc, imaplib.IMAP4.abort):

@@ -118,7 +118,7 @@ def is_public_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address | s
             embedded.extend(ip.teredo)
         if any(not is_public_address(v4) for v4 in embedded):
             return False
-        if ip.ipv4_mapped is not None:  # judged by its IPv4 address alone
+        if ip.ipv4_mapped is not None or ip in _NAT64:  # judged by the IPv4 address alone
             return True
     elif ip in _CGNAT:
         return False

@@ -138,17 +138,24 @@ def send_smtp(
     """
     recipients = list(recipients)
     if not recipients:
-        raise invalid_input("Give at least one recipient.", field="recipients")
+        raise MailServerError(ErrorCode.INVALID_INPUT, "Give at least one recipient.",
+                              protocol=PROTOCOL, field="recipients")
     for name, address in [("envelope_from", envelope_from)] + [("recipients", r) for r in recipients]:
         # smtplib puts addresses into command lines as they are: a CR/LF would inject commands.
         if any(ord(c) < 32 or c == "\x7f" for c in address) or (name == "recipients" and not address):
-            raise invalid_input(f"{address!r} is not a valid email address.", field=name)
+            raise MailServerError(ErrorCode.INVALID_INPUT,
+                                  f"{address!r} is not a valid email address.",
+                                  protocol=PROTOCOL, field=name)
     client, probe = _open(login, policy)
     try:
         _transmit(client, login, probe, envelope_from, recipients, bytes(message))
     except Exception as exc:
         client.close()
-        raise _map_error(exc, login, policy, "sending") from None
+        failure: MailServerError | None = _map_error(exc, login, policy, "sending")
+    else:
+        failure = None
+    if failure is not None:
+        raise failure  # outside the handler: no __context__ holding unscrubbed server text
     _quit(client)
     log.debug("smtp %s: sent %d bytes to %d recipients", login.endpoint, len(message),
               len(recipients))
@@ -187,7 +194,12 @@ def _open(login: ServerLogin, policy: ConnectPolicy) -> tuple[smtplib.SMTP, Smtp
     except Exception as exc:
         if client is not None:
             client.close()
-        raise _map_error(exc, login, policy, stage) from None
+        failure: MailServerError | None = _map_error(exc, login, policy, stage)
+    else:
+        failure = None
+    if failure is not None:
+        raise failure  # outside the handler: no __context__ holding unscrubbed server text
+    assert client is not None
     return client, probe
 
 
@@ -284,7 +296,7 @@ def _transmit(client: smtplib.SMTP, login: ServerLogin, probe: SmtpProbe, sender
             f"{scrub(listed, login)}. Nothing was sent; correct or remove "
             f"{'it' if len(refused) == 1 else 'them'} and send again.",
             protocol=PROTOCOL, field="recipients", refused_recipients=tuple(refused),
-            server_message=scrub(decode_text(r for _c, r in refused.values()), login),
+            server_message="; ".join(_reply_text(c, r, login) for c, r in refused.values()),
         )
     code, reply = client.data(message)
     if code != 250:
