@@ -18,12 +18,11 @@ from salesinbox.core.parsing import (
     Address,
     AttachmentInfo,
     ParsedMessage,
-    _mailboxes,
     counterparties,
     direction_for,
     parse_message,
 )
-from salesinbox.core.parsing_html import html_to_text, make_snippet
+from salesinbox.core.parsing_html import html_to_text, make_snippet, split_mailboxes
 
 from .servers.messages import Attachment, build_message, generate_messages
 
@@ -129,7 +128,7 @@ def test_reply_to_bcc_and_sender_fallback() -> None:
 def test_fast_address_path_agrees_with_getaddresses(
         entries: list[tuple[str, str, bool]]) -> None:
     raw = ", ".join(f"{name} <{addr}>" if bracketed else addr for name, addr, bracketed in entries)
-    assert _mailboxes(raw) == getaddresses([raw])
+    assert split_mailboxes(raw) == getaddresses([raw])
 
 
 def test_raw_8bit_headers_utf8_then_latin1() -> None:
@@ -318,10 +317,18 @@ def test_html_only_message_derives_text() -> None:
     assert parsed.snippet == "Hello Bob & team, See you"
 
 
-def test_html_to_text_survives_broken_markup() -> None:
-    assert html_to_text("<p>a<![if x]>b</p><<<>>>c") == "a\nb\n<<>>c" or html_to_text(
-        "<p>a<![if x]>b</p><<<>>>c")  # never raises, gives some text
+def test_html_to_text_reads_what_a_browser_shows() -> None:
     assert html_to_text("<pre>line 1\nline 2</pre><br/>x") == "line 1\nline 2\n\nx"
+    assert html_to_text("<table><tr><td>Qty</td><td>10</td></tr><tr><td>Price</td>"
+                        "<td>&euro;5</td></tr></table>") == "Qty 10\nPrice €5"
+    assert html_to_text('<a title="a > b" href="x">link</a> <img alt="Bob\'s">!') == "link !"
+    assert html_to_text("<HEAD><meta charset=utf-8>no head end<P>body") == (
+        "no head end\n\nbody")
+    assert html_to_text("<!-- note --><![if mso]>a<![endif]> x &lt;y&gt; <<>> &bogus;") == (
+        "a x <y> <<>> &bogus;")
+    assert html_to_text("<p>text <script>document.write('<p>x')") == "text"  # unclosed script
+    assert html_to_text("if a<b then") == "if a"  # a tag open at the end hides the rest
+    assert html_to_text('<a "' + ">" * 100_000) == ""  # no quadratic blow-up on junk
 
 
 def test_charsets() -> None:
@@ -350,6 +357,9 @@ def test_charsets() -> None:
     assert (not_a_charset.text, not_a_charset.warnings) == (
         "QUJD", ("unknown charset 'base64' in text/plain part: decoded as utf-8",))
     assert body("gb2312", "见".encode("gb18030")).text == "见"
+    nul = body('"utf\x00-8"', b"ok")  # a NUL in the charset name
+    assert (nul.text, nul.warnings) == ("ok", (
+        "unknown charset 'utf\\x00-8' in text/plain part: decoded as utf-8",))
 
 
 def test_nul_bytes_are_removed() -> None:
@@ -419,6 +429,15 @@ def test_limits_protect_the_server() -> None:
     huge_subject = parse_message(msg("Subject: " + "word " * 400_000))
     assert len(huge_subject.subject) == 2000
     assert huge_subject.warnings == ("Subject longer than 2000 characters: truncated",)
+    encoded = parse_message(msg("Subject: " + "=?utf-8?q?a?= " * 100_000))  # 1.4 MB of words
+    assert encoded.subject == "a" * 1142  # the first 16,000 characters are decoded
+    assert encoded.warnings == ("Subject longer than 2000 characters: truncated",)
+
+
+def test_address_headers_that_defeat_getaddresses_cost_one_field() -> None:
+    parsed = parse_message(msg("To: " + "(" * 5000, "Cc: ok@x.example"))  # nested comments
+    assert (parsed.to, parsed.cc) == ((), (Address("", "ok@x.example"),))
+    assert parsed.warnings == ("could not read the To header (RecursionError): left empty",)
 
 
 def test_deeply_nested_multiparts_do_not_exhaust_the_stack() -> None:
