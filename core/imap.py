@@ -200,7 +200,7 @@ def probe_imap(login: ServerLogin, policy: ConnectPolicy) -> ImapProbe:
     try:
         client.logout()
     except (imaplib.IMAP4.error, OSError):  # verified already; a rude goodbye changes nothing
-        client.shutdown()
+        _quiet_shutdown(client)
     sent = next((f.name for f in folders if f.has_flag("\\Sent")), None)
     auth = tuple(c[5:] for c in pre_login if c.startswith("AUTH="))
     return ImapProbe(capabilities, auth, folders, sent)
@@ -233,6 +233,9 @@ def _connect(login: ServerLogin, policy: ConnectPolicy) -> tuple[IMAPClient, tup
         pre_login = tuple(c.upper() for c in client._imap.capabilities)
         stage = "logging in"
         _login(client, login, pre_login)
+        # imaplib keeps its last commands (a LOGIN line included) for print_log(): drop them.
+        if isinstance(getattr(client._imap, "_cmd_log", None), dict):
+            client._imap._cmd_log.clear()
     except Exception as exc:
         if client is not None:
             _quiet_shutdown(client)
@@ -273,9 +276,6 @@ def _login(client: _PinnedIMAPClient, login: ServerLogin, capabilities: tuple[st
             "The IMAP server cannot accept a username or password with non-ASCII characters.",
             protocol=PROTOCOL,
         )
-    # imaplib keeps its last commands (the LOGIN line included) for print_log(): drop them.
-    if isinstance(getattr(client._imap, "_cmd_log", None), dict):
-        client._imap._cmd_log.clear()
 
 
 def _list_folders(client: IMAPClient, special_use: bool) -> tuple[FolderInfo, ...]:
@@ -342,6 +342,12 @@ def _classify(exc: BaseException, login: ServerLogin, policy: ConnectPolicy, sta
             f"The IMAP server {where} refused IMAP access for this account: IMAP may be "
             "switched off in the account, or the provider wants a sign-in on its website "
             "first. Enable IMAP access in the mail provider's settings, then try again.",
+            protocol=PROTOCOL, server_message=text,
+        )
+    if stage == "starting TLS":  # e.g. "NO STARTTLS unavailable": never go on in plaintext
+        return MailServerError(
+            ErrorCode.TLS_FAILED,
+            f"The IMAP server {where} refused to start TLS, so the password was not sent.",
             protocol=PROTOCOL, server_message=text,
         )
     if stage == "logging in" and not isinstance(exc, imaplib.IMAP4.abort):

@@ -115,6 +115,13 @@ class MailServerError(SalesInboxError):
         self.server_message = server_message
         self.refused_recipients = refused_recipients
 
+    def with_message(self, message: str) -> MailServerError:
+        """A copy with another human message (e.g. the provider's hint appended)."""
+        return MailServerError(
+            self.code, message, protocol=self.protocol, server_message=self.server_message,
+            field=self.field, refused_recipients=self.refused_recipients,
+        )
+
     def __repr__(self) -> str:
         return (
             f"MailServerError({self.code.value}, {self.message!r}, protocol={self.protocol!r}, "

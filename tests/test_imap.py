@@ -1,21 +1,17 @@
 """open_imap / probe_imap against the real Dovecot: TLS, login, SSRF guard, error mapping.
 
-Also home to small network helpers the SMTP tests share: a black hole (accepts TCP, never
-answers), a STARTTLS-stripping man in the middle in front of a real server, and the check
-that a secret never shows in an error or the logs.
+Also home to `assert_secret_hidden`, which the SMTP tests share.
 """
 
 from __future__ import annotations
 
 import logging
-import selectors
 import socket
 import ssl
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import pytest
 
@@ -26,60 +22,9 @@ from salesinbox.core.mailserver import ConnectPolicy, MailServerError, ServerLog
 from salesinbox.core.providers import LoginMechanism, Security
 from tests.servers.certs import CertBundle, server_ssl_context
 from tests.servers.dovecot import DovecotServer, MailUser, free_port
+from tests.test_netguard import StarttlsStripper, black_hole, resolve_once
 
 dovecot_test = pytest.mark.dovecot
-
-
-# --------------------------------------------------------------------------- shared helpers
-
-@contextmanager
-def black_hole() -> Iterator[int]:
-    """A port that accepts TCP connections (kernel backlog) and never says a word."""
-    with socket.create_server(("127.0.0.1", 0), backlog=8) as listener:
-        yield listener.getsockname()[1]
-
-
-class StarttlsStripper:
-    """A man in the middle between a client and a real server on 127.0.0.1:`port` that hides
-    STARTTLS from the server's capability lists (IMAP CAPABILITY, SMTP EHLO) and records
-    what the client sends."""
-
-    def __init__(self, port: int) -> None:
-        self.upstream = port
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.listener.settimeout(10)
-        self.port = self.listener.getsockname()[1]
-        self.from_client = bytearray()
-        self.thread = threading.Thread(target=self._relay, daemon=True)
-        self.thread.start()
-
-    def _relay(self) -> None:
-        try:
-            client, _ = self.listener.accept()
-        except OSError:
-            return
-        with client, socket.create_connection(("127.0.0.1", self.upstream), timeout=10) as server:
-            with selectors.DefaultSelector() as selector:
-                selector.register(client, selectors.EVENT_READ)
-                selector.register(server, selectors.EVENT_READ)
-                while selector.get_map():
-                    for key, _ in selector.select(timeout=10) or [(None, None)]:
-                        if key is None:
-                            return
-                        data = key.fileobj.recv(65536)  # type: ignore[union-attr]
-                        if not data:
-                            return
-                        if key.fileobj is client:
-                            self.from_client += data
-                            server.sendall(data)
-                        else:
-                            client.sendall(data.replace(b"STARTTLS", b"X-NOTLS"))
-
-    def close(self) -> bytes:
-        """Wait for the relay to end (the client hung up); return what the client sent."""
-        self.thread.join(10)
-        self.listener.close()
-        return bytes(self.from_client)
 
 
 def assert_secret_hidden(error: BaseException, secret: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -227,24 +172,6 @@ def test_system_store_alone_rejects_the_test_ca(
     assert error.code is ErrorCode.TLS_FAILED
 
 
-def _fake_dns(monkeypatch: pytest.MonkeyPatch, name: str, answers: int = 1) -> list[str]:
-    """Resolve `name` to 127.0.0.1 `answers` times, then fail (a name that must be looked
-    up once only); return the list of lookups made."""
-    real = socket.getaddrinfo
-    lookups: list[str] = []
-
-    def getaddrinfo(host: str, port: int, *args: object, **kwargs: object) -> list:
-        if host != name:
-            return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
-        lookups.append(host)
-        if len(lookups) > answers:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return lookups
-
-
 @dovecot_test
 @pytest.mark.parametrize("security", [Security.SSL, Security.STARTTLS])
 def test_connection_goes_to_the_checked_address_and_tls_checks_the_name(
@@ -252,7 +179,7 @@ def test_connection_goes_to_the_checked_address_and_tls_checks_the_name(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # "localhost" answers once: a second lookup (by imaplib or ssl) would fail the test.
-    lookups = _fake_dns(monkeypatch, "localhost")
+    lookups = resolve_once(monkeypatch, "localhost")
     port = dovecot.ssl_port if security is Security.SSL else dovecot.port
     assert probe_imap(imap_login(mail_user, port, security), policy).sent_folder == "Sent"
     assert lookups == ["localhost"]
@@ -265,7 +192,7 @@ def test_hostname_mismatch_is_tls_failed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The name resolves to the server, but its certificate is for localhost/127.0.0.1 only.
-    _fake_dns(monkeypatch, "imap.other-name.test")
+    resolve_once(monkeypatch, "imap.other-name.test")
     port = dovecot.ssl_port if security is Security.SSL else dovecot.port
     login = imap_login(mail_user, port, security, host="imap.other-name.test")
     error = error_of(lambda: open_imap(login, policy))
@@ -286,10 +213,10 @@ def test_ssl_on_the_starttls_port_is_tls_failed(
 def test_stripped_starttls_is_tls_failed_and_no_password_is_sent(
     dovecot: DovecotServer, mail_user: MailUser, policy: ConnectPolicy
 ) -> None:
-    stripper = StarttlsStripper(dovecot.port)
-    login = imap_login(mail_user, stripper.port, Security.STARTTLS)
-    error = error_of(lambda: open_imap(login, policy))
-    sent = stripper.close()
+    with StarttlsStripper(dovecot.port) as stripper:
+        login = imap_login(mail_user, stripper.port, Security.STARTTLS)
+        error = error_of(lambda: open_imap(login, policy))
+    sent = bytes(stripper.from_client)
     assert error.code is ErrorCode.TLS_FAILED
     assert "does not offer STARTTLS" in error.message
     assert b"CAPABILITY" in sent.upper()  # the client did talk through the proxy ...
@@ -460,3 +387,12 @@ def test_provider_refusals(
     if code is ErrorCode.IMAP_DISABLED:
         assert "Enable IMAP access in the mail provider's settings" in error.message
     assert_secret_hidden(error, SECRET, caplog)
+
+
+def test_with_message_keeps_everything_else() -> None:
+    error = MailServerError(ErrorCode.AUTHENTICATION_FAILED, "Refused.", protocol="smtp",
+                            server_message="535 no", field="password")
+    hinted = error.with_message("Refused. Gmail needs an app password.")
+    assert (hinted.code, hinted.protocol, hinted.server_message, hinted.field) == (
+        ErrorCode.AUTHENTICATION_FAILED, "smtp", "535 no", "password")
+    assert hinted.message == str(hinted) == "Refused. Gmail needs an app password."

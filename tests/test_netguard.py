@@ -1,9 +1,18 @@
-"""The SSRF guard: address classification, host/port validation, resolution and pinned connects."""
+"""The SSRF guard: address classification, host/port validation, resolution and pinned connects.
+
+Also home to network helpers the IMAP and SMTP tests share: a black hole (accepts TCP, never
+answers), a STARTTLS-stripping man in the middle in front of a real server, and a resolver
+that answers a name once.
+"""
 
 from __future__ import annotations
 
+import selectors
 import socket
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -19,6 +28,78 @@ from salesinbox.core.netguard import (
 )
 from salesinbox.core.settings import Settings
 from tests.servers.dovecot import free_port
+
+# --------------------------------------------------------------------------- shared helpers
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A port that accepts TCP connections (kernel backlog) and never says a word."""
+    with socket.create_server(("127.0.0.1", 0), backlog=8) as listener:
+        yield listener.getsockname()[1]
+
+
+class StarttlsStripper:
+    """A man in the middle between a client and a real server on 127.0.0.1:`port` that hides
+    STARTTLS from the server's capability lists (IMAP CAPABILITY, SMTP EHLO) and records
+    what the client sends in `from_client`. Use it as a context manager."""
+
+    def __init__(self, port: int) -> None:
+        self.upstream = port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener.settimeout(10)
+        self.port = self.listener.getsockname()[1]
+        self.from_client = bytearray()
+        self.thread = threading.Thread(target=self._relay, daemon=True)
+        self.thread.start()
+
+    def _relay(self) -> None:
+        try:
+            client, _ = self.listener.accept()
+        except OSError:
+            return
+        with client, socket.create_connection(("127.0.0.1", self.upstream), timeout=10) as server:
+            with selectors.DefaultSelector() as selector:
+                selector.register(client, selectors.EVENT_READ)
+                selector.register(server, selectors.EVENT_READ)
+                while events := selector.select(timeout=10):
+                    for key, _mask in events:
+                        data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                        if not data:
+                            return  # either side hung up
+                        if key.fileobj is client:
+                            self.from_client += data
+                            server.sendall(data)
+                        else:
+                            client.sendall(data.replace(b"STARTTLS", b"X-NOTLS"))
+
+    def __enter__(self) -> StarttlsStripper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Wait for the relay to end (the client hung up) and stop listening."""
+        self.listener.close()
+        self.thread.join(10)
+
+
+def resolve_once(monkeypatch: pytest.MonkeyPatch, name: str) -> list[str]:
+    """Resolve `name` to 127.0.0.1 once, then fail, like a name re-pointed after the check
+    (a second lookup fails the caller); return the list of lookups made."""
+    real = socket.getaddrinfo
+    lookups: list[str] = []
+
+    def getaddrinfo(host: str, port: int, *args: object, **kwargs: object) -> list:
+        if host != name:
+            return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+        lookups.append(host)
+        if len(lookups) > 1:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    return lookups
+
+
+# ------------------------------------------------------------------------------------ tests
 
 STRICT = ConnectPolicy(timeout=2.0)
 PERMISSIVE = ConnectPolicy(timeout=2.0, allow_private_hosts=True)

@@ -19,7 +19,8 @@ from tests.servers.certs import CertBundle
 from tests.servers.dovecot import free_port
 from tests.servers.messages import Attachment, build_message
 from tests.servers.smtp import SmtpServer, SmtpUser
-from tests.test_imap import StarttlsStripper, _fake_dns, assert_secret_hidden, black_hole
+from tests.test_imap import assert_secret_hidden
+from tests.test_netguard import StarttlsStripper, black_hole, resolve_once
 
 SECURITIES = [Security.SSL, Security.STARTTLS]
 
@@ -193,7 +194,7 @@ def test_hostname_mismatch_is_tls_failed(
     smtp_server: SmtpServer, smtp_user: SmtpUser, policy: ConnectPolicy, security: Security,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    lookups = _fake_dns(monkeypatch, "smtp.other-name.test")
+    lookups = resolve_once(monkeypatch, "smtp.other-name.test")
     login = smtp_login(smtp_server, security, smtp_user.login, smtp_user.password,
                        host="smtp.other-name.test")
     error = error_of(lambda: probe_smtp(login, policy))
@@ -213,11 +214,11 @@ def test_ssl_on_the_starttls_port_is_tls_failed(
 def test_stripped_starttls_is_tls_failed_and_no_password_is_sent(
     smtp_server: SmtpServer, smtp_user: SmtpUser, policy: ConnectPolicy
 ) -> None:
-    stripper = StarttlsStripper(smtp_server.port)
-    login = ServerLogin("localhost", stripper.port, Security.STARTTLS, smtp_user.login,
-                        Secret(smtp_user.password))
-    error = error_of(lambda: probe_smtp(login, policy))
-    sent = stripper.close()
+    with StarttlsStripper(smtp_server.port) as stripper:
+        login = ServerLogin("localhost", stripper.port, Security.STARTTLS, smtp_user.login,
+                            Secret(smtp_user.password))
+        error = error_of(lambda: probe_smtp(login, policy))
+    sent = bytes(stripper.from_client)
     assert error.code is ErrorCode.TLS_FAILED
     assert "does not offer STARTTLS" in error.message
     assert sent.upper().startswith(b"EHLO")
