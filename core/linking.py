@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
-from .models import CrmRecord, MessageAddress, MessageLink
+from .models import CrmRecord, FromAddress, MailAccount, Message, MessageAddress, MessageLink
 
 
 def record_emails(record: CrmRecord) -> list[str]:
@@ -55,3 +56,51 @@ async def records_matching(organisation_id: int, addresses: Iterable[str]) -> li
     found = {r.id: r for r in await primary}
     found.update({r.id: r for r in await secondary})
     return [found[key] for key in sorted(found)]
+
+
+async def own_addresses(account_id: int) -> set[str]:
+    """The account owner's own addresses in this account: its email and its From addresses."""
+    account = await MailAccount.get(id=account_id)
+    extra = await FromAddress.filter(account_id=account_id).values_list("address", flat=True)
+    return {account.email, *extra}
+
+
+async def link_messages(organisation_id: int, message_ids: Iterable[int]) -> int:
+    """Create the missing links of ``message_ids`` (after they were stored). Idempotent.
+
+    :return: the number of (message, record) links the messages have.
+    """
+    ids = list(message_ids)
+    if not ids:
+        return 0
+    pairs = await MessageAddress.filter(message_id__in=ids, is_counterparty=True).values_list(
+        "message_id", "address"
+    )
+    records = await records_matching(organisation_id, {address for _, address in pairs})
+    by_address: dict[str, list[int]] = {}
+    for record in records:
+        for email in record_emails(record):
+            by_address.setdefault(email, []).append(record.id)
+    wanted = {(m, r) for m, address in pairs for r in by_address.get(address, ())}
+    await MessageLink.bulk_create(
+        [MessageLink(message_id=m, record_id=r) for m, r in sorted(wanted)], ignore_conflicts=True
+    )
+    return len(wanted)
+
+
+async def refresh_counterparties(account_id: int) -> None:
+    """Recompute which addresses are the owner's own after the From addresses changed, and
+    relink the account's mail accordingly."""
+    own = sorted(await own_addresses(account_id))
+    account = await MailAccount.get(id=account_id).select_related("user")
+    messages = Message.filter(account_id=account_id).values("id")
+    async with in_transaction():
+        await MessageAddress.filter(message_id__in=Subquery(messages), address__in=own).update(
+            is_counterparty=False
+        )
+        await MessageAddress.filter(message_id__in=Subquery(messages)).exclude(
+            address__in=own
+        ).update(is_counterparty=True)
+        await MessageLink.filter(message_id__in=Subquery(messages)).delete()
+        ids = await Message.filter(account_id=account_id).values_list("id", flat=True)
+        await link_messages(account.user.organisation_id, ids)

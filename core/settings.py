@@ -47,6 +47,10 @@ class Settings:
     allow_private_hosts: bool = False
     #: allow connections with no TLS at all
     allow_plaintext: bool = False
+    #: run the sync engine inside the server process
+    sync_enabled: bool = True
+    #: seconds between sync passes of an account (IDLE wakes it earlier for new mail)
+    sync_poll_interval: float = 300.0
     #: GraphQL limits: nesting depth, tokens per document, aliases per document
     max_query_depth: int = 12
     max_query_tokens: int = 2000

@@ -13,6 +13,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     SchemaExtension,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.execution import ExecutionResult
@@ -21,14 +22,16 @@ from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.settings import Settings
 
 from .errors import TypedErrors, log_unexpected_errors
+from .accounts import AccountMutations, AccountQueries
 from .providers import ProviderQueries
+from .scalars import SCALAR_MAP
 from .records import RecordMutations, RecordQueries
 from .users import UserMutations, UserQueries
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-Query = merge_types("Query", (UserQueries, RecordQueries, ProviderQueries))
-Mutation = merge_types("Mutation", (UserMutations, RecordMutations))
+Query = merge_types("Query", (UserQueries, RecordQueries, ProviderQueries, AccountQueries))
+Mutation = merge_types("Mutation", (UserMutations, RecordMutations, AccountMutations))
 
 
 class Authenticated(SchemaExtension):
@@ -76,6 +79,7 @@ def build_schema(settings: Settings | None = None) -> SalesInboxSchema:
         query=Query,
         mutation=Mutation,
         extensions=[TypedErrors, Authenticated, *_limits(settings)],
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
 
 

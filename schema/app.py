@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import pluggy
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -16,9 +18,13 @@ from tortoise import connections
 
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.db import open_database
+from salesinbox.core.mailer import send_sync_confirmation
+from salesinbox.core.models import MailAccount
 from salesinbox.core.plugins import get_plugin_manager
 from salesinbox.core.provider_registry import ProviderRegistry
+from salesinbox.core.scheduler import InProcessScheduler
 from salesinbox.core.settings import Settings
+from salesinbox.core.sync import AccountSyncReport, SyncServices
 
 from .api import build_schema
 from .context import Context, Services
@@ -61,29 +67,59 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok", "database": "ok"})
 
 
-def create_app(settings: Settings | None = None, *, open_db: bool = True) -> Starlette:
+def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | None = None) -> Services:
+    """Load the provider plugins and the secret key, and set up the sync engine."""
+    services = Services(
+        settings=settings,
+        providers=ProviderRegistry(plugin_manager or get_plugin_manager()),
+        secrets=SecretBox.from_settings(settings),
+    )
+    services.providers.providers()  # fail at start-up, not on first use, if a plugin is broken
+    if settings.sync_enabled:
+        policy = services.connect_policy
+
+        async def confirm(account: MailAccount, report: AccountSyncReport) -> None:
+            await send_sync_confirmation(account, secrets=services.secrets, policy=policy)
+
+        services.scheduler = InProcessScheduler(
+            SyncServices(
+                secrets=services.secrets,
+                registry=services.providers,
+                policy=policy,
+                events=services.events,
+                on_initial_sync_complete=confirm,
+            ),
+            poll_interval=settings.sync_poll_interval,
+        )
+    return services
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    open_db: bool = True,
+    plugin_manager: pluggy.PluginManager | None = None,
+) -> Starlette:
     """Build the server for ``settings`` (default: from the environment).
 
     The lifespan opens the database (applying pending migrations), loads the provider
-    plugins and the secret key, and closes the database on shutdown. With ``open_db=False``
-    the caller has already connected the ORM (tests, embedding).
+    plugins and the secret key, starts the sync engine, and stops both on shutdown. With
+    ``open_db=False`` the caller has already connected the ORM (tests, embedding);
+    ``plugin_manager`` replaces the default one (tests pointing presets at test servers).
     """
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        services = Services(
-            settings=settings,
-            providers=ProviderRegistry(get_plugin_manager()),
-            secrets=SecretBox.from_settings(settings),
-        )
-        services.providers.providers()  # fail at start-up, not on first use, if a plugin is broken
+        services = build_services(settings, plugin_manager)
         app.state.services = services
-        if not open_db:
-            yield
-            return
-        async with open_database(settings):
-            log.info("SalesInbox ready on database %s", _redacted(settings.effective_database_url))
+        async with AsyncExitStack() as stack:
+            if open_db:
+                await stack.enter_async_context(open_database(settings))
+                log.info("SalesInbox ready on database %s", _redacted(settings.effective_database_url))
+            if services.scheduler is not None:
+                await services.scheduler.start()
+                stack.push_async_callback(services.scheduler.stop)
             yield
 
     app = Starlette(lifespan=lifespan)

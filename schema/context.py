@@ -9,19 +9,34 @@ from strawberry.types import Info as StrawberryInfo
 
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.events import EventBus
+from salesinbox.core.mailserver import ConnectPolicy
 from salesinbox.core.models import User
 from salesinbox.core.provider_registry import ProviderRegistry
+from salesinbox.core.scheduler import SyncScheduler
 from salesinbox.core.settings import Settings
 from salesinbox.core.tokens import authenticate
 
 
-@dataclass(frozen=True)
+@dataclass
 class Services:
     """What the app opens once at start-up and shares with every request."""
 
     settings: Settings
     providers: ProviderRegistry
     secrets: SecretBox
+    events: EventBus = field(default_factory=EventBus)
+    scheduler: SyncScheduler | None = None
+
+    @property
+    def connect_policy(self) -> ConnectPolicy:
+        """How to reach mail servers (timeouts, TLS, private hosts), from the settings."""
+        return ConnectPolicy.from_settings(self.settings)
+
+    def request_sync(self, account_id: int) -> None:
+        """Ask the sync engine to sync ``account_id`` soon (no-op when sync is off)."""
+        if self.scheduler is not None:
+            self.scheduler.request_sync(account_id)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from salesinbox.core.users import create_user
 from salesinbox.schema.app import create_app
 
 from .database import TemplateDatabase, configured_backend
+from .servers.certs import CertBundle
 
 pytest_plugins = ["tests.servers.fixtures"]
 
@@ -51,14 +52,18 @@ async def database_url(template_database: TemplateDatabase, tmp_path: Path) -> A
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Settings for one test: its own data dir and database, a fixed key, private hosts allowed."""
+def settings(database_url: str, tmp_path: Path, server_certs: CertBundle) -> Settings:
+    """Settings for one test: its own data dir and database, a fixed key, the test servers'
+    CA trusted, private (loopback) hosts allowed, and no background sync unless a test
+    turns it on."""
     return Settings(
         data_dir=tmp_path / "data",
         database_url=database_url,
         secret_key=generate_key(),
         allow_private_hosts=True,
+        extra_ca_file=server_certs.ca_cert,
         mail_timeout=5.0,
+        sync_enabled=False,
     )
 
 

@@ -86,3 +86,31 @@ async def test_records_matching_by_either_address(rep: User) -> None:
     found = await records_matching(rep.organisation_id, ["a@x.com", "a2@x.com", "zzz@x.com"])
     assert [r.id for r in found] == [a.id, b.id]
     assert await records_matching(rep.organisation_id, []) == []
+
+
+async def test_link_messages_is_idempotent(rep: User) -> None:
+    from salesinbox.core.linking import link_messages
+
+    account = await _account(rep)
+    record = await create_record(rep, RecordKind.LEAD, RecordInput(last_name="J", primary_email="jane@globex.com"))
+    message = await _message(account, 1, [(AddressRole.FROM, "jane@globex.com", True)])
+    assert await link_messages(rep.organisation_id, [message.id]) == 1
+    assert await link_messages(rep.organisation_id, [message.id]) == 1
+    assert await _linked(record.id) == {message.id}
+    assert await link_messages(rep.organisation_id, []) == 0
+
+
+async def test_new_from_address_stops_counting_as_counterparty(rep: User) -> None:
+    from salesinbox.core.from_addresses import add_from_address, remove_from_address
+
+    account = await _account(rep)
+    record = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Alias", primary_email="sales@acme.test"))
+    message = await _message(account, 1, [(AddressRole.FROM, "sales@acme.test", True)])
+    await relink_record(record)
+    assert await _linked(record.id) == {message.id}
+    await add_from_address(rep, account.id, "Sales@acme.test", name="Sales team")
+    assert not (await MessageAddress.get(message_id=message.id)).is_counterparty
+    assert await _linked(record.id) == set()
+    await remove_from_address(rep, account.id, "sales@acme.test")
+    assert (await MessageAddress.get(message_id=message.id)).is_counterparty
+    assert await _linked(record.id) == {message.id}

@@ -1,0 +1,253 @@
+"""Connecting mail accounts against the real Dovecot and SMTP servers (SPEC §3)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+import socket
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from salesinbox.core import hookimpl
+from salesinbox.core.accounts import (
+    ConnectAccountInput,
+    ServerInput,
+    connect_account,
+    disconnect_account,
+    get_account,
+    update_credentials,
+)
+from salesinbox.core.credentials import Secret, SecretBox
+from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.mailserver import ConnectPolicy
+from salesinbox.core.models import Folder, FromAddress, MailAccount, Organisation, SyncState, User
+from salesinbox.core.plugins import get_plugin_manager
+from salesinbox.core.provider_registry import ProviderRegistry
+from salesinbox.core.providers import AuthKind, FolderRole, ProviderEndpoints, Security, ServerEndpoint
+from salesinbox.core.settings import Settings
+
+if TYPE_CHECKING:
+    from .servers.fixtures import MailAccount as TestMailbox
+
+pytestmark = pytest.mark.dovecot
+
+
+@pytest.fixture
+def registry() -> ProviderRegistry:
+    return ProviderRegistry(get_plugin_manager(load_entrypoints=False))
+
+
+@pytest.fixture
+def secrets(db: Settings) -> SecretBox:
+    return SecretBox.from_settings(db)
+
+
+@pytest.fixture
+def policy(db: Settings) -> ConnectPolicy:
+    return ConnectPolicy.from_settings(db)
+
+
+def custom(box: TestMailbox, *, implicit_tls: bool = False, password: str | None = None, **extra: object) -> ConnectAccountInput:
+    """Custom IMAP pointing at the test servers (STARTTLS ports, or implicit TLS)."""
+    security = Security.SSL if implicit_tls else Security.STARTTLS
+    return ConnectAccountInput(
+        provider="custom_imap",
+        email=box.address,
+        secret=Secret(password or box.password),
+        display_name="Rex at work",
+        incoming=ServerInput("localhost", box.dovecot.ssl_port if implicit_tls else box.dovecot.port, security),
+        outgoing=ServerInput("localhost", box.smtp.ssl_port if implicit_tls else box.smtp.port, security),
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+async def test_connect_custom_imap_over_starttls(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+    account = await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
+    assert account.email == mail_account.address and account.user_id == rep.id
+    assert account.sync_state == SyncState.NEW
+    assert {"IDLE", "CONDSTORE", "QRESYNC", "SPECIAL-USE"} <= set(account.capabilities)
+    folders = {f.name: f.role for f in await Folder.filter(account=account)}
+    assert folders == {"INBOX": FolderRole.INBOX, "Sent": FolderRole.SENT}
+    default = await FromAddress.get(account=account)
+    assert default.address == mail_account.address and default.is_default
+    # The stored secret is encrypted, and decrypts to the password.
+    row = await MailAccount.get(id=account.id)
+    assert mail_account.password not in row.imap_secret
+    assert secrets.decrypt(row.imap_secret).reveal() == mail_account.password
+    assert row.smtp_same_credentials
+
+
+async def test_connect_over_implicit_tls(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+    account = await connect_account(rep, custom(mail_account, implicit_tls=True), registry=registry,
+                                    secrets=secrets, policy=policy)
+    assert account.imap_security == Security.SSL and account.smtp_port == mail_account.smtp.ssl_port
+
+
+async def _refused(rep: User, data: ConnectAccountInput, registry, secrets, policy) -> SalesInboxError:  # noqa: ANN001
+    with pytest.raises(SalesInboxError) as caught:
+        await connect_account(rep, data, registry=registry, secrets=secrets, policy=policy)
+    assert await MailAccount.all().count() == 0, "nothing may be saved on failure"
+    return caught.value
+
+
+async def test_wrong_password_is_typed_with_a_hint(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+    error = await _refused(rep, custom(mail_account, password="wrong-Pa55word"), registry, secrets, policy)
+    assert error.code == ErrorCode.AUTHENTICATION_FAILED
+    assert "app-specific password" in error.message
+    assert "wrong-Pa55word" not in error.message
+
+
+async def test_untrusted_certificate(rep: User, mail_account: TestMailbox, dovecot_factory, registry, secrets, policy) -> None:  # noqa: ANN001
+    untrusted = dovecot_factory(untrusted_cert=True)
+    user = untrusted.add_user(mail_account.address, mail_account.password)
+    data = replace(custom(mail_account), incoming=ServerInput("localhost", untrusted.port, Security.STARTTLS))
+    assert user.address == mail_account.address
+    error = await _refused(rep, data, registry, secrets, policy)
+    assert error.code == ErrorCode.TLS_FAILED and "localhost" in error.message
+
+
+async def test_closed_port(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    data = replace(custom(mail_account), incoming=ServerInput("localhost", closed, Security.SSL))
+    error = await _refused(rep, data, registry, secrets, policy)
+    assert error.code == ErrorCode.CONNECTION_FAILED
+
+
+@pytest.fixture
+def black_hole() -> Iterator[int]:
+    """A port that accepts TCP connections and never says a word."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        yield listener.getsockname()[1]
+
+
+async def test_black_hole_times_out_within_the_limit(rep: User, mail_account: TestMailbox, black_hole: int,
+                                                     registry, secrets) -> None:  # noqa: ANN001
+    policy = ConnectPolicy(timeout=1.0, allow_private_hosts=True, allow_plaintext=False,
+                           extra_ca_file=None)
+    data = replace(custom(mail_account), incoming=ServerInput("localhost", black_hole, Security.SSL))
+    started = time.monotonic()
+    error = await _refused(rep, data, registry, secrets, policy)
+    assert error.code == ErrorCode.TIMEOUT
+    assert time.monotonic() - started < 3.0
+
+
+async def test_private_hosts_refused_unless_allowed(rep: User, mail_account: TestMailbox, registry, secrets, db: Settings) -> None:  # noqa: ANN001
+    strict = ConnectPolicy.from_settings(db.with_overrides(allow_private_hosts=False))
+    error = await _refused(rep, custom(mail_account), registry, secrets, strict)
+    assert error.code == ErrorCode.HOST_NOT_ALLOWED and "SALESINBOX_ALLOW_PRIVATE_HOSTS" in error.message
+
+
+class PointPresetsAtTestServers:
+    """Test-only plugin: every preset provider's endpoints become the fixture's servers."""
+
+    def __init__(self, box: TestMailbox) -> None:
+        self.box = box
+
+    @hookimpl(tryfirst=True)
+    def salesinbox_resolve_endpoints(self, provider: str, email: str, options: object) -> ProviderEndpoints | None:
+        if provider == "custom_imap":
+            return None
+        return ProviderEndpoints(
+            imap=ServerEndpoint("localhost", self.box.dovecot.ssl_port, Security.SSL),
+            smtp=ServerEndpoint("localhost", self.box.smtp.ssl_port, Security.SSL),
+        )
+
+
+@pytest.fixture
+def preset_registry(mail_account: TestMailbox) -> ProviderRegistry:
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(PointPresetsAtTestServers(mail_account))
+    return ProviderRegistry(pm)
+
+
+async def test_preset_account_connects_and_gets_the_provider_hint(rep: User, mail_account: TestMailbox,
+                                                                  preset_registry, secrets, policy) -> None:  # noqa: ANN001
+    wrong = ConnectAccountInput(provider="gmail", email=mail_account.address, secret=Secret("not-it"))
+    error = await _refused(rep, wrong, preset_registry, secrets, policy)
+    assert error.code == ErrorCode.AUTHENTICATION_FAILED
+    assert "Gmail needs an app password" in error.message
+    right = ConnectAccountInput(provider="gmail", email=mail_account.address,
+                                secret=Secret(mail_account.password), auth_kind=AuthKind.APP_PASSWORD)
+    account = await connect_account(rep, right, registry=preset_registry, secrets=secrets, policy=policy)
+    assert account.provider == "gmail" and account.imap_port == mail_account.dovecot.ssl_port
+
+
+async def test_microsoft_refuses_passwords_before_connecting(rep: User, registry, secrets, policy) -> None:  # noqa: ANN001
+    data = ConnectAccountInput(provider="outlook", email="rep@outlook.com", secret=Secret("pw"),
+                               auth_kind=AuthKind.PASSWORD)
+    error = await _refused(rep, data, registry, secrets, policy)
+    assert error.code == ErrorCode.INVALID_INPUT and "XOAUTH2" in error.message
+
+
+async def test_unknown_and_disabled_providers(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+    unknown = ConnectAccountInput(provider="aol", email=mail_account.address, secret=Secret("pw"))
+    assert (await _refused(rep, unknown, registry, secrets, policy)).code == ErrorCode.UNKNOWN_PROVIDER
+    await Organisation.all().update(disabled_providers=["custom_imap"])
+    error = await _refused(rep, custom(mail_account), registry, secrets, policy)
+    assert error.code == ErrorCode.PROVIDER_DISABLED
+
+
+async def test_custom_imap_needs_both_servers(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+    data = ConnectAccountInput(provider="custom_imap", email=mail_account.address, secret=Secret("pw"))
+    error = await _refused(rep, data, registry, secrets, policy)
+    assert error.code == ErrorCode.INVALID_INPUT and error.field == "incoming"
+
+
+async def test_duplicate_and_on_behalf(rep: User, admin: User, other_rep: User, mail_account: TestMailbox,
+                                       registry, secrets, policy) -> None:  # noqa: ANN001
+    await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
+    with pytest.raises(SalesInboxError) as caught:
+        await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
+    assert caught.value.code == ErrorCode.ALREADY_EXISTS
+    with pytest.raises(SalesInboxError) as caught:
+        await connect_account(other_rep, custom(mail_account, owner_id=rep.id), registry=registry,
+                              secrets=secrets, policy=policy)
+    assert caught.value.code == ErrorCode.FORBIDDEN
+    on_behalf = await connect_account(admin, custom(mail_account, owner_id=other_rep.id), registry=registry,
+                                      secrets=secrets, policy=policy)
+    assert on_behalf.user_id == other_rep.id
+    with pytest.raises(SalesInboxError) as caught:
+        await get_account(rep, on_behalf.id)
+    assert caught.value.code == ErrorCode.NOT_FOUND
+
+
+async def test_update_credentials_verifies_and_clears_reauth(rep: User, mail_account: TestMailbox,
+                                                            registry, secrets, policy) -> None:  # noqa: ANN001
+    account = await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
+    await MailAccount.filter(id=account.id).update(sync_state=SyncState.NEEDS_REAUTH, sync_error="refused")
+    with pytest.raises(SalesInboxError) as caught:
+        await update_credentials(rep, account.id, secret=Secret("bad"), smtp_secret=None, secrets=secrets,
+                                 registry=registry, policy=policy)
+    assert caught.value.code == ErrorCode.AUTHENTICATION_FAILED
+    row = await MailAccount.get(id=account.id)
+    assert secrets.decrypt(row.imap_secret).reveal() == mail_account.password and row.sync_state == SyncState.NEEDS_REAUTH
+    updated = await update_credentials(rep, account.id, secret=Secret(mail_account.password), smtp_secret=None,
+                                       secrets=secrets, registry=registry, policy=policy)
+    assert updated.sync_state == SyncState.NEW and updated.sync_error is None
+
+
+async def test_disconnect_needs_confirmation(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+    account = await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
+    with pytest.raises(SalesInboxError) as caught:
+        await disconnect_account(rep, account.id, confirm_email="yes")
+    assert caught.value.field == "confirmEmail" and await MailAccount.exists(id=account.id)
+    await disconnect_account(rep, account.id, confirm_email=mail_account.address.upper())
+    assert not await MailAccount.exists(id=account.id)
+    assert await Folder.filter(account_id=account.id).count() == 0
+
+
+async def test_password_never_reaches_logs_or_errors(rep: User, mail_account: TestMailbox, registry, secrets,
+                                                     policy, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+    secret_word = "Recognisable-S3cret-Zebra"
+    with caplog.at_level(logging.DEBUG):
+        error = await _refused(rep, custom(mail_account, password=secret_word), registry, secrets, policy)
+        await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
+    assert secret_word not in caplog.text and mail_account.password not in caplog.text
+    assert secret_word not in f"{error} {error!r} {error.message}"
