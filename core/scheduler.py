@@ -1,0 +1,176 @@
+"""Where syncs run: a small interface, and the in-process implementation used by default.
+
+The server runs one asyncio task per account: it syncs, then waits for a trigger (new mail
+seen by IDLE, a ``syncNow`` request, a credentials update) or the poll interval. Failures
+back off exponentially up to a cap; a refused login waits for new credentials. A worker
+process can take this over later by implementing :class:`SyncScheduler` elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+from imapclient import IMAPClient
+from tortoise.exceptions import DoesNotExist
+
+from .accounts import stored_logins
+from .imap import open_imap
+from .models import Folder, MailAccount, SyncState
+from .sync import SyncServices, sync_account
+
+log = logging.getLogger(__name__)
+
+
+class SyncScheduler(Protocol):
+    """What the API needs from whoever runs syncs."""
+
+    async def start(self) -> None:
+        """Begin syncing every connected account."""
+
+    async def stop(self) -> None:
+        """Stop all syncs (in-flight batches are committed or rolled back whole)."""
+
+    def request_sync(self, account_id: int) -> None:
+        """Sync ``account_id`` as soon as possible (starting to follow it if new)."""
+
+
+def backoff_delay(failures: int, *, base: float, cap: float) -> float:
+    """Seconds to wait after ``failures`` consecutive failures: base·2ⁿ⁻¹, at most ``cap``."""
+    return min(cap, base * 2 ** max(0, failures - 1))
+
+
+class InProcessScheduler:
+    """Runs syncs as tasks of the server's event loop, with IDLE watchers in threads."""
+
+    def __init__(
+        self,
+        services: SyncServices,
+        *,
+        poll_interval: float = 300.0,
+        backoff_base: float = 5.0,
+        backoff_cap: float = 900.0,
+        use_idle: bool = True,
+    ) -> None:
+        self.services = services
+        self.poll_interval = poll_interval
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.use_idle = use_idle
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._wake: dict[int, asyncio.Event] = {}
+        self._stopping = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        for account_id in await MailAccount.all().values_list("id", flat=True):
+            self.request_sync(account_id)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    def request_sync(self, account_id: int) -> None:
+        if self._stopping.is_set():
+            return
+        self._wake.setdefault(account_id, asyncio.Event()).set()
+        if account_id not in self._tasks or self._tasks[account_id].done():
+            self._tasks[account_id] = asyncio.create_task(
+                self._follow(account_id), name=f"sync-account-{account_id}"
+            )
+
+    async def _follow(self, account_id: int) -> None:
+        wake = self._wake.setdefault(account_id, asyncio.Event())
+        failures = 0
+        idle_thread: threading.Thread | None = None
+        while not self._stopping.is_set():
+            wake.clear()
+            wait: float | None = self.poll_interval
+            try:
+                report = await sync_account(account_id, self.services)
+                failures = 0
+                if report.state == SyncState.NEEDS_REAUTH:
+                    wait = None  # only new credentials (request_sync) wake it up
+                elif self.use_idle and (idle_thread is None or not idle_thread.is_alive()):
+                    idle_thread = await self._start_idle(account_id, wake)
+            except DoesNotExist:
+                return  # the account was disconnected
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # noqa: BLE001 - every failure is retried with backoff
+                failures += 1
+                wait = backoff_delay(failures, base=self.backoff_base, cap=self.backoff_cap)
+                log.warning("Sync of account %s failed (%s): retry in %.0f s", account_id, error, wait)
+                await self._record_retry(account_id, str(error), wait)
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=wait)
+            except TimeoutError:
+                pass
+
+    async def _record_retry(self, account_id: int, message: str, delay: float) -> None:
+        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+        await Folder.filter(account_id=account_id).update(last_error=message[:2000], retry_at=retry_at)
+
+    async def _start_idle(self, account_id: int, wake: asyncio.Event) -> threading.Thread | None:
+        account = await MailAccount.get_or_none(id=account_id)
+        if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
+            return None
+        login = stored_logins(account, self.services.secrets).imap
+        loop = asyncio.get_running_loop()
+
+        def on_change() -> None:
+            loop.call_soon_threadsafe(wake.set)
+
+        thread = threading.Thread(
+            target=_idle_watch,
+            args=(login, self.services.policy, on_change, self._stopping),
+            name=f"idle-account-{account_id}",
+            daemon=True,
+        )
+        thread.start()
+        return thread
+
+
+# RFC 2177: re-issue IDLE before 29 minutes; short checks let the thread stop promptly.
+IDLE_RENEW_SECONDS = 25 * 60
+IDLE_CHECK_SECONDS = 1.0
+
+
+def _idle_watch(login, policy, on_change, stopping: threading.Event) -> None:  # noqa: ANN001
+    """Watch INBOX with IDLE until ``stopping``; call ``on_change`` when the server reports
+    anything (new mail, expunge, flag change). Returns on connection loss: the next sync
+    pass starts a new watcher."""
+    try:
+        client: IMAPClient = open_imap(login, policy)
+    except Exception:  # noqa: BLE001 - the sync pass will report the problem
+        log.debug("IDLE watcher could not connect", exc_info=True)
+        return
+    try:
+        client.select_folder("INBOX", readonly=True)
+        while not stopping.is_set():
+            client.idle()
+            started = datetime.now(UTC)
+            try:
+                while not stopping.is_set():
+                    if client.idle_check(timeout=IDLE_CHECK_SECONDS):
+                        on_change()
+                    if (datetime.now(UTC) - started).total_seconds() > IDLE_RENEW_SECONDS:
+                        break
+            finally:
+                client.idle_done()
+    except Exception:  # noqa: BLE001 - connection dropped: the next pass restarts IDLE
+        log.debug("IDLE watcher stopped", exc_info=True)
+        on_change()
+    finally:
+        try:
+            client.logout()
+        except Exception:  # noqa: BLE001
+            pass

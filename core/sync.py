@@ -1,0 +1,327 @@
+"""The sync engine: one pass over an account's folders, initial or incremental (SPEC §4).
+
+Per folder, a small state machine on (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ):
+
+* UIDVALIDITY changed → the folder's old rows are deleted and it is synced again.
+* Initial sync → the UIDs on the server minus those stored, newest first, in batches; each
+  batch is committed with the folder's progress, so a crash or a cut connection resumes
+  where it stopped with nothing lost and nothing duplicated.
+* Afterwards → nothing to do when UIDNEXT and HIGHESTMODSEQ are unchanged (O(1) with
+  CONDSTORE); else new UIDs are fetched, flag changes read with ``SEARCH MODSEQ`` (or by
+  comparing all flags without CONDSTORE), and expunged UIDs deleted when the count differs.
+
+IMAP I/O and parsing run in a worker thread; database work runs between network calls.
+One failing folder does not stop the others; a refused login stops everything and puts the
+account in ``NEEDS_REAUTH`` so that the provider does not lock it for retrying.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from imapclient import IMAPClient
+
+from . import imap_fetch as fetch
+from .accounts import stored_logins
+from .credentials import SecretBox
+from .errors import ErrorCode
+from .events import EventBus, MailEvent
+from .imap import open_imap
+from .linking import own_addresses
+from .mailserver import ConnectPolicy, MailServerError
+from .models import Folder, MailAccount, Message, SyncState
+from .provider_registry import ProviderRegistry
+from .providers import AuthFailureContext, FolderRole
+from .store import FolderTarget, apply_flags, delete_stale_uidvalidity, delete_uids, store_batch, stored_uids
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 200
+# Errors that mean the connection is gone: the whole pass stops and is retried later.
+CONNECTION_ERRORS = (OSError, socket.timeout, imaplib.IMAP4.abort, EOFError)
+
+
+@dataclass(frozen=True)
+class SyncServices:
+    """What a sync pass needs besides the database."""
+
+    secrets: SecretBox
+    registry: ProviderRegistry
+    policy: ConnectPolicy
+    events: EventBus
+    #: called once when an account's initial sync completes (sends the confirmation email)
+    on_initial_sync_complete: Callable[[MailAccount, AccountSyncReport], Awaitable[None]] | None = None
+
+
+@dataclass
+class FolderReport:
+    name: str
+    role: str | None
+    messages: int = 0
+    new_messages: int = 0
+    linked_messages: int = 0
+    warnings: int = 0
+    error: str | None = None
+
+
+@dataclass
+class AccountSyncReport:
+    account_id: int
+    state: SyncState
+    folders: list[FolderReport] = field(default_factory=list)
+    initial_sync_completed: bool = False
+    error: str | None = None
+
+
+def _publish(services: SyncServices, account: MailAccount, kind: str, ids: tuple[int, ...] = ()) -> None:
+    services.events.publish(MailEvent(kind=kind, account_id=account.id, user_id=account.user_id, message_ids=ids))
+
+
+async def sync_account(account_id: int, services: SyncServices) -> AccountSyncReport:
+    """Run one sync pass of ``account_id``: connect, sync every folder, disconnect.
+
+    Raises :class:`MailServerError` (other than a refused login) or a connection error for
+    the caller to retry with backoff; a refused login is recorded, not raised.
+    """
+    account = await MailAccount.get(id=account_id).select_related("user")
+    report = AccountSyncReport(account_id=account.id, state=account.sync_state)
+    if account.sync_state == SyncState.NEEDS_REAUTH:
+        report.error = account.sync_error
+        return report  # never retry a refused password: providers lock such accounts
+    logins = stored_logins(account, services.secrets)
+    try:
+        client = await asyncio.to_thread(open_imap, logins.imap, services.policy)
+    except MailServerError as error:
+        if error.code in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.IMAP_DISABLED):
+            await _needs_reauth(account, services, error)
+            report.state, report.error = SyncState.NEEDS_REAUTH, account.sync_error
+            return report
+        await _record_account_error(account, services, error.message)
+        raise
+    try:
+        await _sync_folders(client, account, services, report)
+    except CONNECTION_ERRORS as error:
+        await _record_account_error(account, services, f"Connection lost during sync: {error}")
+        raise
+    finally:
+        await asyncio.to_thread(_logout_quietly, client)
+    return report
+
+
+def _logout_quietly(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - the connection may already be dead
+        log.debug("IMAP logout failed", exc_info=True)
+
+
+async def _needs_reauth(account: MailAccount, services: SyncServices, error: MailServerError) -> None:
+    hint = ""
+    if error.code == ErrorCode.AUTHENTICATION_FAILED:
+        hint = services.registry.auth_failure_hint(
+            AuthFailureContext(
+                provider=account.provider,
+                auth_kind=account.imap_auth_kind,
+                protocol="imap",
+                server_message=error.server_message,
+            )
+        )
+    account.sync_state = SyncState.NEEDS_REAUTH
+    account.sync_error = f"{error.message} {hint}".strip()
+    await account.save(update_fields=["sync_state", "sync_error"])
+    _publish(services, account, "SYNC_STATE")
+
+
+async def _record_account_error(account: MailAccount, services: SyncServices, message: str) -> None:
+    account.sync_state = SyncState.ERROR if account.initial_sync_completed_at is None else account.sync_state
+    account.sync_error = message
+    await account.save(update_fields=["sync_state", "sync_error"])
+    _publish(services, account, "SYNC_STATE")
+
+
+async def _sync_folders(
+    client: IMAPClient, account: MailAccount, services: SyncServices, report: AccountSyncReport
+) -> None:
+    await _ensure_sent_folder(client, account, services)
+    folders = await Folder.filter(account_id=account.id).order_by("id")
+    initial = account.initial_sync_completed_at is None
+    if initial and account.sync_state != SyncState.SYNCING:
+        account.sync_state = SyncState.SYNCING
+        await account.save(update_fields=["sync_state"])
+        _publish(services, account, "SYNC_STATE")
+    own = frozenset(await own_addresses(account.id))
+    condstore = "CONDSTORE" in {c.upper() for c in account.capabilities}
+    if condstore:
+        await asyncio.to_thread(client.enable, "CONDSTORE")
+    for folder in folders:
+        folder_report = FolderReport(name=folder.name, role=folder.role)
+        report.folders.append(folder_report)
+        target_base = (account, own, condstore)
+        try:
+            await _sync_folder(client, folder, target_base, services, folder_report)
+            folder.last_error, folder.retry_at = None, None
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as error:  # noqa: BLE001 - one bad folder must not stop the others
+            log.warning("Sync of folder %r of account %s failed", folder.name, account.id, exc_info=True)
+            folder_report.error = folder.last_error = f"{type(error).__name__}: {error}"[:2000]
+            folder.retry_at = datetime.now(UTC) + timedelta(minutes=5)
+        folder.last_synced_at = datetime.now(UTC)
+        await folder.save()
+        folder_report.messages = await Message.filter(folder_id=folder.id).count()
+    await _finish_pass(account, services, report, folders)
+
+
+async def _finish_pass(
+    account: MailAccount, services: SyncServices, report: AccountSyncReport, folders: list[Folder]
+) -> None:
+    now = datetime.now(UTC)
+    account.last_synced_at = now
+    account.sync_error = None
+    all_done = all(f.initial_sync_done for f in folders)
+    if all_done and account.initial_sync_completed_at is None:
+        account.initial_sync_completed_at = now
+        report.initial_sync_completed = True
+    account.sync_state = SyncState.COMPLETE if all_done else SyncState.SYNCING
+    report.state = account.sync_state
+    await account.save(
+        update_fields=["last_synced_at", "sync_error", "sync_state", "initial_sync_completed_at"]
+    )
+    _publish(services, account, "SYNC_STATE")
+    if report.initial_sync_completed and services.on_initial_sync_complete is not None:
+        try:
+            await services.on_initial_sync_complete(account, report)
+        except Exception:  # noqa: BLE001 - the mail is synced; a failed notice is only logged
+            log.exception("Could not send the sync confirmation of account %s", account.id)
+
+
+async def _ensure_sent_folder(client: IMAPClient, account: MailAccount, services: SyncServices) -> None:
+    if await Folder.exists(account_id=account.id, role=FolderRole.SENT):
+        return
+    name = await asyncio.to_thread(client.find_special_folder, b"\\Sent")
+    if name is None:
+        existing = {n for _flags, _d, n in await asyncio.to_thread(client.list_folders)}
+        name = next((c for c in services.registry.folder_names(account.provider, FolderRole.SENT) if c in existing), None)
+    if name is not None:
+        await Folder.get_or_create(account_id=account.id, name=name, defaults={"role": FolderRole.SENT})
+
+
+async def _sync_folder(
+    client: IMAPClient,
+    folder: Folder,
+    target_base: tuple[MailAccount, frozenset[str], bool],
+    services: SyncServices,
+    report: FolderReport,
+) -> None:
+    account, own, condstore = target_base
+    snapshot = await asyncio.to_thread(fetch.select_folder, client, folder.name)
+    if folder.uidvalidity is not None and folder.uidvalidity != snapshot.uidvalidity:
+        removed = await delete_stale_uidvalidity(folder.id, snapshot.uidvalidity)
+        log.info("Folder %r: UIDVALIDITY changed, %d stored messages re-synced", folder.name, removed)
+        folder.initial_sync_done, folder.lowest_synced_uid = False, None
+        folder.highestmodseq = folder.uidnext = None
+        _publish(services, account, "MESSAGES_REMOVED")
+    folder.uidvalidity = snapshot.uidvalidity
+    target = FolderTarget(
+        account_id=account.id,
+        organisation_id=account.user.organisation_id,
+        folder_id=folder.id,
+        uidvalidity=snapshot.uidvalidity,
+        folder_is_sent=folder.role == FolderRole.SENT,
+        own_addresses=own,
+    )
+    if not folder.initial_sync_done:
+        await _initial_sync(client, folder, target, account, services, report, condstore)
+    else:
+        await _incremental_sync(client, folder, target, snapshot, account, services, report, condstore)
+    folder.uidnext = snapshot.uidnext
+    if snapshot.highestmodseq is not None:
+        folder.highestmodseq = snapshot.highestmodseq
+
+
+async def _store_uids(
+    client: IMAPClient, uids: list[int], folder: Folder, target: FolderTarget,
+    account: MailAccount, services: SyncServices, report: FolderReport, condstore: bool,
+) -> None:
+    """Fetch, parse and store ``uids`` in batches, committing progress after each."""
+    for start in range(0, len(uids), BATCH_SIZE):
+        batch = uids[start : start + BATCH_SIZE]
+        fetched = await asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
+        result = await store_batch(target, fetched)
+        report.new_messages += len(result.inserted_ids)
+        report.warnings += result.with_warnings
+        folder.messages_synced += len(result.inserted_ids)
+        folder.lowest_synced_uid = min(batch) if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, *batch)
+        await folder.save(update_fields=["messages_synced", "lowest_synced_uid", "uidvalidity"])
+        if result.inserted_ids:
+            _publish(services, account, "NEW_MESSAGES", result.inserted_ids)
+
+
+async def _initial_sync(
+    client: IMAPClient, folder: Folder, target: FolderTarget, account: MailAccount,
+    services: SyncServices, report: FolderReport, condstore: bool,
+) -> None:
+    since = None
+    if account.sync_days_limit:
+        since = (datetime.now(UTC) - timedelta(days=account.sync_days_limit)).date()
+    on_server = await asyncio.to_thread(fetch.list_uids, client, since)
+    stored = await stored_uids(folder.id, target.uidvalidity)
+    missing = sorted(set(on_server) - stored, reverse=True)  # newest first
+    folder.messages_total = len(on_server)
+    folder.messages_synced = len(stored & set(on_server))
+    await folder.save(update_fields=["messages_total", "messages_synced", "uidvalidity"])
+    await _store_uids(client, missing, folder, target, account, services, report, condstore)
+    folder.initial_sync_done = True
+
+
+async def _incremental_sync(
+    client: IMAPClient, folder: Folder, target: FolderTarget, snapshot: fetch.FolderSnapshot,
+    account: MailAccount, services: SyncServices, report: FolderReport, condstore: bool,
+) -> None:
+    unchanged = (
+        condstore
+        and snapshot.highestmodseq is not None
+        and snapshot.uidnext == folder.uidnext
+        and snapshot.highestmodseq == folder.highestmodseq
+    )
+    if unchanged:
+        return
+    stored = await stored_uids(folder.id, target.uidvalidity)
+    first_new = max(folder.uidnext or 1, max(stored, default=0) + 1)
+    new_uids = await asyncio.to_thread(fetch.uids_from, client, first_new)
+    await _store_uids(client, sorted(new_uids, reverse=True), folder, target, account, services, report, condstore)
+    await _sync_flags(client, folder, target, stored, account, services, condstore)
+    if len(stored) + len(new_uids) != snapshot.exists:
+        on_server = set(await asyncio.to_thread(fetch.list_uids, client))
+        gone = stored - on_server
+        if gone:
+            await delete_uids(folder.id, target.uidvalidity, gone)
+            _publish(services, account, "MESSAGES_REMOVED")
+        folder.messages_total = len(on_server)
+    else:
+        folder.messages_total = snapshot.exists
+    folder.messages_synced = folder.messages_total
+
+
+async def _sync_flags(
+    client: IMAPClient, folder: Folder, target: FolderTarget, stored: set[int],
+    account: MailAccount, services: SyncServices, condstore: bool,
+) -> None:
+    if not stored:
+        return
+    if condstore and folder.highestmodseq is not None:
+        changed_uids = await asyncio.to_thread(fetch.changed_since, client, folder.highestmodseq)
+        uids = [uid for uid in changed_uids if uid in stored]
+    else:
+        uids = sorted(stored)  # no CONDSTORE: compare every flag
+    if not uids:
+        return
+    flags = await asyncio.to_thread(fetch.fetch_flags, client, uids, condstore=condstore)
+    if await apply_flags(folder.id, target.uidvalidity, flags):
+        _publish(services, account, "FLAGS_CHANGED")
