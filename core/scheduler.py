@@ -20,7 +20,7 @@ from tortoise.exceptions import DoesNotExist
 from .accounts import stored_logins
 from .imap import open_imap
 from .models import Folder, MailAccount, SyncState
-from .sync import SyncServices, sync_account
+from .sync import SyncServices, close_quietly, sync_account
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,4 @@ def _idle_watch(login, policy, on_change, stopping: threading.Event) -> None:  #
         log.debug("IDLE watcher stopped", exc_info=True)
         on_change()
     finally:
-        try:
-            client.logout()
-        except Exception:  # noqa: BLE001
-            pass
+        close_quietly(client)

@@ -110,15 +110,20 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
         await _record_account_error(account, services, f"Connection lost during sync: {error}")
         raise
     finally:
-        await asyncio.to_thread(_logout_quietly, client)
+        await asyncio.to_thread(close_quietly, client)
     return report
 
 
-def _logout_quietly(client: IMAPClient) -> None:
+def close_quietly(client: IMAPClient) -> None:
+    """Log out, or at least close the socket when the connection is already broken."""
     try:
         client.logout()
-    except Exception:  # noqa: BLE001 - the connection may already be dead
+    except Exception:  # noqa: BLE001 - the connection may already be dead: close the socket
         log.debug("IMAP logout failed", exc_info=True)
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            log.debug("IMAP socket close failed", exc_info=True)
 
 
 async def _needs_reauth(account: MailAccount, services: SyncServices, error: MailServerError) -> None:
