@@ -104,7 +104,8 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=2000, help="messages in the corpus")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "salesinbox-bench"))
+    parser.add_argument("--cache-dir",
+                        default=str(Path(tempfile.gettempdir()) / "salesinbox-bench"))
     parser.add_argument("--profile", action="store_true", help="cProfile parse_message instead")
     args = parser.parse_args()
 

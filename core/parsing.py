@@ -1,11 +1,10 @@
 """Turn one raw RFC 5322 message into the values the store saves (SPEC §2 Message, §4).
 
-Parsing is what a sync spends its time on (NOTES.md), so the MIME structure comes from the
-standard ``email`` package with its default compat32 policy, several times faster than
-``policy.default`` (bench/bench_parse.py). compat32 leaves charsets, encoded words and 8-bit
-headers to the caller: :mod:`salesinbox.core.parsing_html` decodes text; this module reads
-the headers and walks the parts. The rule throughout: never raise. What cannot be read gets
-its best reading and a short line in ``ParsedMessage.warnings``; the message is stored anyway.
+Parsing is what a sync spends its time on (NOTES.md): the MIME structure comes from the
+``email`` package's compat32 API, several times faster than ``policy.default``
+(bench/bench_parse.py). It leaves charsets, encoded words and 8-bit headers to the caller:
+:mod:`.parsing_html` decodes text, this module reads headers and walks parts. Never raise:
+what cannot be read gets its best reading and a line in ``warnings``; the message is stored.
 """
 
 from __future__ import annotations
@@ -100,8 +99,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
     - ``text``/``html``: the decoded bodies, ``\\n`` newlines in text, at most 2 MB of UTF-8
       each; text is derived from the HTML when there is no text/plain. Every other leaf part
       is an attachment (the rules: :class:`_Body`); ``has_attachments`` ignores inline ones.
-    - ``warnings``: short sentences on everything not read as declared, e.g. "unknown charset
-      'x-foo' in text/plain part: decoded as latin-1". No string holds NUL or lone surrogates.
+    - ``warnings``: short sentences on what was not read as declared, e.g. "unknown charset
+      'x-foo' in text/plain part: decoded as latin-1". No string holds NUL or surrogates.
     """
     warn = Warnings()
     if not isinstance(raw, bytes):  # a bytearray or memoryview is read, anything else not
@@ -113,7 +112,6 @@ def parse_message(raw: bytes) -> ParsedMessage:
     for name, value in msg.raw_items():
         if (key := name.strip().lower()) in _WANTED:
             headers.setdefault(key, []).append(str(value))
-
     ids = _guard(warn, "message ids", (None, None, ()), _ids, headers, warn)
     message_id, in_reply_to, references = ids
     subject = _guard(warn, "Subject header", "", _subject, headers, warn)
@@ -139,10 +137,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
 def direction_for(parsed: ParsedMessage, own_addresses: set[str], folder_is_sent: bool) -> str:
     """``"SENT"`` when the message is in the Sent folder or is From one of ``own_addresses``
     (the account address and its From addresses, compared normalised), else ``"RECEIVED"``."""
-    if folder_is_sent:
-        return "SENT"
     own = _normalised_set(own_addresses)
-    return "SENT" if any(a.address in own for a in parsed.from_) else "RECEIVED"
+    return "SENT" if folder_is_sent or any(a.address in own for a in parsed.from_) else "RECEIVED"
 
 
 def counterparties(parsed: ParsedMessage, own_addresses: set[str]) -> list[Address]:
@@ -169,8 +165,7 @@ def _guard(warn: Warnings, what: str, default: T, fn: Callable[..., T], *args: o
 
 def _parse_mime(raw: bytes, warn: Warnings) -> Message:
     try:  # message_from_bytes(raw) minus its 8 KB read loop (~5 % faster); compat32 policy
-        parser = BytesFeedParser()
-        parser.feed(raw)
+        (parser := BytesFeedParser()).feed(raw)
         return parser.close()
     except Exception as exc:  # RecursionError: thousands of nested multiparts
         problem = "nested too deeply" if isinstance(exc, RecursionError) else "unreadable"
@@ -310,7 +305,10 @@ class _Body:
         if not _MIME_TYPE.fullmatch(ctype):  # control bytes, spaces, non-ASCII: unusable
             ctype = _NOT_MIME_TYPE.sub("", ctype)[:200] or "application/octet-stream"
         if not (part.is_multipart() and ctype.startswith("multipart/")):
-            self._leaf(part, ctype, sink, alternative)
+            try:
+                self._leaf(part, ctype, sink, alternative)
+            except Exception as exc:  # one unreadable part must not cost the others
+                self.warn(f"could not read a {ctype} part ({type(exc).__name__}): skipped")
         elif depth >= MAX_DEPTH:
             self.warn(f"MIME parts nested deeper than {MAX_DEPTH}: the inner ones ignored")
         elif ctype == "multipart/alternative":
@@ -363,9 +361,7 @@ class _Body:
             is_inline=bool(content_id) and disposition != "attachment"))
 
     def _text(self, part: Message, ctype: str, charset: str | None) -> str:
-        data = part.get_payload(decode=True)
-        if not isinstance(data, bytes):
-            return ""
+        data = part.get_payload(decode=True) or b""  # bytes for every leaf
         final = len(data) <= MAX_BODY_BYTES
         if not final:  # do not decode megabytes only to throw them away
             self.warn(f"{ctype} part larger than {MAX_BODY_BYTES} bytes: truncated")
@@ -376,7 +372,10 @@ class _Body:
     @staticmethod
     def _size(part: Message, cte: str) -> int:
         """The decoded size; base64 is measured from its text, without decoding it."""
-        encoded = part.get_payload() if cte == "base64" else None
+        try:  # compat32's get_payload() raises on 8-bit bytes with an RFC 2231 charset
+            encoded = part.get_payload() if cte == "base64" else None
+        except TypeError:
+            encoded = None
         if isinstance(encoded, str) and encoded.isascii():
             blanks = sum(encoded.count(c) for c in "\r\n \t")
             return (len(encoded) - blanks - encoded.count("=")) * 3 // 4  # "=" only pads
@@ -385,12 +384,13 @@ class _Body:
 
     def _message_size(self, part: Message) -> tuple[int, str]:  # re-serialised size, Subject
         inner = [m for m in part.get_payload() if isinstance(m, Message)]
-        subjects = [v for k, v in (inner[0].raw_items() if inner else ()) if k.lower() == "subject"]
+        first = inner[0].raw_items() if inner else ()
+        subject = next((v for k, v in first if k.strip().lower() == "subject"), "")
         try:
-            return sum(len(m.as_bytes()) for m in inner), (subjects or [""])[0]
+            return sum(len(m.as_bytes()) for m in inner), subject
         except Exception:  # as_bytes re-serialises: it can trip on what parsed
             self.warn("an attached message could not be measured: size 0")
-            return 0, (subjects or [""])[0]
+            return 0, subject
 
     def _cap(self, text: str, what: str) -> str:
         # len(text) * 4 is the most UTF-8 can take: the common case needs no encoding
