@@ -39,8 +39,15 @@ from salesinbox.core.models import (
     SharingPermission,
     User,
 )
-from salesinbox.core.policy import can_see, explain, visible_messages, visible_messages_for_record
+from salesinbox.core.policy import (
+    Explanation,
+    can_see,
+    explain,
+    visible_messages,
+    visible_messages_for_record,
+)
 from salesinbox.core.providers import AuthKind, Security
+from salesinbox.core.records import RecordInput, create_record
 from salesinbox.core.settings import Settings
 
 from . import policy_model as model
@@ -228,8 +235,153 @@ async def _run_example(scenario: Scenario) -> None:
         pass
 
 
-@settings(max_examples=300, deadline=None,
+@settings(max_examples=600, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(scenario=scenarios())
 def test_policy_agrees_with_the_model(policy_runner: asyncio.Runner, scenario: Scenario) -> None:
     policy_runner.run(_run_example(scenario))
+
+
+# --- The named consequences of SPEC §5 -------------------------------------------------------
+
+NOW = datetime(2024, 6, 1, tzinfo=UTC)
+
+
+async def _mail(account: MailAccount, *counterparties: str, uid: int | None = None) -> int:
+    """A received message in ``account`` from ``counterparties``; returns its id."""
+    addresses = [(AddressRole.TO, account.email, False)]
+    addresses += [(AddressRole.FROM, a, True) for a in counterparties]
+    uid = uid or await Message.filter(account=account).count() + 1
+    return (await write_message(account, uid, NOW + timedelta(minutes=uid), addresses)).id
+
+
+async def _contact(owner: User, email: str, last_name: str = "Doe", first_name: str = "Jane",
+                   kind: RecordKind = RecordKind.CONTACT) -> CrmRecord:
+    return await create_record(owner, kind, RecordInput(last_name=last_name, first_name=first_name,
+                                                        primary_email=email))
+
+
+async def _domain(user: User, kind: DomainKind, domain: str) -> None:
+    await OrganisationDomain.create(organisation_id=user.organisation_id, kind=kind, domain=domain)
+
+
+async def _ids(query) -> set[int]:
+    return set(await query.values_list("id", flat=True))
+
+
+async def test_ceo_added_as_contact_does_not_expose_internal_mail(rep: User, other_rep: User) -> None:
+    await _domain(rep, DomainKind.COMPANY, "acme.test")
+    account = await write_account(rep, "PUBLIC", rep.email)
+    internal = await _mail(account, "ceo@acme.test")
+    with_customer = await _mail(account, "ceo@acme.test", "jane@globex.com")
+    customer = await _mail(account, "jane@globex.com")
+    await _contact(rep, "ceo@acme.test", "Boss", "Carla")
+    await _contact(rep, "jane@globex.com")
+    assert await _ids(visible_messages(other_rep)) == {customer}
+    assert await _ids(visible_messages(rep)) == {internal, with_customer, customer}
+    why = await explain(other_rep, internal)
+    assert (why.visible, why.code) == (False, "hidden_company_domain")
+    assert why.reason == "hidden: counterparty in company domain acme.test"
+
+
+async def test_admin_cannot_read_private_mail(admin: User, rep: User) -> None:
+    account = await write_account(rep, "PRIVATE", rep.email)
+    message = await _mail(account, "jane@globex.com")
+    await _contact(rep, "jane@globex.com")
+    assert admin.profile == Profile.ADMIN
+    assert await _ids(visible_messages(admin)) == set() and not await can_see(admin, message)
+    assert await explain(admin, message) == Explanation(False, "hidden: PRIVATE account", "hidden_private")
+    assert await explain(rep, message) == Explanation(True, "owner", "owner")
+
+
+async def test_mail_without_a_record_is_never_shared(rep: User, other_rep: User) -> None:
+    account = await write_account(rep, "PUBLIC", rep.email)
+    message = await _mail(account, "stranger@globex.com")
+    assert not await can_see(other_rep, message)
+    assert (await explain(other_rep, message)).reason == "hidden: not linked to any lead or contact"
+    await _contact(rep, "stranger@globex.com", "Stranger", "Sam")  # links its history
+    why = await explain(other_rep, message)
+    assert why == Explanation(True, "shared: PUBLIC account, linked to contact Sam Stranger",
+                              "shared_public")
+    assert await can_see(other_rep, message)
+
+
+async def test_custom_share_on_one_record_shows_the_message_under_all(rep: User, other_rep: User) -> None:
+    account = await write_account(rep, "CUSTOM", rep.email)
+    message = await _mail(account, "jane@globex.com", "bob@globex.com")
+    jane = await _contact(rep, "jane@globex.com")
+    bob = await _contact(rep, "bob@globex.com", "Builder", "Bob", RecordKind.LEAD)
+    await ShareFlag.create(user=other_rep, record=bob)  # someone else's tick shares nothing
+    assert await _ids(visible_messages_for_record(other_rep, bob.id)) == set()
+    assert (await explain(other_rep, message)).code == "hidden_not_shared"
+    await ShareFlag.create(user=rep, record=bob)
+    for record in (jane, bob):
+        assert await _ids(visible_messages_for_record(other_rep, record.id)) == {message}
+        assert await _ids(visible_messages_for_record(other_rep, record.id, rep.id)) == {message}
+        assert await _ids(visible_messages_for_record(other_rep, record.id, other_rep.id)) == set()
+    assert (await explain(other_rep, message)).reason == (
+        "shared: CUSTOM account, Share Email set on lead Bob Builder")
+
+
+async def test_permission_change_applies_to_old_and_new_mail(rep: User, other_rep: User) -> None:
+    account = await write_account(rep, "PRIVATE", rep.email)
+    old = await _mail(account, "jane@globex.com")
+    jane = await _contact(rep, "jane@globex.com")
+    assert await _ids(visible_messages(other_rep)) == set()
+    await MailAccount.filter(id=account.id).update(sharing=SharingPermission.PUBLIC)
+    new = await _mail(account, "jane@globex.com")
+    await relink_record(jane)  # as sync does when mail arrives
+    assert await _ids(visible_messages(other_rep)) == {old, new}
+    await MailAccount.filter(id=account.id).update(sharing=SharingPermission.CUSTOM)
+    assert await _ids(visible_messages(other_rep)) == set()
+    await MailAccount.filter(id=account.id).update(sharing=SharingPermission.PRIVATE)
+    assert await _ids(visible_messages(other_rep)) == set()
+
+
+async def test_excluded_domain_hides_its_subdomains_only(rep: User, other_rep: User) -> None:
+    await _domain(rep, DomainKind.EXCLUDED, "acme-internal.com")
+    account = await write_account(rep, "PUBLIC", rep.email)
+    hidden = [await _mail(account, a) for a in ("x@acme-internal.com", "y@mail.acme-internal.com")]
+    lookalike = await _mail(account, "z@notacme-internal.com")
+    for address in ("x@acme-internal.com", "y@mail.acme-internal.com", "z@notacme-internal.com"):
+        await _contact(rep, address)
+    assert await _ids(visible_messages(other_rep)) == {lookalike}
+    for message in hidden:
+        assert (await explain(other_rep, message)).reason == (
+            "hidden: counterparty in organisation-excluded domain acme-internal.com")
+
+
+async def test_account_excluded_domain_only_affects_that_account(
+    admin: User, rep: User, other_rep: User
+) -> None:
+    mine = await write_account(rep, "PUBLIC", rep.email)
+    theirs = await write_account(other_rep, "PUBLIC", other_rep.email)
+    await AccountExcludedDomain.create(account=mine, domain="globex.com")
+    hidden, shown = await _mail(mine, "jane@sub.globex.com"), await _mail(theirs, "jane@sub.globex.com")
+    await _contact(rep, "jane@sub.globex.com")
+    assert await _ids(visible_messages(admin)) == {shown}
+    assert await explain(admin, hidden) == Explanation(
+        False, "hidden: counterparty in account-excluded domain globex.com",
+        "hidden_account_excluded_domain")
+
+
+async def test_another_organisation_never_sees_mail(rep: User) -> None:
+    outsider = await User.create(organisation=await Organisation.create(name="Other"),
+                                 email="out@other.test", name="Out")
+    message = await _mail(await write_account(rep, "PUBLIC", rep.email), "jane@globex.com")
+    await _contact(rep, "jane@globex.com")
+    assert not await can_see(outsider, message)
+    assert (await explain(outsider, message)).code == "hidden_other_organisation"
+    assert (await explain(outsider, 10**9)).code == "not_found"
+
+
+async def test_filter_composes_and_binds_values(rep: User, other_rep: User) -> None:
+    account = await write_account(rep, "PUBLIC", rep.email)
+    messages = [await _mail(account, "jane@globex.com") for _ in range(5)]
+    await _contact(rep, "jane@globex.com")
+    query = visible_messages(other_rep).filter(direction=Direction.RECEIVED)
+    assert await query.count() == 5
+    assert [m.id for m in await query.order_by("-date", "-id").offset(1).limit(2)] == messages[3:1:-1]
+    assert await visible_messages(other_rep).filter(direction=Direction.SENT).count() == 0
+    sql = visible_messages(User(id=987654321, organisation_id=123456789)).sql()
+    assert "987654321" not in sql and "123456789" not in sql  # values are bound parameters
