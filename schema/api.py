@@ -23,15 +23,20 @@ from salesinbox.core.settings import Settings
 
 from .errors import TypedErrors, log_unexpected_errors
 from .accounts import AccountMutations, AccountQueries
+from .messages import MessageMutations
 from .providers import ProviderQueries
 from .scalars import SCALAR_MAP
+from .sync import SyncMutations, SyncQueries, SyncSubscriptions
 from .records import RecordMutations, RecordQueries
 from .users import UserMutations, UserQueries
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-Query = merge_types("Query", (UserQueries, RecordQueries, ProviderQueries, AccountQueries))
-Mutation = merge_types("Mutation", (UserMutations, RecordMutations, AccountMutations))
+Query = merge_types("Query", (UserQueries, RecordQueries, ProviderQueries, AccountQueries, SyncQueries))
+Mutation = merge_types(
+    "Mutation", (UserMutations, RecordMutations, AccountMutations, MessageMutations, SyncMutations)
+)
+Subscription = merge_types("Subscription", (SyncSubscriptions,))
 
 
 class Authenticated(SchemaExtension):
@@ -78,6 +83,7 @@ def build_schema(settings: Settings | None = None) -> SalesInboxSchema:
     return SalesInboxSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         extensions=[TypedErrors, Authenticated, *_limits(settings)],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )

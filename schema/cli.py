@@ -67,6 +67,39 @@ def _issue_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _with_sync_services(settings: Settings, work):  # noqa: ANN001, ANN202
+    from .app import build_services
+
+    async with open_database(settings):
+        services = build_services(settings.with_overrides(sync_enabled=False))
+        return await work(services.sync_services())
+
+
+def _sync(settings: Settings, args: argparse.Namespace) -> int:
+    from salesinbox.core.sync import sync_account
+
+    report = asyncio.run(_with_sync_services(settings, lambda s: sync_account(args.account, s)))
+    for folder in report.folders:
+        status = f"error: {folder.error}" if folder.error else "ok"
+        print(f"{folder.name}: {folder.messages} messages ({folder.new_messages} new, "
+              f"{folder.warnings} with warnings) {status}")
+    print(f"Account {args.account}: {report.state.value}" + (f" ({report.error})" if report.error else ""))
+    return 0 if report.error is None and all(f.error is None for f in report.folders) else 1
+
+
+def _audit(settings: Settings, args: argparse.Namespace) -> int:
+    from salesinbox.core.audit import audit_account
+
+    audits = asyncio.run(_with_sync_services(
+        settings, lambda s: audit_account(args.account, s, backfill=args.backfill)))
+    for audit in audits:
+        print(f"{audit.folder}: {audit.stored}/{audit.on_server} stored ({audit.coverage:.2%}), "
+              f"{audit.missing_count} missing, {audit.backfilled} backfilled")
+        for missing in audit.missing[:10]:
+            print(f"  missing UID {missing.uid}: {missing.date} {missing.subject!r} {missing.message_id}")
+    return 0 if all(a.missing_count == a.backfilled for a in audits) else 1
+
+
 def _generate_key(settings: Settings, args: argparse.Namespace) -> int:
     print(generate_key())
     return 0
@@ -105,6 +138,15 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--email", required=True)
     token.add_argument("--name", default="issued by salesinbox issue-token")
     token.set_defaults(handler=_issue_token)
+
+    sync = commands.add_parser("sync", help="run one sync pass of an account and report")
+    sync.add_argument("--account", type=int, required=True, help="the mail account id")
+    sync.set_defaults(handler=_sync)
+
+    audit = commands.add_parser("audit", help="compare an account's server and store")
+    audit.add_argument("--account", type=int, required=True, help="the mail account id")
+    audit.add_argument("--backfill", action="store_true", help="fetch what is missing")
+    audit.set_defaults(handler=_audit)
 
     commands.add_parser("generate-key", help="print a new SALESINBOX_SECRET_KEY").set_defaults(
         handler=_generate_key

@@ -15,6 +15,7 @@ from salesinbox.core.models import User
 from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.scheduler import SyncScheduler
 from salesinbox.core.settings import Settings
+from salesinbox.core.sync import SyncServices
 from salesinbox.core.tokens import authenticate
 
 
@@ -32,6 +33,12 @@ class Services:
     def connect_policy(self) -> ConnectPolicy:
         """How to reach mail servers (timeouts, TLS, private hosts), from the settings."""
         return ConnectPolicy.from_settings(self.settings)
+
+    def sync_services(self) -> SyncServices:
+        """What a sync pass or an audit run from a request needs."""
+        return SyncServices(
+            secrets=self.secrets, registry=self.providers, policy=self.connect_policy, events=self.events
+        )
 
     def request_sync(self, account_id: int) -> None:
         """Ask the sync engine to sync ``account_id`` soon (no-op when sync is off)."""

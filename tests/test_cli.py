@@ -60,3 +60,41 @@ def test_export_schema(tmp_path: Path) -> None:
     target = tmp_path / "schema.graphql"
     assert main(["export-schema", "--output", str(target)]) == 0
     assert target.read_text() == export_sdl()
+
+
+@pytest.mark.dovecot
+def test_sync_and_audit_commands(data_dir: Path, capsys: pytest.CaptureFixture[str], mail_account, server_certs,  # noqa: ANN001
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from salesinbox.core.accounts import ConnectAccountInput, ServerInput, connect_account
+    from salesinbox.core.credentials import Secret, SecretBox
+    from salesinbox.core.mailserver import ConnectPolicy
+    from salesinbox.core.plugins import get_plugin_manager
+    from salesinbox.core.provider_registry import ProviderRegistry
+    from salesinbox.core.providers import Security
+    from salesinbox.core.users import create_user
+
+    from .servers.messages import build_message
+
+    monkeypatch.setenv("SALESINBOX_ALLOW_PRIVATE_HOSTS", "true")
+    monkeypatch.setenv("SALESINBOX_EXTRA_CA_FILE", str(server_certs.ca_cert))
+    box = mail_account
+    box.dovecot.append(box.user, "INBOX", build_message(to=box.address))
+    settings = Settings.from_env()
+
+    async def setup() -> int:
+        async with open_database(settings):
+            user = await create_user(None, email="rex@acme.test", name="Rex")
+            account = await connect_account(
+                user, ConnectAccountInput(provider="custom_imap", email=box.address, secret=Secret(box.password),
+                                          incoming=ServerInput("localhost", box.dovecot.ssl_port, Security.SSL),
+                                          outgoing=ServerInput("localhost", box.smtp.ssl_port, Security.SSL)),
+                registry=ProviderRegistry(get_plugin_manager()), secrets=SecretBox.from_settings(settings),
+                policy=ConnectPolicy.from_settings(settings))
+            return account.id
+
+    account_id = asyncio.run(setup())
+    assert main(["sync", "--account", str(account_id)]) == 0
+    out = capsys.readouterr().out
+    assert "INBOX: 1 messages (1 new" in out and "COMPLETE" in out
+    assert main(["audit", "--account", str(account_id)]) == 0
+    assert "INBOX: 1/1 stored (100.00%)" in capsys.readouterr().out
