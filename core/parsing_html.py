@@ -84,10 +84,8 @@ _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
                             rb"|[\xf0-\xf4][\x80-\xbf]{3}")
 
 
-def _strict(data: bytes, codec: str, final: bool) -> str:
-    if final:
-        return data.decode(codec)
-    return codecs.getincrementaldecoder(codec)().decode(data, False)  # drops a cut-off char
+def _strict(data: bytes, codec: str, final: bool) -> str:  # not final: drop a cut-off char
+    return data.decode(codec) if final else codecs.getincrementaldecoder(codec)().decode(data)
 
 
 def decode_bytes(data: bytes, charset: str | None, where: str, warn: Warnings,
@@ -125,7 +123,8 @@ def decode_bytes(data: bytes, charset: str | None, where: str, warn: Warnings,
 def decode_raw_header(value: str, where: str, warn: Warnings) -> str:
     """A raw header value as compat32 gives it (8-bit bytes as surrogate escapes), unfolded,
     with 8-bit bytes read as UTF-8 (RFC 6532), else latin-1 with a warning."""
-    value = value.replace("\r", "").replace("\n", "")
+    if "\n" in value or "\r" in value:  # folded
+        value = value.replace("\r", "").replace("\n", "")
     if value.isascii():
         return value
     return decode_bytes(value.encode("utf-8", "surrogateescape"), "utf-8",
