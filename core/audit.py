@@ -17,12 +17,12 @@ from imapclient import IMAPClient
 
 from . import imap_fetch as fetch
 from .accounts import stored_logins
-from .imap import open_imap
+from .imap import close_quietly, open_imap
 from .linking import own_addresses
 from .models import Folder, MailAccount
 from .providers import FolderRole
 from .store import FolderTarget, store_batch, stored_uids
-from .sync import BATCH_SIZE, SyncServices, close_quietly
+from .sync import BATCH_SIZE, SyncServices
 
 REPORTED_MISSING = 50
 

@@ -371,3 +371,15 @@ def _classify(exc: BaseException, login: ServerLogin, policy: ConnectPolicy, sta
         f"{message} Check that the port is an IMAP port, and try again.",
         protocol=PROTOCOL, server_message=text,
     )
+
+
+def close_quietly(client: IMAPClient) -> None:
+    """Log out, or at least close the socket when the connection is already broken."""
+    try:
+        client.logout()
+    except Exception:  # noqa: BLE001 - the connection may already be dead: close the socket
+        log.debug("IMAP logout failed", exc_info=True)
+        try:
+            client.shutdown()
+        except Exception:  # noqa: BLE001
+            log.debug("IMAP socket close failed", exc_info=True)

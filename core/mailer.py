@@ -56,13 +56,18 @@ class SentEmail:
     sent_at: datetime
 
 
-def build_mime(email: OutgoingEmail, *, message_id: str, date: datetime) -> bytes:
-    """The RFC 5322 bytes of ``email`` (Bcc recipients are left out of the headers)."""
+def build_mime(
+    email: OutgoingEmail, *, message_id: str, date: datetime, include_bcc: bool = False
+) -> bytes:
+    """The RFC 5322 bytes of ``email``. Bcc recipients are left out of the headers of what
+    goes on the wire; ``include_bcc`` keeps them, for the sender's own Sent copy."""
     message = EmailMessage()
     message["From"] = formataddr((email.from_name, email.from_address))
     message["To"] = ", ".join(email.to)
     if email.cc:
         message["Cc"] = ", ".join(email.cc)
+    if include_bcc and email.bcc:
+        message["Bcc"] = ", ".join(email.bcc)
     message["Subject"] = email.subject
     message["Date"] = format_datetime(date)
     message["Message-ID"] = message_id

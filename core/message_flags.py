@@ -15,10 +15,9 @@ from . import imap_fetch as fetch
 from .accounts import stored_logins
 from .credentials import SecretBox
 from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
-from .imap import open_imap
+from .imap import close_quietly, open_imap
 from .mailserver import ConnectPolicy
 from .models import Message, User
-from .sync import close_quietly
 
 
 def _set_on_server(client: IMAPClient, folder: str, uidvalidity: int, uid: int,

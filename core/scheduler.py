@@ -18,9 +18,9 @@ from imapclient import IMAPClient
 from tortoise.exceptions import DoesNotExist
 
 from .accounts import stored_logins
-from .imap import open_imap
+from .imap import close_quietly, open_imap
 from .models import Folder, MailAccount, SyncState
-from .sync import SyncServices, close_quietly, sync_account
+from .sync import SyncServices, sync_account
 
 log = logging.getLogger(__name__)
 

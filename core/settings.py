@@ -47,6 +47,8 @@ class Settings:
     allow_private_hosts: bool = False
     #: allow connections with no TLS at all
     allow_plaintext: bool = False
+    #: largest message users may send (bodies + attachments), in bytes
+    max_outgoing_bytes: int = 25 * 1024 * 1024
     #: run the sync engine inside the server process
     sync_enabled: bool = True
     #: seconds between sync passes of an account (IDLE wakes it earlier for new mail)

@@ -32,12 +32,13 @@ from .accounts import stored_logins
 from .credentials import SecretBox
 from .errors import ErrorCode
 from .events import EventBus, MailEvent
-from .imap import open_imap
+from .imap import close_quietly, open_imap
 from .linking import own_addresses
 from .mailserver import ConnectPolicy, MailServerError
 from .models import Folder, MailAccount, Message, SyncState
 from .provider_registry import ProviderRegistry
 from .providers import AuthFailureContext, FolderRole
+from .sent_copy import replace_placeholders
 from .store import FolderTarget, apply_flags, delete_stale_uidvalidity, delete_uids, store_batch, stored_uids
 
 log = logging.getLogger(__name__)
@@ -112,18 +113,6 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
     finally:
         await asyncio.to_thread(close_quietly, client)
     return report
-
-
-def close_quietly(client: IMAPClient) -> None:
-    """Log out, or at least close the socket when the connection is already broken."""
-    try:
-        client.logout()
-    except Exception:  # noqa: BLE001 - the connection may already be dead: close the socket
-        log.debug("IMAP logout failed", exc_info=True)
-        try:
-            client.shutdown()
-        except Exception:  # noqa: BLE001
-            log.debug("IMAP socket close failed", exc_info=True)
 
 
 async def _needs_reauth(account: MailAccount, services: SyncServices, error: MailServerError) -> None:
@@ -259,6 +248,8 @@ async def _store_uids(
         batch = uids[start : start + BATCH_SIZE]
         fetched = await asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
         result = await store_batch(target, fetched)
+        if target.folder_is_sent:
+            await replace_placeholders(folder.id, result.inserted_ids)
         report.new_messages += len(result.inserted_ids)
         report.warnings += result.with_warnings
         folder.messages_synced += len(result.inserted_ids)

@@ -24,6 +24,7 @@ from salesinbox.core.settings import Settings
 from .errors import TypedErrors, log_unexpected_errors
 from .accounts import AccountMutations, AccountQueries
 from .messages import MessageMutations
+from .outgoing import OutgoingMutations
 from .providers import ProviderQueries
 from .scalars import SCALAR_MAP
 from .sync import SyncMutations, SyncQueries, SyncSubscriptions
@@ -34,7 +35,8 @@ SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 Query = merge_types("Query", (UserQueries, RecordQueries, ProviderQueries, AccountQueries, SyncQueries))
 Mutation = merge_types(
-    "Mutation", (UserMutations, RecordMutations, AccountMutations, MessageMutations, SyncMutations)
+    "Mutation",
+    (UserMutations, RecordMutations, AccountMutations, MessageMutations, SyncMutations, OutgoingMutations),
 )
 Subscription = merge_types("Subscription", (SyncSubscriptions,))
 

@@ -12,6 +12,7 @@ from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.events import EventBus
 from salesinbox.core.mailserver import ConnectPolicy
 from salesinbox.core.models import User
+from salesinbox.core.outgoing import MailServices
 from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.scheduler import SyncScheduler
 from salesinbox.core.settings import Settings
@@ -38,6 +39,13 @@ class Services:
         """What a sync pass or an audit run from a request needs."""
         return SyncServices(
             secrets=self.secrets, registry=self.providers, policy=self.connect_policy, events=self.events
+        )
+
+    def mail_services(self) -> MailServices:
+        """What sending and replying need."""
+        return MailServices(
+            secrets=self.secrets, registry=self.providers, policy=self.connect_policy,
+            max_message_bytes=self.settings.max_outgoing_bytes,
         )
 
     def request_sync(self, account_id: int) -> None:
