@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from tortoise.transactions import in_transaction
 
@@ -93,7 +93,8 @@ def _message_row(target: FolderTarget, item: FetchedMessage) -> Message:
         subject=parsed.subject,
         from_name=sender.name[:500],
         from_address=sender.address[:320],
-        date=parsed.date or item.internal_date,
+        # Never NULL: the views page by (date, id) on every backend.
+        date=parsed.date or item.internal_date or datetime.now(UTC),
         direction=Direction(direction),
         snippet=parsed.snippet[:300],
         size=parsed.size,

@@ -8,6 +8,7 @@ import strawberry
 
 from salesinbox.core import accounts, from_addresses
 from salesinbox.core.credentials import Secret
+from salesinbox.core.sharing import account_excluded_domains
 from salesinbox.core.models import Folder, FromAddress, MailAccount, SharingPermission, SyncState
 
 from .context import Info
@@ -109,6 +110,10 @@ class MailAccountType:
     async def from_addresses(self) -> list[FromAddressType]:
         rows = await from_addresses.list_from_addresses(int(self.id))
         return [FromAddressType.from_model(r) for r in rows]
+
+    @strawberry.field(description="Domains whose mail in this account is never shared.")
+    async def excluded_domains(self) -> list[str]:
+        return await account_excluded_domains(int(self.id))
 
     @strawberry.field(description="Per-folder sync progress, errors and next retry.")
     async def folders(self) -> list[FolderSyncType]:

@@ -27,16 +27,24 @@ from .messages import MessageMutations
 from .outgoing import OutgoingMutations
 from .providers import ProviderQueries
 from .scalars import SCALAR_MAP
+from .sharing import SharingMutations, SharingQueries
 from .sync import SyncMutations, SyncQueries, SyncSubscriptions
 from .records import RecordMutations, RecordQueries
 from .users import UserMutations, UserQueries
+from .views import ViewQueries
 
 SDL_PATH = Path(__file__).with_name("schema.graphql")
 
-Query = merge_types("Query", (UserQueries, RecordQueries, ProviderQueries, AccountQueries, SyncQueries))
+Query = merge_types(
+    "Query",
+    (UserQueries, RecordQueries, ProviderQueries, AccountQueries, SyncQueries, ViewQueries, SharingQueries),
+)
 Mutation = merge_types(
     "Mutation",
-    (UserMutations, RecordMutations, AccountMutations, MessageMutations, SyncMutations, OutgoingMutations),
+    (
+        UserMutations, RecordMutations, AccountMutations, MessageMutations, SyncMutations,
+        OutgoingMutations, SharingMutations,
+    ),
 )
 Subscription = merge_types("Subscription", (SyncSubscriptions,))
 

@@ -19,6 +19,8 @@ from salesinbox.core.settings import Settings
 from salesinbox.core.sync import SyncServices
 from salesinbox.core.tokens import authenticate
 
+from .loaders import Loaders
+
 
 @dataclass
 class Services:
@@ -66,6 +68,14 @@ class Context:
     # Set by strawberry from a WebSocket's connection_init payload (subscriptions).
     connection_params: dict[str, Any] | None = None
     extras: dict[str, Any] = field(default_factory=dict)
+    _loaders: Loaders | None = None
+
+    @property
+    def loaders(self) -> Loaders:
+        """This request's DataLoaders (created on first use, after authentication)."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.viewer)
+        return self._loaders
 
     async def authenticate(self) -> User:
         """Resolve the bearer token to a user, once per operation."""

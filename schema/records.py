@@ -6,12 +6,13 @@ from datetime import datetime
 
 import strawberry
 
-from salesinbox.core import records
+from salesinbox.core import records, views
 from salesinbox.core.errors import invalid_input
 from salesinbox.core.models import CrmRecord, RecordKind
 
 from .context import Info
 from .ids import parse_id, to_id
+from .messages import MessagePage, MessageType, ThreadType
 
 RecordKindEnum = strawberry.enum(RecordKind, name="RecordKind", description="Lead or contact.")
 
@@ -29,6 +30,28 @@ class CrmRecordType:
     owner_id: strawberry.ID
     created_at: datetime
     updated_at: datetime
+
+    @strawberry.field(description="Emails related list: linked mail you may see, newest first; "
+                      "sharedBy limits it to one user's mail (default: all users).")
+    async def emails(self, info: Info, first: int = 50, after: str | None = None,
+                     shared_by: strawberry.ID | None = None) -> MessagePage:
+        page = await views.related_page(
+            info.context.user, int(self.id), shared_by=_optional_id(shared_by, "sharedBy"), first=first, after=after
+        )
+        return MessagePage(items=[MessageType.from_model(m) for m in page.items], next_cursor=page.next_cursor)
+
+    @strawberry.field(description="The same mail grouped by conversation, most recently active first.")
+    async def threads(self, info: Info, shared_by: strawberry.ID | None = None) -> list[ThreadType]:
+        threads = await views.record_threads(info.context.user, int(self.id), shared_by=_optional_id(shared_by, "sharedBy"))
+        return [
+            ThreadType(key=t.key, subject=t.messages[0].subject, message_count=len(t.messages),
+                       latest_date=t.latest.date, messages=[MessageType.from_model(m) for m in t.messages])
+            for t in threads
+        ]
+
+    @strawberry.field(description="Whether you ticked Share Email on it (meaningful when your account is CUSTOM).")
+    async def share_email(self, info: Info) -> bool:
+        return await info.context.loaders.share_email.load(int(self.id))
 
     @staticmethod
     def from_model(row: CrmRecord) -> CrmRecordType:
@@ -95,9 +118,13 @@ class ImportResult:
     )
 
 
+def _optional_id(value: strawberry.ID | None, field: str) -> int | None:
+    return parse_id(value, field=field) if value is not None else None
+
+
 async def _page(info: Info, kind: RecordKind, search: str | None, owner_id: strawberry.ID | None,
                 limit: int, offset: int) -> RecordPage:
-    owner = parse_id(owner_id, field="ownerId") if owner_id is not None else None
+    owner = _optional_id(owner_id, "ownerId")
     rows, total = await records.list_records(
         info.context.user, kind, search=search, owner_id=owner, limit=limit, offset=offset
     )

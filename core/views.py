@@ -1,0 +1,158 @@
+"""The mail views of SPEC §6: SalesInbox, the Emails related list, threads, message detail.
+
+Every query that returns mail goes through :mod:`salesinbox.core.policy` (the SalesInbox shows
+only the viewer's own mail; the others use ``visible_to``), so nothing is fetched first and
+filtered afterwards. Pages are newest first with keyset cursors on (date, id): stable while
+new mail arrives, and fast at any depth.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+
+from tortoise.expressions import Q, Subquery
+from tortoise.queryset import QuerySet
+
+from .errors import invalid_input, not_found
+from .models import CrmRecord, Direction, Message, MessageLink, RecordKind, User
+from .policy import visible_messages, visible_messages_for_record
+
+MAX_PAGE = 100
+MAX_THREAD_MESSAGES = 500
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of messages and the cursor of the next one (``None`` at the end)."""
+
+    items: list[Message]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class InboxFilter:
+    """SalesInbox filters; ``None`` means "any"."""
+
+    folder: str | None = None
+    direction: Direction | None = None
+    seen: bool | None = None
+    linked: str | None = None  # "LEADS", "CONTACTS" or "NONE"
+    search: str | None = None
+
+
+def encode_cursor(message: Message) -> str:
+    """An opaque cursor pointing after ``message`` in (date, id) descending order."""
+    raw = f"{message.date.isoformat()}|{message.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        when, _, key = raw.partition("|")
+        return datetime.fromisoformat(when), int(key)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise invalid_input("This cursor is not valid: start again from the first page.", field="after") from None
+
+
+def _after(query: QuerySet[Message], cursor: str | None) -> QuerySet[Message]:
+    if not cursor:
+        return query
+    when, key = _decode_cursor(cursor)
+    return query.filter(Q(date__lt=when) | Q(date=when, id__lt=key))
+
+
+async def _page(query: QuerySet[Message], first: int, after: str | None) -> Page:
+    if not 1 <= first <= MAX_PAGE:
+        raise invalid_input(f"first must be between 1 and {MAX_PAGE}.", field="first")
+    # The store never leaves a date NULL, so (date, id) orders the same on every backend.
+    rows = await _after(query, after).order_by("-date", "-id").limit(first + 1)
+    items = rows[:first]
+    return Page(items=items, next_cursor=encode_cursor(items[-1]) if len(rows) > first else None)
+
+
+def _linked_kind(kind: RecordKind) -> Subquery:
+    return Subquery(MessageLink.filter(record__kind=kind).values("message_id"))
+
+
+def inbox_query(viewer: User, filters: InboxFilter) -> QuerySet[Message]:
+    """The viewer's own mail (every account of theirs) with the SalesInbox filters."""
+    query = Message.filter(account__user_id=viewer.id)
+    if filters.folder:
+        query = query.filter(folder__name=filters.folder)
+    if filters.direction is not None:
+        query = query.filter(direction=filters.direction)
+    if filters.seen is not None:
+        query = query.filter(seen=filters.seen)
+    if filters.linked == "LEADS":
+        query = query.filter(id__in=_linked_kind(RecordKind.LEAD))
+    elif filters.linked == "CONTACTS":
+        query = query.filter(id__in=_linked_kind(RecordKind.CONTACT))
+    elif filters.linked == "NONE":
+        query = query.exclude(id__in=Subquery(MessageLink.all().values("message_id")))
+    elif filters.linked is not None:
+        raise invalid_input("linked must be LEADS, CONTACTS or NONE.", field="linked")
+    if filters.search and filters.search.strip():
+        term = filters.search.strip()[:200]
+        query = query.filter(
+            Q(subject__icontains=term) | Q(from_name__icontains=term) | Q(from_address__icontains=term.lower())
+        )
+    return query
+
+
+async def inbox_page(viewer: User, filters: InboxFilter, *, first: int = 50, after: str | None = None) -> Page:
+    """A page of the viewer's SalesInbox, newest first."""
+    return await _page(inbox_query(viewer, filters), first, after)
+
+
+async def _record(viewer: User, record_id: int) -> CrmRecord:
+    record = await CrmRecord.get_or_none(id=record_id, organisation_id=viewer.organisation_id)
+    if record is None:
+        raise not_found("lead or contact")
+    return record
+
+
+async def related_page(
+    viewer: User, record_id: int, *, shared_by: int | None = None, first: int = 50, after: str | None = None
+) -> Page:
+    """The Emails related list of a lead/contact: linked mail the viewer may see, newest
+    first, optionally only mail of the user ``shared_by``."""
+    await _record(viewer, record_id)
+    return await _page(visible_messages_for_record(viewer, record_id, shared_by), first, after)
+
+
+@dataclass(frozen=True)
+class Thread:
+    """Messages of one conversation, oldest first."""
+
+    key: str
+    messages: list[Message]
+
+    @property
+    def latest(self) -> Message:
+        return self.messages[-1]
+
+
+async def record_threads(viewer: User, record_id: int, *, shared_by: int | None = None) -> list[Thread]:
+    """The related list grouped by conversation, most recently active first (the newest
+    ``MAX_THREAD_MESSAGES`` visible messages of the record)."""
+    await _record(viewer, record_id)
+    rows = await visible_messages_for_record(viewer, record_id, shared_by).order_by("-date", "-id").limit(
+        MAX_THREAD_MESSAGES
+    )
+    groups: dict[str, list[Message]] = {}
+    for message in rows:
+        groups.setdefault(message.thread_key or f"message:{message.id}", []).append(message)
+    threads = [Thread(key, sorted(items, key=lambda m: (m.date, m.id))) for key, items in groups.items()]
+    return sorted(threads, key=lambda t: (t.latest.date, t.latest.id), reverse=True)
+
+
+async def get_message(viewer: User, message_id: int) -> Message:
+    """One message the viewer may see, else ``NOT_FOUND`` (which does not reveal that it exists)."""
+    message = await visible_messages(viewer).filter(id=message_id).first()
+    if message is None:
+        raise not_found("message")
+    return message

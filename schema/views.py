@@ -1,0 +1,61 @@
+"""The SalesInbox view, one message, and why a message is visible or not."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import strawberry
+
+from salesinbox.core import views
+from salesinbox.core.policy import explain
+
+from .context import Info
+from .ids import parse_id
+from .messages import DirectionEnum, MessagePage, MessageType
+
+@strawberry.enum(description="Mail linked to leads, to contacts, or to no record.")
+class LinkedFilter(Enum):
+    LEADS = "LEADS"
+    CONTACTS = "CONTACTS"
+    NONE = "NONE"
+
+
+@strawberry.input(description="SalesInbox filters; omitted means any.")
+class InboxFilterInput:
+    folder: str | None = None
+    direction: DirectionEnum | None = None  # type: ignore[valid-type]
+    seen: bool | None = None
+    linked: LinkedFilter | None = None
+    search: str | None = strawberry.field(default=None, description="In subject, sender name and address.")
+
+    def to_core(self) -> views.InboxFilter:
+        return views.InboxFilter(
+            folder=self.folder, direction=self.direction, seen=self.seen,
+            linked=self.linked.value if self.linked is not None else None, search=self.search,
+        )
+
+
+@strawberry.type(description="Why you may or may not see a message (never its content).")
+class Visibility:
+    visible: bool
+    code: str
+    reason: str
+
+
+@strawberry.type
+class ViewQueries:
+    @strawberry.field(description="Your own mail, newest first, with filters and cursor pagination.")
+    async def sales_inbox(self, info: Info, filter: InboxFilterInput | None = None, first: int = 50,
+                          after: str | None = None) -> MessagePage:
+        filters = filter.to_core() if filter else views.InboxFilter()
+        page = await views.inbox_page(info.context.user, filters, first=first, after=after)
+        return MessagePage(items=[MessageType.from_model(m) for m in page.items], next_cursor=page.next_cursor)
+
+    @strawberry.field(description="One message you may see, with bodies and attachments.")
+    async def message(self, info: Info, id: strawberry.ID) -> MessageType:
+        return MessageType.from_model(await views.get_message(info.context.user, parse_id(id)))
+
+    @strawberry.field(description="The sharing rule applied to you and one message of your organisation.")
+    async def explain_visibility(self, info: Info, message_id: strawberry.ID) -> Visibility:
+        result = await explain(info.context.user, parse_id(message_id, field="messageId"))
+        return Visibility(visible=result.visible, code=result.code, reason=result.reason)
