@@ -91,35 +91,41 @@ class InProcessScheduler:
         wake = self._wake.setdefault(account_id, asyncio.Event())
         failures = 0
         idle_thread: threading.Thread | None = None
-        while not self._stopping.is_set():
-            wake.clear()
-            wait: float | None = self.poll_interval
-            try:
-                report = await sync_account(account_id, self.services)
-                failures = 0
-                if report.state == SyncState.NEEDS_REAUTH:
-                    wait = None  # only new credentials (request_sync) wake it up
-                elif self.use_idle and (idle_thread is None or not idle_thread.is_alive()):
-                    idle_thread = await self._start_idle(account_id, wake)
-            except DoesNotExist:
-                return  # the account was disconnected
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:  # noqa: BLE001 - every failure is retried with backoff
-                failures += 1
-                wait = backoff_delay(failures, base=self.backoff_base, cap=self.backoff_cap)
-                log.warning("Sync of account %s failed (%s): retry in %.0f s", account_id, error, wait)
-                await self._record_retry(account_id, str(error), wait)
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=wait)
-            except TimeoutError:
-                pass
+        idle_stop = threading.Event()  # ends this account's IDLE watcher
+        try:
+            while not self._stopping.is_set():
+                wake.clear()
+                wait: float | None = self.poll_interval
+                try:
+                    report = await sync_account(account_id, self.services)
+                    failures = 0
+                    if report.state == SyncState.NEEDS_REAUTH:
+                        wait = None  # only new credentials (request_sync) wake it up
+                        idle_stop.set()
+                    elif self.use_idle and (idle_thread is None or not idle_thread.is_alive()):
+                        idle_stop = threading.Event()
+                        idle_thread = await self._start_idle(account_id, wake, idle_stop)
+                except DoesNotExist:
+                    return  # the account was disconnected
+                except Exception as error:  # noqa: BLE001 - every failure is retried with backoff
+                    failures += 1
+                    wait = backoff_delay(failures, base=self.backoff_base, cap=self.backoff_cap)
+                    log.warning("Sync of account %s failed (%s): retry in %.0f s", account_id, error, wait)
+                    await self._record_retry(account_id, str(error), wait)
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=wait)
+                except TimeoutError:
+                    pass
+        finally:
+            idle_stop.set()
 
     async def _record_retry(self, account_id: int, message: str, delay: float) -> None:
         retry_at = datetime.now(UTC) + timedelta(seconds=delay)
         await Folder.filter(account_id=account_id).update(last_error=message[:2000], retry_at=retry_at)
 
-    async def _start_idle(self, account_id: int, wake: asyncio.Event) -> threading.Thread | None:
+    async def _start_idle(
+        self, account_id: int, wake: asyncio.Event, idle_stop: threading.Event
+    ) -> threading.Thread | None:
         account = await MailAccount.get_or_none(id=account_id)
         if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
             return None
@@ -129,9 +135,12 @@ class InProcessScheduler:
         def on_change() -> None:
             loop.call_soon_threadsafe(wake.set)
 
+        def should_stop() -> bool:
+            return self._stopping.is_set() or idle_stop.is_set()
+
         thread = threading.Thread(
             target=_idle_watch,
-            args=(login, self.services.policy, on_change, self._stopping),
+            args=(login, self.services.policy, on_change, should_stop),
             name=f"idle-account-{account_id}",
             daemon=True,
         )
@@ -144,8 +153,8 @@ IDLE_RENEW_SECONDS = 25 * 60
 IDLE_CHECK_SECONDS = 1.0
 
 
-def _idle_watch(login, policy, on_change, stopping: threading.Event) -> None:  # noqa: ANN001
-    """Watch INBOX with IDLE until ``stopping``; call ``on_change`` when the server reports
+def _idle_watch(login, policy, on_change, should_stop) -> None:  # noqa: ANN001
+    """Watch INBOX with IDLE until ``should_stop()``; call ``on_change`` when the server reports
     anything (new mail, expunge, flag change). Returns on connection loss: the next sync
     pass starts a new watcher."""
     try:
@@ -155,11 +164,11 @@ def _idle_watch(login, policy, on_change, stopping: threading.Event) -> None:  #
         return
     try:
         client.select_folder("INBOX", readonly=True)
-        while not stopping.is_set():
+        while not should_stop():
             client.idle()
             started = datetime.now(UTC)
             try:
-                while not stopping.is_set():
+                while not should_stop():
                     if client.idle_check(timeout=IDLE_CHECK_SECONDS):
                         on_change()
                     if (datetime.now(UTC) - started).total_seconds() > IDLE_RENEW_SECONDS:
