@@ -12,35 +12,36 @@ A viewer V may see message M of account A (owned by user U) exactly when:
 No profile bypasses it: an ADMIN is an ordinary viewer here.
 
 How to use it. :func:`visible_to` returns a Tortoise ``Q`` over ``Message`` that callers compose
-with their own filters, ordering and pagination; it is a pure ``WHERE`` condition (no joins are
-added to the caller's query, so ``count()``, ``values()``, ``update()``, ``distinct()`` all
-behave)::
+with their own filters, ordering and pagination. It is a pure ``WHERE`` condition on the
+``"message"`` table (it adds no join to the caller's query, so counts and pages stay right)::
 
     page = await Message.filter(visible_to(viewer), folder_id=f).order_by("-date", "-id").limit(50)
 
 :func:`visible_messages`, :func:`visible_messages_for_record` and :func:`can_see` are built on
 it. The rule is enforced in SQL, never by filtering fetched rows in Python. :func:`explain`
-says why (in words without any content of the message) and agrees with the query.
+says why, in words that reveal nothing of hidden mail, and agrees with the query.
 
-How the SQL is built. The viewer-dependent parts (V's own accounts, the shareable accounts of
-V's organisation, PUBLIC accounts) are Tortoise sub-queries with bound parameters. The three
-checks that must look at *this* message's links, addresses and owner are correlated
-sub-queries on the outer ``"message"`` row; Tortoise 1.1 has no ``Exists``/``OuterRef``, so
-they are fixed SQL text (:data:`_HAS_LINK`, :data:`_HIDDEN_COUNTERPARTY`, :data:`_OWNER_SHARED`)
-holding no value at all — nothing from a user is ever put into SQL text. They are written as
-``"message"."id" IN (correlated sub-query)``, which both SQLite and PostgreSQL run per
-candidate row through the indexes on ``message_link(message_id, …)`` and
-``message_address(message_id, …)``: cheap when the candidates come from a record's links
-(the Emails related list) or from one account (the SalesInbox). A correlated form matters on
+How the SQL is built. The viewer-dependent account sets (V's own accounts, the PUBLIC/CUSTOM
+accounts of V's organisation, PUBLIC accounts) are Tortoise sub-queries, run once per query.
+The checks on *this* message's links, addresses and owner's share flags are sub-queries
+correlated with the outer ``"message"`` row; Tortoise 1.1 has no ``Exists``/``OuterRef``, so
+they are fixed SQL fragments (:class:`_Sql`) whose only value, the organisation id, is a
+bound parameter. They read ``"message"."id" IN (correlated sub-query)``, which SQLite and
+PostgreSQL both run per candidate row through the indexes ``message_link(message_id, …)``,
+``share_flag(user_id, record_id)`` and ``message_address(message_id, …)``: cheap when the
+candidates come from a record's links or from one account. Correlation matters on
 PostgreSQL: the checks sit under ``OR`` (owner or shared), where an uncorrelated ``IN`` would
-be run over the whole table once per query.
+be computed over the whole table once per query. Cost is per candidate message, so a related
+list costs in proportion to the record's links (see bench/bench_policy.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tortoise.expressions import Q, RawSQL, Subquery
+from pypika_tortoise import SqlContext
+from pypika_tortoise.terms import Term, ValueWrapper
+from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from .models import (
@@ -57,44 +58,84 @@ from .models import (
     User,
 )
 
-def _sql(text: str) -> RawSQL:
-    """A fixed SQL fragment (no values from anywhere), on one line for readable logs."""
-    return RawSQL(" ".join(text.split()))
+class _Sql(Term):
+    """A fixed SQL fragment in which each ``{}`` becomes a bound parameter for a value.
+
+    Tortoise 1.1's ``RawSQL`` takes no parameters; this renders the values through pypika's
+    ``ValueWrapper``, i.e. as ``?``/``$n`` placeholders with the values sent apart.
+    """
+
+    def __init__(self, text: str, *values: object) -> None:
+        super().__init__()
+        self.parts = " ".join(text.split()).split("{}")
+        if len(self.parts) != len(values) + 1:
+            raise ValueError("one value per {} placeholder")
+        self.values = values
+
+    def get_sql(self, ctx: SqlContext) -> str:
+        sql = self.parts[0]
+        for value, part in zip(self.values, self.parts[1:], strict=True):
+            sql += ValueWrapper(value).get_sql(ctx) + part
+        return sql
 
 
 # "domain d is the listed domain l or a subdomain of it": d = l, or d ends with "." || l.
 # substr/length rather than LIKE, whose "_" and "%" wildcards would let a listed domain match
 # more than itself. When l is longer than d the substr is shorter than "." || l: no match.
 _WITHIN = "({d} = {l} OR substr({d}, length({d}) - length({l})) = '.' || {l})"
+_KINDS = f"('{DomainKind.COMPANY}', '{DomainKind.EXCLUDED}')"
 
-# M is linked to at least one lead/contact.
-_HAS_LINK = _sql("""
-    (SELECT pol_l.message_id FROM message_link pol_l WHERE pol_l.message_id = "message"."id")
-""")
 
-# Some counterparty of M is in a company or excluded domain of the account owner's
-# organisation, or in one of the account's own excluded domains.
-_HIDDEN_COUNTERPARTY = _sql(f"""
-    (SELECT pol_a.message_id FROM message_address pol_a
-     WHERE pol_a.message_id = "message"."id" AND pol_a.is_counterparty
-       AND (EXISTS (SELECT 1 FROM mail_account pol_m
-                    JOIN app_user pol_u ON pol_u.id = pol_m.user_id
-                    JOIN organisation_domain pol_d ON pol_d.organisation_id = pol_u.organisation_id
-                    WHERE pol_m.id = "message"."account_id"
-                      AND pol_d.kind IN ('{DomainKind.COMPANY}', '{DomainKind.EXCLUDED}')
-                      AND {_WITHIN.format(d="pol_a.domain", l="pol_d.domain")})
-            OR EXISTS (SELECT 1 FROM account_excluded_domain pol_x
-                       WHERE pol_x.account_id = "message"."account_id"
-                         AND {_WITHIN.format(d="pol_a.domain", l="pol_x.domain")})))
-""")
+def _has_link() -> Q:
+    """M is linked to at least one lead/contact."""
+    return Q(id__in=_Sql("""
+        (SELECT pol_l.message_id FROM message_link pol_l WHERE pol_l.message_id = "message"."id")
+    """))
 
-# The account's owner ticked Share Email on at least one record M is linked to.
-_OWNER_SHARED = _sql("""
-    (SELECT pol_l.message_id FROM message_link pol_l
-     JOIN share_flag pol_s ON pol_s.record_id = pol_l.record_id
-     JOIN mail_account pol_m ON pol_m.user_id = pol_s.user_id
-     WHERE pol_l.message_id = "message"."id" AND pol_m.id = "message"."account_id")
-""")
+
+def _hidden_counterparty(organisation_id: int) -> Q:
+    """Some counterparty of M is in a company or excluded domain of the organisation (the
+    viewer's: shared mail only ever comes from it) or in one of the account's excluded domains.
+    The organisation is a parameter so each address costs one index range, not a join."""
+    return Q(id__in=_Sql(f"""
+        (SELECT pol_a.message_id FROM message_address pol_a
+         WHERE pol_a.message_id = "message"."id" AND pol_a.is_counterparty
+           AND (EXISTS (SELECT 1 FROM organisation_domain pol_d
+                        WHERE pol_d.organisation_id = {{}} AND pol_d.kind IN {_KINDS}
+                          AND {_WITHIN.format(d="pol_a.domain", l="pol_d.domain")})
+                OR EXISTS (SELECT 1 FROM account_excluded_domain pol_x
+                           WHERE pol_x.account_id = "message"."account_id"
+                             AND {_WITHIN.format(d="pol_a.domain", l="pol_x.domain")})))
+    """, organisation_id))
+
+
+def _owner_shared() -> Q:
+    """The account's owner ticked Share Email on at least one record M is linked to."""
+    return Q(id__in=_Sql("""
+        (SELECT pol_l.message_id FROM message_link pol_l
+         JOIN share_flag pol_s ON pol_s.record_id = pol_l.record_id
+         JOIN mail_account pol_m ON pol_m.user_id = pol_s.user_id
+         WHERE pol_l.message_id = "message"."id" AND pol_m.id = "message"."account_id")
+    """))
+
+
+def _visible(viewer: User, *, known_linked: bool) -> Q:
+    own_accounts = MailAccount.filter(user_id=viewer.id).values("id")
+    # PRIVATE accounts never share; owners outside V's organisation never share with V.
+    shareable = MailAccount.filter(
+        user__organisation_id=viewer.organisation_id,
+        sharing__in=[SharingPermission.PUBLIC, SharingPermission.CUSTOM],
+    ).values("id")
+    public = MailAccount.filter(sharing=SharingPermission.PUBLIC).values("id")
+    # Cheapest tests first, as the databases evaluate AND/OR operands in the order written:
+    # account sets (hashed once per query), then index-only probes of links and share flags,
+    # last the counterparty addresses (a read of message_address per message).
+    shared = Q(account_id__in=Subquery(shareable))
+    if not known_linked:
+        shared &= _has_link()
+    shared &= Q(account_id__in=Subquery(public)) | _owner_shared()
+    shared &= ~_hidden_counterparty(viewer.organisation_id)
+    return Q(account_id__in=Subquery(own_accounts)) | shared
 
 
 def visible_to(viewer: User) -> Q:
@@ -104,20 +145,7 @@ def visible_to(viewer: User) -> Q:
     meaningless on other models). Evaluated by the database at query time, so a change of
     permission, share flag, excluded domain or link applies to the next query.
     """
-    own_accounts = MailAccount.filter(user_id=viewer.id).values("id")
-    # PRIVATE accounts never share; owners outside V's organisation never share with V.
-    shareable = MailAccount.filter(
-        user__organisation_id=viewer.organisation_id,
-        sharing__in=[SharingPermission.PUBLIC, SharingPermission.CUSTOM],
-    ).values("id")
-    public = MailAccount.filter(sharing=SharingPermission.PUBLIC).values("id")
-    # Cheapest tests first: the database evaluates AND/OR operands in the order written.
-    return Q(account_id__in=Subquery(own_accounts)) | (
-        Q(account_id__in=Subquery(shareable))
-        & Q(id__in=_HAS_LINK)
-        & ~Q(id__in=_HIDDEN_COUNTERPARTY)
-        & (Q(account_id__in=Subquery(public)) | Q(id__in=_OWNER_SHARED))
-    )
+    return _visible(viewer, known_linked=False)
 
 
 def visible_messages(viewer: User) -> QuerySet[Message]:
@@ -131,11 +159,11 @@ def visible_messages_for_record(
     """The Emails related list: messages linked to the record that ``viewer`` may see.
 
     With ``shared_by_user_id``, only those in that user's accounts. Driven from the record's
-    links (index ``message_link(record_id, message_id)``), so the policy is checked only on the
-    record's messages.
+    links (index ``message_link(record_id, message_id)``); being linked to the record, the
+    messages need no "has a link" check.
     """
     linked = MessageLink.filter(record_id=record_id).values("message_id")
-    query = Message.filter(visible_to(viewer), id__in=Subquery(linked))
+    query = Message.filter(id__in=Subquery(linked)).filter(_visible(viewer, known_linked=True))
     if shared_by_user_id is not None:
         accounts = MailAccount.filter(user_id=shared_by_user_id).values("id")
         query = query.filter(account_id__in=Subquery(accounts))
