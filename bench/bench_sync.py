@@ -70,12 +70,67 @@ def vm_hwm_kib(pid: int | str = "self") -> int:
     return 0
 
 
+def vm_rss_kib(pid: int | str = "self") -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def pss_kib(pid: int | str) -> int:
+    """Proportional set size: shared pages (the interpreter, libraries) counted once in all."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+class PssSampler:
+    """Samples the PSS of this process plus its children every ``interval`` s; keeps the peak."""
+
+    def __init__(self, interval: float = 0.05) -> None:
+        import threading
+
+        self.interval, self.peak_kib = interval, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            total = pss_kib(os.getpid()) + sum(pss_kib(pid) for pid in child_pids())
+            self.peak_kib = max(self.peak_kib, total)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def child_pids() -> list[int]:
     pids: list[int] = []
     for task in Path("/proc/self/task").iterdir():
         with contextlib.suppress(OSError):
             pids += [int(p) for p in (task / "children").read_text().split()]
     return pids
+
+
+def process_name(pid: int) -> str:
+    """"resource tracker" or "worker" (our child processes are multiprocessing's)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return "process"
+    return "resource tracker" if b"resource_tracker" in cmdline else "worker"
 
 
 def rate(count: int, seconds: float) -> float:
@@ -153,10 +208,44 @@ async def _child_sync(spec: dict) -> dict:
 
             asyncio.to_thread = profiled_to_thread  # type: ignore[assignment]
             profiler.enable()
+        # The parsing processes are started once per server process, before timing.
+        from salesinbox.core import imap_fetch
+
+        began = time.perf_counter()
+        if imap_fetch.start_parse_pool():
+            result["pool_start_seconds"] = time.perf_counter() - began
+            result["parse_processes"] = imap_fetch.PARSE_PROCESSES
+        # Wall time spent in the two phases sync.py alternates between, per batch.
+        from salesinbox.core import sync as sync_module
+
+        phases = {"fetch_parse": 0.0, "store": 0.0, "batches": 0}
+        real_fetch, real_store = imap_fetch.fetch_messages, sync_module.store_batch
+
+        def timed_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
+            began = time.perf_counter()
+            try:
+                return real_fetch(*args, **kwargs)
+            finally:
+                phases["fetch_parse"] += time.perf_counter() - began
+                phases["batches"] += 1
+
+        async def timed_store(*args, **kwargs):  # type: ignore[no-untyped-def]
+            began = time.perf_counter()
+            try:
+                return await real_store(*args, **kwargs)
+            finally:
+                phases["store"] += time.perf_counter() - began
+
+        imap_fetch.fetch_messages, sync_module.store_batch = timed_fetch, timed_store
+        result["rss_before_kib"] = vm_rss_kib()
         cpu0 = time.process_time()
         start = time.perf_counter()
-        report = await sync_account(account.id, services)
+        with PssSampler() as sampler:
+            report = await sync_account(account.id, services)
         elapsed = time.perf_counter() - start
+        result["pss_peak_kib"] = sampler.peak_kib
+        imap_fetch.fetch_messages, sync_module.store_batch = real_fetch, real_store
+        result["phases"] = phases
         cpu = time.process_time() - cpu0
         if profiler is not None:
             profiler.disable()
@@ -179,6 +268,7 @@ async def _child_sync(spec: dict) -> dict:
         workers = child_pids()
         result["rss_kib"] = vm_hwm_kib()
         result["worker_rss_kib"] = [vm_hwm_kib(pid) for pid in workers]
+        result["worker_names"] = [process_name(pid) for pid in workers]
 
         # (4) The unchanged mailbox: count the IMAP commands each pass sends (imapclient writes
         # FETCH, SEARCH, ENABLE… itself, so at the socket) and the bytes it receives.
@@ -228,6 +318,12 @@ async def _child_sync(spec: dict) -> dict:
 
 def child_main(spec_json: str) -> None:
     spec = json.loads(spec_json)
+    if spec.get("child_import"):  # a variant of the engine to try, e.g. a patched sync.py
+        import importlib.util
+
+        module_spec = importlib.util.spec_from_file_location("bench_variant", spec["child_import"])
+        assert module_spec is not None and module_spec.loader is not None
+        module_spec.loader.exec_module(importlib.util.module_from_spec(module_spec))
     result = asyncio.run(_child_sync(spec))
     print("RESULT " + json.dumps(result))
 
@@ -385,7 +481,7 @@ def run_ours(server, username: str, capabilities: list[str], args: argparse.Name
             "ca_file": str(server.certs.ca_cert), "imap_port": server.ssl_port,
             "username": username, "password": PASSWORD, "capabilities": capabilities,
             "record_emails": record_emails(args.records), "profile": profile,
-            "unchanged_passes": unchanged_passes,
+            "unchanged_passes": unchanged_passes, "child_import": args.child_import,
         }
         proc = subprocess.run(
             [sys.executable, __file__, "--child", json.dumps(spec)],
@@ -416,6 +512,8 @@ def main() -> None:
                         help="kept between runs: the Dovecot mailboxes")
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "salesinbox-bench"),
                         help="the corpus cache (shared with bench_parse.py)")
+    parser.add_argument("--child-import", metavar="FILE.py",
+                        help="run this file in the sync process first (to try engine variants)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -479,10 +577,21 @@ def main() -> None:
                   f"{rate(n, result['seconds']):7.0f} msg/s  (CPU {result['cpu_seconds']:.1f} s in the "
                   f"main process; {result['stored']} stored, {result['links']} links, "
                   f"{result['warnings']} with warnings, peak RSS {fmt_mb(result['rss_kib'])}"
-                  + (f" + workers {', '.join(fmt_mb(k) for k in result['worker_rss_kib'])}"
+                  + (" + " + ", ".join(f"{name} {fmt_mb(k)}" for name, k in
+                                       zip(result["worker_names"], result["worker_rss_kib"], strict=True))
                      if result["worker_rss_kib"] else "") + ")")
+            phases = result["phases"]
+            print(f"      in {phases['batches']} batches: fetch+parse {phases['fetch_parse']:.2f} s, "
+                  f"store+link {phases['store']:.2f} s, the rest "
+                  f"{result['seconds'] - phases['fetch_parse'] - phases['store']:.2f} s"
+                  + (f"; {result['parse_processes']} parsing processes started before timing in "
+                     f"{result['pool_start_seconds']:.2f} s (once per server process)"
+                     if "pool_start_seconds" in result else "; parsing in the sync thread"))
             if result["stored"] != n or result["errors"]:
                 raise RuntimeError(f"our sync stored {result['stored']} of {n}: {result['errors']}")
+            print(f"      memory: sync process {fmt_mb(result['rss_before_kib'])} resident before the sync, "
+                  f"peak {fmt_mb(result['rss_kib'])}; peak PSS of it and its children together "
+                  f"{fmt_mb(result['pss_peak_kib'])} (sampled every 50 ms)")
             print(f"  (4) unchanged mailbox:   "
                   f"{', '.join(f'{s * 1000:.0f} ms' for s in result['unchanged_seconds'])}  "
                   f"({len(result['unchanged_commands'])} IMAP commands: "
@@ -503,8 +612,10 @@ def main() -> None:
         if mbsync_s:
             print(f"  ours/mbsync     {mb / ours_s:7.2f}x   (target >= 0.60)")
         print(f"  ours/raw        {raw / ours_s:7.2f}x")
+        pss = max(r["pss_peak_kib"] for r in ours)
         print(f"  peak RSS        {fmt_mb(peak)} (sync process)"
-              f"; {fmt_mb(peak_total)} with its worker processes (sum of their peaks)")
+              f"; {fmt_mb(peak_total)} with its child processes (sum of their peaks);"
+              f" peak PSS of them all {fmt_mb(pss)}")
         print(f"  unchanged pass  {unchanged * 1000:.0f} ms, "
               f"{len(ours[-1]['unchanged_commands'])} IMAP commands")
 

@@ -2,23 +2,43 @@
 
 Blocking functions on a logged-in ``IMAPClient`` (see :func:`salesinbox.core.imap.open_imap`),
 run by the sync engine in a worker thread. They return plain values and know nothing of the
-database. Parsing happens here, in the same thread as the fetch, so the event loop never
-does CPU-heavy work.
+database. Parsing happens here, off the event loop: for more than a few messages in a pool
+of worker processes (parsing is most of a sync's CPU time, and one process cannot use more
+than one core), each piece parsed while the next one is being fetched; otherwise in the
+calling thread. The processes are started with ``spawn``, which imports the main module
+again: a script that syncs must guard its entry point with ``if __name__ == "__main__":``
+(the ``salesinbox`` command, pytest and the benches do).
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
+import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from imapclient import IMAPClient
 
-from .parsing import parse_message
+from .parsing import ParsedMessage, parse_message
 from .store import FetchedMessage
+
+log = logging.getLogger(__name__)
 
 # UID lists are sent comma-separated: 500 UIDs stay far below Dovecot's 64 KB command limit.
 UID_CHUNK = 500
+# Parsing in worker processes: how many (0 or 1: parse in the calling thread), from how many
+# messages on, UIDs per FETCH (each piece is parsed while the next one is read) and messages
+# per task handed to a worker.
+PARSE_PROCESSES = min(4, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+POOL_MIN_MESSAGES = 16
+POOL_FETCH_CHUNK = 100
+POOL_TASK_SIZE = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +104,85 @@ def _as_utc(value: object) -> datetime | None:
     return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+# A pool breaks when one of its processes dies (killed for memory…): its tasks are then
+# parsed in the sync thread and the next fetch starts a new pool, up to this many times.
+MAX_BROKEN_POOLS = 3
+
+_pool: ProcessPoolExecutor | None = None
+_pool_lock = threading.Lock()
+_broken_pools = 0
+
+
+def _parse_pool() -> ProcessPoolExecutor | None:
+    """The shared pool of parsing processes (started on first use), or None if disabled."""
+    global _pool
+    if PARSE_PROCESSES < 2 or _broken_pools >= MAX_BROKEN_POOLS:
+        return None
+    with _pool_lock:
+        if _pool is None:
+            # spawn: never fork a process that runs threads (the event loop's, aiosqlite's…).
+            # Workers import only the parser (tasks name parsing.parse_message), and leave
+            # Ctrl-C to the server.
+            _pool = ProcessPoolExecutor(
+                PARSE_PROCESSES, mp_context=multiprocessing.get_context("spawn"),
+                initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN),
+            )
+        return _pool
+
+
+def start_parse_pool() -> bool:
+    """Start the parsing processes now rather than in the first sync that needs them (a
+    process takes ~0.2 s to start and import the parser). Returns whether there is a pool."""
+    pool = _parse_pool()
+    if pool is None:
+        return False
+    for future in [pool.submit(list, map(parse_message, [b""])) for _ in range(2 * PARSE_PROCESSES)]:
+        future.result()
+    return True
+
+
+def shutdown_parse_pool() -> None:
+    """Stop the parsing processes (they are started again when needed)."""
+    global _pool
+    with _pool_lock:
+        pool, _pool = _pool, None
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _discard_pool(pool: ProcessPoolExecutor) -> bool:
+    """Forget a broken pool (the next fetch starts a new one); False if it already was."""
+    global _pool, _broken_pools
+    with _pool_lock:
+        if _pool is not pool:
+            return False
+        _pool = None
+        _broken_pools += 1
+    pool.shutdown(wait=False, cancel_futures=True)
+    if _broken_pools >= MAX_BROKEN_POOLS:
+        log.error("Parsing processes failed %d times: parsing in the sync threads from now on", _broken_pools)
+    return True
+
+
+def _fetched(uid: int, data: dict, parsed: ParsedMessage) -> FetchedMessage:
+    return FetchedMessage(
+        uid=uid,
+        flags=_flags(data.get(b"FLAGS")),
+        parsed=parsed,
+        modseq=_int(data.get(b"MODSEQ")),
+        internal_date=_as_utc(data.get(b"INTERNALDATE")),
+    )
+
+
 def fetch_messages(client: IMAPClient, uids: Sequence[int], *, condstore: bool) -> list[FetchedMessage]:
     """Fetch and parse the given UIDs of the selected folder (UIDs expunged meanwhile are
     simply absent from the result). Never marks messages as read (BODY.PEEK)."""
     items = [b"BODY.PEEK[]", b"FLAGS", b"INTERNALDATE"]
     if condstore:
         items.append(b"MODSEQ")
+    pool = _parse_pool() if len(uids) >= POOL_MIN_MESSAGES else None
+    if pool is not None:
+        return _fetch_parse_in_pool(client, uids, items, pool)
     fetched: list[FetchedMessage] = []
     for chunk in chunked(uids):
         response = client.fetch(chunk, items)
@@ -97,17 +190,58 @@ def fetch_messages(client: IMAPClient, uids: Sequence[int], *, condstore: bool) 
             data = response.get(uid)
             if data is None:
                 continue
-            raw = data.get(b"BODY[]") or b""
-            fetched.append(
-                FetchedMessage(
-                    uid=uid,
-                    flags=_flags(data.get(b"FLAGS")),
-                    parsed=parse_message(raw),
-                    modseq=_int(data.get(b"MODSEQ")),
-                    internal_date=_as_utc(data.get(b"INTERNALDATE")),
-                )
-            )
+            fetched.append(_fetched(uid, data, parse_message(data.get(b"BODY[]") or b"")))
     return fetched
+
+
+def _fetch_parse_in_pool(
+    client: IMAPClient, uids: Sequence[int], items: list[bytes], pool: ProcessPoolExecutor
+) -> list[FetchedMessage]:
+    metadata: list[tuple[int, dict]] = []  # (uid, FETCH data without the body)
+    tasks: list[tuple[list[bytes], Future[list[ParsedMessage]] | None]] = []
+    try:
+        for chunk in chunked(uids, POOL_FETCH_CHUNK):
+            response = client.fetch(chunk, items)
+            raws: list[bytes] = []
+            for uid in chunk:
+                data = response.get(uid)
+                if data is None:
+                    continue
+                raws.append(data.pop(b"BODY[]", None) or b"")
+                metadata.append((uid, data))
+            del response
+            # Parsed by the workers while the next chunk is fetched. A task is
+            # list(map(parse_message, raws)): it pickles as references to those two, so a
+            # worker imports only the parser.
+            for start in range(0, len(raws), POOL_TASK_SIZE):
+                task = raws[start : start + POOL_TASK_SIZE]
+                try:
+                    tasks.append((task, pool.submit(list, map(parse_message, task))))
+                except RuntimeError:  # the pool broke or was shut down meanwhile: parse here
+                    tasks.append((task, None))
+        parsed: list[ParsedMessage] = []
+        for task, future in tasks:
+            parsed.extend(_task_result(pool, task, future))
+    finally:
+        for _task, future in tasks:  # after an error: the work not started is dropped
+            if future is not None:
+                future.cancel()
+    return [_fetched(uid, data, result) for (uid, data), result in zip(metadata, parsed, strict=True)]
+
+
+def _task_result(
+    pool: ProcessPoolExecutor, raws: list[bytes], future: Future[list[ParsedMessage]] | None
+) -> list[ParsedMessage]:
+    """A task's parsed messages; parsed here if the pool could not (same function, same result)."""
+    if future is not None:
+        try:
+            return future.result()
+        except BrokenProcessPool:  # a worker died (OOM kill…): the pool's other tasks failed too
+            if _discard_pool(pool):
+                log.warning("A parsing process died: parsing in the sync thread", exc_info=True)
+        except Exception:  # noqa: BLE001 - e.g. MemoryError in the worker: try here
+            log.warning("Parsing in a worker process failed: parsing in the sync thread", exc_info=True)
+    return [parse_message(raw) for raw in raws]
 
 
 def fetch_flags(
