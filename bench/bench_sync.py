@@ -15,13 +15,21 @@ same private Dovecot, the client trusting the test CA:
       ``FSync yes``;
   (2) raw imapclient: login, SELECT, ``UID FETCH <500 uids> (BODY.PEEK[])`` until done,
       results discarded, with ``_imap.debug = 0``;
-  (3) our sync: ``sync_account()`` into a fresh database (fetch + parse + store + link), in a
-      child process that runs nothing else, so that its peak RSS (VmHWM) is ours alone;
-  (4) in the same child, a second ``sync_account()`` on the unchanged mailbox, with the IMAP
-      commands it sent counted (CONDSTORE: constant in N).
+  (3) our sync: ``sync_account()`` into a fresh, migrated database (fetch + parse + store +
+      link; 300 CRM contacts carry addresses of the corpus' customers), in a child process that
+      runs nothing else, so that its peak RSS (VmHWM) is ours alone. The parsing processes of
+      core/imap_fetch.py are started before timing (once per server process; the time is
+      printed); their peaks and the resource tracker's are printed too, and the peak PSS of
+      all of them together is sampled every 50 ms. The wall time of the two phases sync.py
+      alternates between (fetch+parse, store+link) is printed;
+  (4) in the same child, ``sync_account()`` again on the unchanged mailbox (``--unchanged-passes``
+      times), with the IMAP commands it sent and the bytes it received counted (CONDSTORE:
+      constant in N).
 
 Each of (1)-(3) runs ``--repeat`` times (median reported, every figure printed); a cProfile of
-(3) follows (top 15 by cumulative time; worker-thread work merged in) unless ``--no-profile``.
+(3) follows (top 15 by cumulative time, then by own time without the waits; worker-thread work
+merged in, the parsing processes' not) unless ``--no-profile``. The load average is printed at
+the start and the end: the figures are only comparable on an otherwise idle machine.
 
 The Dovecot mailbox and the corpus are kept under ``--workdir`` and reused by later runs:
 appending 20,000 messages takes minutes, and deleting then re-creating many files within
@@ -44,6 +52,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -95,8 +104,6 @@ class PssSampler:
     """Samples the PSS of this process plus its children every ``interval`` s; keeps the peak."""
 
     def __init__(self, interval: float = 0.05) -> None:
-        import threading
-
         self.interval, self.peak_kib = interval, 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -263,6 +270,9 @@ async def _child_sync(spec: dict) -> dict:
             for prof in thread_profiles:
                 stats.add(prof)
             stats.sort_stats("cumulative").print_stats(15)
+            # and where the CPU goes, without the waits (epoll, locks: the other threads' time)
+            stats.sort_stats("tottime").print_stats(r"^(?!.*(\{method 'poll'|\{method 'acquire'|"
+                                                    r"\{method 'select'|\{built-in method time\.sleep)).*$", 15)
             result["profile"] = out.getvalue()
         # Peak RSS now, before the unchanged passes: ours plus any worker process of ours.
         workers = child_pids()
@@ -550,7 +560,8 @@ def main() -> None:
             print(f"  appended in {appended:.0f} s")
         del corpus
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, database {args.database}, "
-              f"mailbox {username} on Dovecot {server.ssl_port} (IMAPS)")
+              f"mailbox {username} on Dovecot {server.ssl_port} (IMAPS); load average "
+              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
         # Warm-up: the page cache and Dovecot's indexes are then the same for every client.
         warm, fetched_bytes = run_raw_fetch(server, username)
         print(f"warm-up raw fetch: {warm:.1f} s, {fetched_bytes / 1e6:.0f} MB")
@@ -618,6 +629,7 @@ def main() -> None:
               f" peak PSS of them all {fmt_mb(pss)}")
         print(f"  unchanged pass  {unchanged * 1000:.0f} ms, "
               f"{len(ours[-1]['unchanged_commands'])} IMAP commands")
+        print(f"  load average    {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1, 5, 15 min)")
 
         if not args.no_profile:
             result = run_ours(server, username, capabilities, args, run_dir, profile=True,
