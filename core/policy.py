@@ -58,6 +58,7 @@ from .models import (
     User,
 )
 
+
 class _Sql(Term):
     """A fixed SQL fragment in which each ``{}`` becomes a bound parameter for a value.
 
@@ -160,7 +161,8 @@ def visible_messages_for_record(
 
     With ``shared_by_user_id``, only those in that user's accounts. Driven from the record's
     links (index ``message_link(record_id, message_id)``); being linked to the record, the
-    messages need no "has a link" check.
+    messages need no "has a link" check. The policy is checked on every linked message before
+    the database sorts them, so a page costs in proportion to the record's links.
     """
     linked = MessageLink.filter(record_id=record_id).values("message_id")
     query = Message.filter(id__in=Subquery(linked)).filter(_visible(viewer, known_linked=True))
