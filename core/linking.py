@@ -31,19 +31,20 @@ async def relink_record(record: CrmRecord) -> int:
         await MessageLink.filter(record_id=record.id).delete()
         if not emails:
             return 0
-        message_ids = await (
+        matches = await (
             MessageAddress.filter(
                 address__in=emails,
                 is_counterparty=True,
                 message__account__user__organisation_id=record.organisation_id,
             )
             .distinct()
-            .values_list("message_id", flat=True)
+            .values_list("message_id", "message__date")
         )
+        dated = dict(matches)
         await MessageLink.bulk_create(
-            [MessageLink(message_id=message_id, record_id=record.id) for message_id in message_ids]
+            [MessageLink(message_id=m, record_id=record.id, date=d) for m, d in dated.items()]
         )
-    return len(message_ids)
+    return len(dated)
 
 
 async def records_matching(organisation_id: int, addresses: Iterable[str]) -> list[CrmRecord]:
@@ -82,8 +83,12 @@ async def link_messages(organisation_id: int, message_ids: Iterable[int]) -> int
         for email in record_emails(record):
             by_address.setdefault(email, []).append(record.id)
     wanted = {(m, r) for m, address in pairs for r in by_address.get(address, ())}
+    if not wanted:
+        return 0
+    dates = dict(await Message.filter(id__in=[m for m, _ in wanted]).values_list("id", "date"))
     await MessageLink.bulk_create(
-        [MessageLink(message_id=m, record_id=r) for m, r in sorted(wanted)], ignore_conflicts=True
+        [MessageLink(message_id=m, record_id=r, date=dates.get(m)) for m, r in sorted(wanted)],
+        ignore_conflicts=True,
     )
     return len(wanted)
 

@@ -371,8 +371,13 @@ class MessageLink(Model):
     record: fields.ForeignKeyRelation[CrmRecord] = fields.ForeignKeyField(
         "salesinbox.CrmRecord", related_name="links", on_delete=fields.CASCADE
     )
+    # A copy of the message's date (which never changes once stored), so that a record's
+    # Emails related list is read newest first straight from the index, however busy it is.
+    date = fields.DatetimeField(null=True)
 
     class Meta:
         table = "message_link"
         unique_together = (("message", "record"),)
-        indexes = (Index(fields=("record_id", "message_id"), name="message_link_record_idx"),)
+        indexes = (
+            Index(fields=("record_id", "date", "message_id"), name="message_link_record_date_idx"),
+        )

@@ -17,7 +17,7 @@ from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from .errors import invalid_input, not_found
-from .models import CrmRecord, Direction, Message, MessageLink, RecordKind, User
+from .models import CrmRecord, Direction, MailAccount, Message, MessageLink, RecordKind, User
 from .policy import visible_messages, visible_messages_for_record
 
 MAX_PAGE = 100
@@ -58,18 +58,19 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise invalid_input("This cursor is not valid: start again from the first page.", field="after") from None
 
 
-def _after(query: QuerySet[Message], cursor: str | None) -> QuerySet[Message]:
+def _after(query: QuerySet[Message], cursor: str | None, date_field: str) -> QuerySet[Message]:
     if not cursor:
         return query
     when, key = _decode_cursor(cursor)
-    return query.filter(Q(date__lt=when) | Q(date=when, id__lt=key))
+    return query.filter(Q(**{f"{date_field}__lt": when}) | Q(**{date_field: when, "id__lt": key}))
 
 
-async def _page(query: QuerySet[Message], first: int, after: str | None) -> Page:
+async def _page(query: QuerySet[Message], first: int, after: str | None, *, date_field: str = "date") -> Page:
+    """Newest first by (``date_field``, id); ``links__date`` for a record's list (indexed)."""
     if not 1 <= first <= MAX_PAGE:
         raise invalid_input(f"first must be between 1 and {MAX_PAGE}.", field="first")
     # The store never leaves a date NULL, so (date, id) orders the same on every backend.
-    rows = await _after(query, after).order_by("-date", "-id").limit(first + 1)
+    rows = await _after(query, after, date_field).order_by(f"-{date_field}", "-id").limit(first + 1)
     items = rows[:first]
     return Page(items=items, next_cursor=encode_cursor(items[-1]) if len(rows) > first else None)
 
@@ -78,9 +79,11 @@ def _linked_kind(kind: RecordKind) -> Subquery:
     return Subquery(MessageLink.filter(record__kind=kind).values("message_id"))
 
 
-def inbox_query(viewer: User, filters: InboxFilter) -> QuerySet[Message]:
-    """The viewer's own mail (every account of theirs) with the SalesInbox filters."""
-    query = Message.filter(account__user_id=viewer.id)
+def inbox_query(viewer: User, account_ids: list[int], filters: InboxFilter) -> QuerySet[Message]:
+    """The viewer's own mail (``account_ids``: every account of theirs) with the filters."""
+    # By account id, not a join on the owner: PostgreSQL then reads the (account_id, date)
+    # index newest first instead of sorting all the user's mail.
+    query = Message.filter(account_id__in=account_ids)
     if filters.folder:
         query = query.filter(folder__name=filters.folder)
     if filters.direction is not None:
@@ -105,7 +108,8 @@ def inbox_query(viewer: User, filters: InboxFilter) -> QuerySet[Message]:
 
 async def inbox_page(viewer: User, filters: InboxFilter, *, first: int = 50, after: str | None = None) -> Page:
     """A page of the viewer's SalesInbox, newest first."""
-    return await _page(inbox_query(viewer, filters), first, after)
+    account_ids = list(await MailAccount.filter(user_id=viewer.id).values_list("id", flat=True))
+    return await _page(inbox_query(viewer, account_ids, filters), first, after)
 
 
 async def _record(viewer: User, record_id: int) -> CrmRecord:
@@ -121,7 +125,8 @@ async def related_page(
     """The Emails related list of a lead/contact: linked mail the viewer may see, newest
     first, optionally only mail of the user ``shared_by``."""
     await _record(viewer, record_id)
-    return await _page(visible_messages_for_record(viewer, record_id, shared_by), first, after)
+    query = visible_messages_for_record(viewer, record_id, shared_by)
+    return await _page(query, first, after, date_field="links__date")
 
 
 @dataclass(frozen=True)
