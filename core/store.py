@@ -21,6 +21,7 @@ from .models import (
     AddressRole,
     Attachment,
     Direction,
+    Folder,
     Message,
     MessageAddress,
     MessageBody,
@@ -72,11 +73,19 @@ def flag_columns(flags: Iterable[str]) -> dict[str, bool]:
     }
 
 
+async def _account_id(folder_id: int) -> int | None:
+    """The folder's account. Message lookups name it: the only index on (folder, UIDVALIDITY,
+    UID) is the unique one on (account, folder, UIDVALIDITY, UID); without the account they
+    scan the whole table (on PostgreSQL, storing 20,000 messages took 4x as long)."""
+    found = await Folder.filter(id=folder_id).limit(1).values_list("account_id", flat=True)
+    return found[0] if found else None
+
+
 async def stored_uids(folder_id: int, uidvalidity: int) -> set[int]:
     """The UIDs of ``folder_id`` stored under ``uidvalidity``."""
-    rows = await Message.filter(folder_id=folder_id, uidvalidity=uidvalidity).values_list(
-        "uid", flat=True
-    )
+    rows = await Message.filter(
+        account_id=await _account_id(folder_id), folder_id=folder_id, uidvalidity=uidvalidity
+    ).values_list("uid", flat=True)
     return set(rows)
 
 
@@ -182,7 +191,8 @@ async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> 
     async with in_transaction() as connection:
         existing = set(
             await Message.filter(
-                folder_id=target.folder_id, uidvalidity=target.uidvalidity, uid__in=uids
+                account_id=target.account_id, folder_id=target.folder_id,
+                uidvalidity=target.uidvalidity, uid__in=uids,
             ).values_list("uid", flat=True)
         )
         fresh = {item.uid: item for item in batch if item.uid not in existing}
@@ -195,7 +205,8 @@ async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> 
         # executemany does not return keys: read them back by the natural key.
         id_by_uid = dict(
             await Message.filter(
-                folder_id=target.folder_id, uidvalidity=target.uidvalidity, uid__in=list(fresh)
+                account_id=target.account_id, folder_id=target.folder_id,
+                uidvalidity=target.uidvalidity, uid__in=list(fresh),
             ).values_list("uid", "id")
         )
         bodies: list[dict[str, Any]] = []
@@ -219,12 +230,14 @@ async def apply_flags(
     and MODSEQ); only rows that differ are written. Returns how many changed."""
     changed = 0
     uids = list(current)
+    account_id = await _account_id(folder_id)
     async with in_transaction():
         for start in range(0, len(uids), 500):
             rows = await Message.filter(
-                folder_id=folder_id, uidvalidity=uidvalidity, uid__in=uids[start : start + 500]
-            ).values_list("uid", "seen", "flagged", "answered")
-            for uid, seen, flagged, answered in rows:
+                account_id=account_id, folder_id=folder_id, uidvalidity=uidvalidity,
+                uid__in=uids[start : start + 500],
+            ).values_list("id", "uid", "seen", "flagged", "answered")
+            for message_id, uid, seen, flagged, answered in rows:
                 flags, modseq = current[uid]
                 wanted = flag_columns(flags)
                 if (seen, flagged, answered) == (wanted["seen"], wanted["flagged"], wanted["answered"]):
@@ -232,7 +245,7 @@ async def apply_flags(
                 values: dict[str, object] = dict(wanted)
                 if modseq is not None:
                     values["modseq"] = modseq
-                await Message.filter(folder_id=folder_id, uidvalidity=uidvalidity, uid=uid).update(**values)
+                await Message.filter(id=message_id).update(**values)
                 changed += 1
     return changed
 
@@ -241,13 +254,17 @@ async def delete_uids(folder_id: int, uidvalidity: int, uids: Iterable[int]) -> 
     """Delete messages expunged on the server (their links, bodies… cascade)."""
     wanted = list(uids)
     deleted = 0
+    account_id = await _account_id(folder_id)
     for start in range(0, len(wanted), 500):  # stay under SQLite's variable limit
         deleted += await Message.filter(
-            folder_id=folder_id, uidvalidity=uidvalidity, uid__in=wanted[start : start + 500]
+            account_id=account_id, folder_id=folder_id, uidvalidity=uidvalidity,
+            uid__in=wanted[start : start + 500],
         ).delete()
     return deleted
 
 
 async def delete_stale_uidvalidity(folder_id: int, current_uidvalidity: int) -> int:
     """Delete the folder's messages stored under an older UIDVALIDITY (they are re-fetched)."""
-    return await Message.filter(folder_id=folder_id).exclude(uidvalidity=current_uidvalidity).delete()
+    return await Message.filter(account_id=await _account_id(folder_id), folder_id=folder_id).exclude(
+        uidvalidity=current_uidvalidity
+    ).delete()
