@@ -133,7 +133,7 @@ def generate(rng: random.Random, count: int, ids: dict, start: int):
             else:
                 address = f"someone{rng.randrange(10**6)}@elsewhere{rng.randrange(500)}.net"
             addresses.append((mid, role, "", address, address.rpartition("@")[2], True))
-        links.extend((mid, record) for record in linked)
+        links.extend((mid, record, date) for record in linked)  # message_link.date = message.date
     return messages, addresses, links
 
 
@@ -170,7 +170,8 @@ async def load(url: str, total: int, rng: random.Random) -> None:
             messages, addresses, links = generate(rng, min(batch, total + 1 - start), ids, start)
             await conn.copy_records_to_table("message", records=messages, columns=MESSAGE_COLUMNS)
             await conn.copy_records_to_table("message_address", records=addresses, columns=ADDRESS_COLUMNS)
-            await conn.copy_records_to_table("message_link", records=links, columns=["message_id", "record_id"])
+            await conn.copy_records_to_table("message_link", records=links,
+                                             columns=["message_id", "record_id", "date"])
             print(f"  loaded {start + len(messages) - 1} messages", flush=True)
         await conn.execute("SELECT setval('message_id_seq', $1)", total)
         await conn.execute("VACUUM ANALYZE")
@@ -184,7 +185,7 @@ async def load(url: str, total: int, rng: random.Random) -> None:
         cols = ", ".join(f'"{c}"' for c in MESSAGE_COLUMNS)
         db.executemany(f"INSERT INTO message ({cols}) VALUES ({', '.join('?' * len(MESSAGE_COLUMNS))})", messages)
         db.executemany(f"INSERT INTO message_address ({', '.join(ADDRESS_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)", addresses)
-        db.executemany("INSERT INTO message_link (message_id, record_id) VALUES (?, ?)", links)
+        db.executemany("INSERT INTO message_link (message_id, record_id, date) VALUES (?, ?, ?)", links)
         db.commit()
         print(f"  loaded {start + len(messages) - 1} messages", flush=True)
     db.execute("ANALYZE")
@@ -348,10 +349,19 @@ async def main() -> None:
         print(f"with index {name}")
     if args.link_date:
         await Tortoise.init(config=tortoise_config(url))
-        for statement in LINK_DATE:
-            await connections.get("default").execute_script(statement)
-        await Tortoise.close_connections()
-        print("with message_link.date and index (record_id, date, message_id)")
+        try:
+            conn = connections.get("default")
+            columns = await conn.execute_query_dict(
+                "SELECT column_name AS name FROM information_schema.columns WHERE table_name = 'message_link'"
+                if _is_pg(url) else "SELECT name FROM pragma_table_info('message_link')")
+            if any(c["name"] == "date" for c in columns):  # migration 0003 added it: nothing to do
+                print("message_link.date and its index are in the schema (migration 0003)")
+            else:
+                for statement in LINK_DATE:
+                    await conn.execute_script(statement)
+                print("with message_link.date and index (record_id, date, message_id)")
+        finally:
+            await Tortoise.close_connections()
     await measure(url, args.runs, not args.no_plans, args.everything)
 
 
