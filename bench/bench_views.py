@@ -1,0 +1,650 @@
+"""The Emails related list and the SalesInbox through the real server, against hand-written SQL.
+
+Loads a synthetic organisation straight into the database (COPY on PostgreSQL, executemany on
+SQLite): 50 users with one mail account each (PRIVATE/CUSTOM/PUBLIC), 20,000 leads/contacts,
+N messages (default 1,000,000) with their addresses and links. User 0 is the busy user (≈ 10 %
+of all mail, PUBLIC account) and owns record 0, the busy contact (≈ 0.5 % of all mail linked,
+≈ 5,300 links at 1M). Then starts the app (``create_app``, lifespan on) under uvicorn on a free
+127.0.0.1 port in this process and event loop (uvloop + httptools, as ``salesinbox serve``), and
+times, interleaved (each run executes every variant once, in rotating order), p50/p95 of:
+
+* scenarios: the busy record's related list (first page of 50) seen by a colleague (user 1,
+  CUSTOM account: most of the page is other users' mail, so the policy decides) and by its
+  owner (user 0); the busy user's SalesInbox first page;
+* variants of each, from the outside in:
+  ``http``     the GraphQL query over HTTP (httpx2, one keep-alive connection);
+  ``gql``      the same operation through ``schema.execute`` in process (no HTTP, no JSON);
+  ``orm_all``  every ORM call the operation makes (token lookup, record check, page, the
+               loaders' linked records and owners/folders), no GraphQL;
+  ``orm_page`` ``views.related_page`` / ``views.inbox_page`` alone;
+  ``raw``      hand-written SQL returning the same rows and joined data (page + linked record
+               ids + owner name / folder) in one statement (SalesInbox: the user's account ids
+               first, as the ORM does), asyncpg or sqlite3 directly;
+* ``/healthz`` over the same connection (HTTP + one ``SELECT 1``): the floor of any request.
+
+The GraphQL rows are checked to equal the raw SQL's. Then: the SQL statements one GraphQL
+request sends (from Tortoise's debug log) and EXPLAIN ANALYZE (SQLite: EXPLAIN QUERY PLAN) of
+the ORM's related-list query; ``--profile`` adds a cProfile of in-process GraphQL executions.
+
+    .venv/bin/python bench/bench_views.py --database-url postgres://postgres@127.0.0.1:5432/bench_views
+    .venv/bin/python bench/bench_views.py --database-url sqlite:///tmp/bench_views.sqlite3
+    ... --reuse          # time an already loaded database again (the load takes minutes)
+    ... --drop           # drop the database (delete the SQLite file) at the end
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import logging
+import os
+import pstats
+import random
+import re
+import socket
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx2 as httpx
+import uvicorn
+import uvloop
+from tortoise import Tortoise, connections
+
+from salesinbox.core import views
+from salesinbox.core.credentials import generate_key
+from salesinbox.core.db import migrate_database, tortoise_config
+from salesinbox.core.models import (
+    AccountExcludedDomain, CrmRecord, DomainKind, Folder, MailAccount, Organisation,
+    OrganisationDomain, RecordKind, User,
+)
+from salesinbox.core.records import get_record
+from salesinbox.core.settings import Settings
+from salesinbox.core.tokens import authenticate, issue_token
+from salesinbox.schema.api import build_schema
+from salesinbox.schema.app import create_app
+from salesinbox.schema.context import Context
+from salesinbox.schema.loaders import Loaders
+
+USERS, RECORDS, CUSTOMER_DOMAINS = 50, 20_000, 3_000
+BUSY_USER, COLLEAGUE = 0, 1  # user indexes: busy user (owns the busy record), colleague viewer
+BUSY_USER_SHARE = 0.10  # of all messages, in the busy user's account
+BUSY_RECORD, BUSY_RECORD_SHARE = 0, 0.005  # record index, share of counterparties that are it
+SHARINGS = ["PRIVATE", "CUSTOM", "PUBLIC"]  # user i's account: SHARINGS[i % 3], user 0 PUBLIC
+EXCLUDED = [f"excluded{i}.com" for i in range(20)]
+PAGE = 50
+
+MESSAGE_COLUMNS = [
+    "id", "uidvalidity", "uid", "modseq", "message_id", "in_reply_to", "references", "thread_key",
+    "subject", "from_name", "from_address", "date", "direction", "seen", "flagged", "answered",
+    "snippet", "size", "has_attachments", "parse_warnings", "created_at", "account_id", "folder_id"]
+ADDRESS_COLUMNS = ["message_id", "role", "name", "address", "domain", "is_counterparty"]
+LINK_COLUMNS = ["message_id", "record_id", "date"]
+
+RELATED_GQL = """query($id: ID!) { %s(id: $id) { emails(first: 50) {
+  items { id subject date fromAddress direction owner { name } linkedRecords { id } } nextCursor } } }"""
+INBOX_GQL = """{ salesInbox(first: 50) {
+  items { id subject date fromAddress folder linkedRecords { id } } nextCursor } }"""
+
+# The related list by hand, in one statement: the policy of core/policy.py, newest first by the
+# link's date ($1 record, $2 viewer, $3 organisation), then each row's owner and linked records.
+_WITHIN = "({d} = {l} OR substr({d}, length({d}) - length({l})) = '.' || {l})"
+HAND_RELATED = f"""
+WITH page AS (
+  SELECT m.id, m.subject, m.date, m.from_address, m.direction, m.account_id, l.date AS link_date
+  FROM message_link l JOIN message m ON m.id = l.message_id
+  WHERE l.record_id = $1 AND (
+    m.account_id IN (SELECT id FROM mail_account WHERE user_id = $2)
+    OR (m.account_id IN (SELECT a.id FROM mail_account a JOIN app_user u ON u.id = a.user_id
+                         WHERE u.organisation_id = $3 AND a.sharing IN ('PUBLIC', 'CUSTOM'))
+        AND (m.account_id IN (SELECT id FROM mail_account WHERE sharing = 'PUBLIC')
+             OR EXISTS (SELECT 1 FROM message_link l2 JOIN share_flag s ON s.record_id = l2.record_id
+                        JOIN mail_account a2 ON a2.user_id = s.user_id
+                        WHERE l2.message_id = m.id AND a2.id = m.account_id))
+        AND NOT EXISTS (
+          SELECT 1 FROM message_address ma WHERE ma.message_id = m.id AND ma.is_counterparty
+            AND (EXISTS (SELECT 1 FROM organisation_domain d WHERE d.organisation_id = $3
+                           AND d.kind IN ('COMPANY', 'EXCLUDED') AND {_WITHIN.format(d="ma.domain", l="d.domain")})
+                 OR EXISTS (SELECT 1 FROM account_excluded_domain x WHERE x.account_id = m.account_id
+                              AND {_WITHIN.format(d="ma.domain", l="x.domain")})))))
+  ORDER BY l.date DESC, m.id DESC LIMIT {PAGE + 1})
+SELECT p.id, p.subject, p.date, p.from_address, p.direction, u.name AS owner_name,
+       (SELECT {{agg}}(x.record_id) FROM message_link x WHERE x.message_id = p.id) AS record_ids
+FROM page p JOIN mail_account a ON a.id = p.account_id JOIN app_user u ON u.id = a.user_id
+ORDER BY p.link_date DESC, p.id DESC
+"""
+# The SalesInbox by hand: the viewer's accounts' mail newest first, folder, linked records. The
+# account ids are looked up first ({accounts}: one placeholder each), as the ORM does: with the
+# ids in the text, one account is an equality and both databases read (account_id, date)
+# newest first; "IN (SELECT ...)" would make them sort all of the user's mail.
+HAND_INBOX_ACCOUNTS = "SELECT id FROM mail_account WHERE user_id = $1"
+HAND_INBOX = f"""
+WITH page AS (
+  SELECT m.id, m.subject, m.date, m.from_address, m.folder_id FROM message m
+  WHERE m.account_id IN ({{accounts}})
+  ORDER BY m.date DESC, m.id DESC LIMIT {PAGE + 1})
+SELECT p.id, p.subject, p.date, p.from_address, f.name AS folder,
+       (SELECT {{agg}}(x.record_id) FROM message_link x WHERE x.message_id = p.id) AS record_ids
+FROM page p JOIN folder f ON f.id = p.folder_id
+ORDER BY p.date DESC, p.id DESC
+"""
+
+
+def _is_pg(url: str) -> bool:
+    return url.startswith(("postgres://", "postgresql://"))
+
+
+def _dsn(url: str, database: str | None = None) -> str:
+    parts = urlsplit(url.replace("postgres://", "postgresql://", 1))
+    return urlunsplit(parts._replace(path="/" + database)) if database else urlunsplit(parts)
+
+
+def _sqlite_path(url: str) -> str:
+    return url.removeprefix("sqlite://").split("?")[0]
+
+
+def _hand_sql(template: str, pg: bool, accounts: int = 0) -> str:
+    sql = template.replace("{accounts}", ", ".join(f"${n}" for n in range(1, accounts + 1)))
+    if pg:
+        return sql.replace("{agg}", "array_agg")
+    return re.sub(r"\$(\d+)", r"?\1", sql.replace("{agg}", "group_concat"))
+
+
+# ---------------------------------------------------------------------------------- loading
+
+async def create_small_rows(rng: random.Random) -> None:
+    """Organisation, domains, users with one account (INBOX + Sent) each, records, via the ORM."""
+    org = await Organisation.create(name="Bench")
+    await OrganisationDomain.create(organisation=org, kind=DomainKind.COMPANY, domain="acme.com")
+    await OrganisationDomain.bulk_create(
+        [OrganisationDomain(organisation=org, kind=DomainKind.EXCLUDED, domain=d) for d in EXCLUDED])
+    for i in range(USERS):
+        user = await User.create(organisation=org, email=f"u{i}@acme.com", name=f"User {i}")
+        account = await MailAccount.create(
+            user=user, provider="custom_imap", display_name=user.name, email=user.email,
+            imap_host="imap.acme.com", imap_port=993, imap_security="SSL", imap_username=user.email,
+            imap_auth_kind="PASSWORD", imap_secret="x", smtp_host="smtp.acme.com", smtp_port=465,
+            smtp_security="SSL", smtp_username=user.email, smtp_auth_kind="PASSWORD", smtp_secret="x",
+            sharing="PUBLIC" if i == BUSY_USER else SHARINGS[i % 3])
+        await Folder.create(account=account, name="INBOX")
+        await Folder.create(account=account, name="Sent")
+        if i % 10 == 5:
+            await AccountExcludedDomain.create(account=account, domain=f"cust{i}.com")
+    users = await User.all().order_by("id").values_list("id", flat=True)
+    await CrmRecord.bulk_create([
+        CrmRecord(organisation=org, kind=RecordKind.CONTACT if i % 2 == 0 else RecordKind.LEAD,
+                  owner_id=users[BUSY_USER] if i == BUSY_RECORD else rng.choice(users),
+                  last_name=f"Record {i}", primary_email=f"c{i}@cust{i % CUSTOMER_DOMAINS}.com",
+                  secondary_email=f"c{i}.alt@gmail.com" if i % 3 == 0 else None)
+        for i in range(RECORDS)], batch_size=2000)
+
+
+def generate(rng: random.Random, count: int, ids: dict, start: int):
+    """Rows for messages ``start..start+count``: (messages, addresses, links)."""
+    messages, addresses, links = [], [], []
+    epoch = datetime(2023, 1, 1, tzinfo=UTC)
+    busy, others = ids["accounts"][BUSY_USER], ids["accounts"][1:]
+    for mid in range(start, start + count):
+        account = busy if rng.random() < BUSY_USER_SHARE else rng.choice(others)
+        date = epoch + timedelta(seconds=rng.randrange(2 * 365 * 86400))
+        sent = rng.random() < 0.2
+        linked, counterparties = set(), []
+        for _ in range(rng.choice((1, 1, 2))):
+            r = rng.random()
+            if r < 0.80:
+                x = rng.random()
+                record = BUSY_RECORD if x < BUSY_RECORD_SHARE else rng.randrange(RECORDS)
+                address = f"c{record}@cust{record % CUSTOMER_DOMAINS}.com"
+                linked.add(ids["records"][record])
+            elif r < 0.88:
+                address = f"colleague{rng.randrange(USERS)}@acme.com"
+            elif r < 0.93:
+                address = f"x@{rng.choice(('', 'mail.'))}{rng.choice(EXCLUDED)}"
+            else:
+                address = f"someone{rng.randrange(10**6)}@elsewhere{rng.randrange(500)}.net"
+            counterparties.append(address)
+        own = ("FROM", "", account["email"], "acme.com", False)
+        if sent:
+            roles = [own, *(("TO" if n == 0 else "CC", "", a, a.rpartition("@")[2], True)
+                            for n, a in enumerate(counterparties))]
+        else:
+            roles = [*(("FROM" if n == 0 else "CC", "", a, a.rpartition("@")[2], True)
+                       for n, a in enumerate(counterparties)), ("TO", *own[1:])]
+        sender = roles[0][2]
+        messages.append((mid, 1, mid, None, f"<{mid}@bench>", None, "", f"<{mid}@bench>",
+                         f"Subject {mid}", "", sender, date, "SENT" if sent else "RECEIVED",
+                         rng.random() < 0.7, False, False, "", 1000 + mid % 5000, False, "[]", date,
+                         account["id"], account["sent" if sent else "inbox"]))
+        addresses.extend((mid, *role) for role in roles)
+        links.extend((mid, record, date) for record in linked)
+    return messages, addresses, links
+
+
+async def load(url: str, total: int, rng: random.Random) -> None:
+    await Tortoise.init(config=tortoise_config(url))
+    try:
+        await create_small_rows(rng)
+        accounts = await MailAccount.all().order_by("user_id").values("id", "email", "user_id", "sharing")
+        folders = {(f["account_id"], f["name"]): f["id"]
+                   for f in await Folder.all().values("id", "account_id", "name")}
+        ids = {"accounts": [{**a, "inbox": folders[a["id"], "INBOX"], "sent": folders[a["id"], "Sent"]}
+                            for a in accounts],
+               "records": await CrmRecord.all().order_by("id").values_list("id", flat=True)}
+    finally:
+        await Tortoise.close_connections()
+    custom = [a["user_id"] for a in ids["accounts"] if a["sharing"] == "CUSTOM"]
+    busy = ids["records"][BUSY_RECORD]
+    flags = sorted({(u, ids["records"][r]) for u in custom for r in rng.sample(range(RECORDS), RECORDS // 10)}
+                   | {(u, busy) for u in custom[::2]})  # half the CUSTOM users share the busy record
+    now = datetime.now(UTC)
+    batch = 100_000
+    if _is_pg(url):
+        conn = await asyncpg.connect(_dsn(url))
+        try:
+            # COPY is binary: jsonb is a version byte then the text
+            await conn.set_type_codec("jsonb", encoder=lambda v: b"\x01" + v.encode(),
+                                      decoder=lambda b: json.loads(b[1:]), schema="pg_catalog",
+                                      format="binary")
+            await conn.copy_records_to_table("share_flag", records=[(u, r, now) for u, r in flags],
+                                             columns=["user_id", "record_id", "created_at"])
+            for start in range(1, total + 1, batch):
+                messages, addresses, links = generate(rng, min(batch, total + 1 - start), ids, start)
+                await conn.copy_records_to_table("message", records=messages, columns=MESSAGE_COLUMNS)
+                await conn.copy_records_to_table("message_address", records=addresses, columns=ADDRESS_COLUMNS)
+                await conn.copy_records_to_table("message_link", records=links, columns=LINK_COLUMNS)
+                print(f"  loaded {start + len(messages) - 1} messages", flush=True)
+            await conn.execute("SELECT setval('message_id_seq', $1)", total)
+            await conn.execute("VACUUM ANALYZE")
+        finally:
+            await conn.close()
+        return
+    db = sqlite3.connect(_sqlite_path(url))
+    try:
+        db.execute("PRAGMA synchronous = OFF")  # this connection only: a bench load, not the app
+        db.execute("PRAGMA cache_size = -1000000")  # 1 GB: index b-trees stay in memory
+        db.executemany("INSERT INTO share_flag (user_id, record_id, created_at) VALUES (?, ?, ?)",
+                       [(u, r, now) for u, r in flags])
+
+        def insert(table: str, columns: list[str], rows: list[tuple]) -> None:
+            names = ", ".join(f'"{c}"' for c in columns)
+            db.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
+
+        for start in range(1, total + 1, batch):
+            messages, addresses, links = generate(rng, min(batch, total + 1 - start), ids, start)
+            insert("message", MESSAGE_COLUMNS, messages)
+            insert("message_address", ADDRESS_COLUMNS, addresses)
+            insert("message_link", LINK_COLUMNS, links)
+            db.commit()
+            print(f"  loaded {start + len(messages) - 1} messages", flush=True)
+        db.execute("ANALYZE")
+        db.commit()
+    finally:
+        db.close()
+
+
+async def create_database(url: str) -> None:
+    if _is_pg(url):
+        name = urlsplit(url).path.lstrip("/")
+        admin = await asyncpg.connect(_dsn(url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await admin.close()
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            Path(_sqlite_path(url) + suffix).unlink(missing_ok=True)
+    await migrate_database(url)
+
+
+async def drop_database(url: str) -> None:
+    if _is_pg(url):
+        name = urlsplit(url).path.lstrip("/")
+        admin = await asyncpg.connect(_dsn(url, "postgres"))
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+    else:
+        for suffix in ("", "-wal", "-shm"):
+            Path(_sqlite_path(url) + suffix).unlink(missing_ok=True)
+    print(f"dropped {url}")
+
+
+# ---------------------------------------------------------------------------------- timing
+
+def _percentile(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+
+
+class Results:
+    """Samples (ms) per (scenario, variant), per round."""
+
+    def __init__(self) -> None:
+        self.rounds: dict[tuple[str, str], list[list[float]]] = {}
+
+    def add(self, key: tuple[str, str], round_: int, ms: float) -> None:
+        rounds = self.rounds.setdefault(key, [])
+        while len(rounds) <= round_:
+            rounds.append([])
+        rounds[round_].append(ms)
+
+    def all(self, key: tuple[str, str]) -> list[float]:
+        return [s for r in self.rounds[key] for s in r]
+
+
+async def interleaved(results: Results, scenario: str, variants: dict[str, Callable[[], Awaitable[object]]],
+                      runs: int, round_: int) -> None:
+    names = list(variants)
+    for run in range(runs):
+        shift = run % len(names)
+        for name in names[shift:] + names[:shift]:
+            began = time.perf_counter()
+            await variants[name]()
+            results.add((scenario, name), round_, (time.perf_counter() - began) * 1000)
+
+
+def _free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+class QueryLog(logging.Handler):
+    """Collects the SQL statements Tortoise sends (its DEBUG log) while installed."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.statements: list[tuple[str, list]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.msg == "%s: %s" and isinstance(record.args, tuple) and len(record.args) == 2:
+            self.statements.append((str(record.args[0]), list(record.args[1] or [])))
+
+    def __enter__(self) -> QueryLog:
+        logger = logging.getLogger("tortoise.db_client")
+        self._level = logger.level
+        logger.addHandler(self)
+        logger.setLevel(logging.DEBUG)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        logger = logging.getLogger("tortoise.db_client")
+        logger.removeHandler(self)
+        logger.setLevel(self._level)
+
+
+def _records(value: object) -> list[int]:
+    if value is None:
+        return []
+    if isinstance(value, str):  # SQLite's group_concat
+        return sorted(int(v) for v in value.split(","))
+    return sorted(value)  # type: ignore[arg-type]
+
+
+async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs: int) -> None:
+    pg = _is_pg(url)
+    data_dir = Path(tempfile.mkdtemp(prefix="bench_views-"))
+    settings = Settings(database_url=url, data_dir=data_dir, secret_key=generate_key(), sync_enabled=False,
+                        log_level="WARNING")
+    app = create_app(settings, open_db=True)
+    sock = _free_socket()
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="on", http="httptools", loop="none",
+                                           log_level="warning", access_log=False))
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        if serving.done():
+            serving.result()
+        await asyncio.sleep(0.02)
+    raw_pg: asyncpg.Connection | None = None
+    raw_lite: sqlite3.Connection | None = None
+    try:
+        # The app's lifespan connected the ORM (global fallback): the same connections serve
+        # the HTTP requests and the in-process variants below.
+        services = app.state.services
+        schema = build_schema(settings)
+        users = await User.all().order_by("id")
+        owner, colleague = users[BUSY_USER], users[COLLEAGUE]
+        record = await CrmRecord.filter(organisation_id=owner.organisation_id).order_by("id").first()
+        assert record is not None and record.owner_id == owner.id
+        field = "contact" if record.kind == RecordKind.CONTACT else "lead"
+        tokens = {u.id: "Bearer " + (await issue_token(u, "bench_views"))[1] for u in (owner, colleague)}
+        conn = connections.get("default")
+        (total,), = (await conn.execute_query("SELECT count(*) FROM message"))[1]
+        (links,), = (await conn.execute_query(
+            f"SELECT count(*) FROM message_link WHERE record_id = {record.id}"))[1]
+        (mine,), = (await conn.execute_query(
+            f"SELECT count(*) FROM message m JOIN mail_account a ON a.id = m.account_id WHERE a.user_id = {owner.id}"))[1]
+        print(f"{'PostgreSQL' if pg else 'SQLite'} {url}: {total} messages, busy {field} {record.id} has "
+              f"{links} links, busy user {owner.id} has {mine} messages; server on 127.0.0.1:{port}; "
+              f"load average {os.getloadavg()[0]:.2f}")
+
+        if pg:
+            raw_pg = await asyncpg.connect(_dsn(url))
+        else:
+            raw_lite = sqlite3.connect(_sqlite_path(url))
+        hand_related, hand_accounts = _hand_sql(HAND_RELATED, pg), _hand_sql(HAND_INBOX_ACCOUNTS, pg)
+        hand_inbox = {n: _hand_sql(HAND_INBOX, pg, n) for n in range(1, 5)}
+
+        async def raw(sql: str, *args: object) -> list[dict]:
+            if raw_pg is not None:
+                return [dict(r) for r in await raw_pg.fetch(sql, *args)]
+            cursor = raw_lite.execute(sql, args)  # type: ignore[union-attr]
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        async def raw_inbox(viewer: User) -> list[dict]:
+            accounts = [r["id"] for r in await raw(hand_accounts, viewer.id)]
+            return await raw(hand_inbox[len(accounts)], *accounts)
+
+        client = httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60)
+
+        async def http(query: str, variables: dict, viewer: User) -> dict:
+            response = await client.post("/graphql", json={"query": query, "variables": variables},
+                                         headers={"Authorization": tokens[viewer.id]})
+            body = response.json()
+            assert response.status_code == 200 and not body.get("errors"), body
+            return body["data"]
+
+        async def gql(query: str, variables: dict, viewer: User) -> dict:
+            result = await schema.execute(query, variables, context_value=Context(
+                services=services, authorization=tokens[viewer.id]))
+            assert not result.errors, result.errors
+            return result.data  # type: ignore[return-value]
+
+        async def orm_related(viewer: User) -> tuple:
+            user = await authenticate(tokens[viewer.id])
+            await get_record(user, record.id, record.kind)
+            page = await views.related_page(user, record.id, first=PAGE)
+            loaders = Loaders(user)
+            return page, await asyncio.gather(
+                loaders.records_by_message.load_many([m.id for m in page.items]),
+                loaders.owner_by_account.load_many([m.account_id for m in page.items]))
+
+        async def orm_inbox(viewer: User) -> tuple:
+            user = await authenticate(tokens[viewer.id])
+            page = await views.inbox_page(user, views.InboxFilter(), first=PAGE)
+            loaders = Loaders(user)
+            return page, await asyncio.gather(
+                loaders.records_by_message.load_many([m.id for m in page.items]),
+                loaders.folder_by_id.load_many([m.folder_id for m in page.items]))
+
+        related_query = RELATED_GQL % field
+        scenarios: dict[str, dict[str, Callable[[], Awaitable[object]]]] = {}
+        for label, viewer in (("related list, colleague", colleague), ("related list, owner", owner)):
+            scenarios[label] = {
+                "http": lambda v=viewer: http(related_query, {"id": str(record.id)}, v),
+                "gql": lambda v=viewer: gql(related_query, {"id": str(record.id)}, v),
+                "orm_all": lambda v=viewer: orm_related(v),
+                "orm_page": lambda v=viewer: views.related_page(v, record.id, first=PAGE),
+                "raw": lambda v=viewer: raw(hand_related, record.id, v.id, v.organisation_id),
+            }
+        scenarios["SalesInbox, busy user"] = {
+            "http": lambda: http(INBOX_GQL, {}, owner),
+            "gql": lambda: gql(INBOX_GQL, {}, owner),
+            "orm_all": lambda: orm_inbox(owner),
+            "orm_page": lambda: views.inbox_page(owner, views.InboxFilter(), first=PAGE),
+            "raw": lambda: raw_inbox(owner),
+        }
+
+        async def healthz() -> None:
+            assert (await client.get("/healthz")).status_code == 200
+
+        # Same rows and joined data, GraphQL vs hand-written SQL.
+        for label, viewer in (("related list, colleague", colleague), ("related list, owner", owner)):
+            got = (await http(related_query, {"id": str(record.id)}, viewer))[field]["emails"]
+            hand = await raw(hand_related, record.id, viewer.id, viewer.organisation_id)
+            assert [(int(m["id"]), m["owner"]["name"], sorted(int(r["id"]) for r in m["linkedRecords"]))
+                    for m in got["items"]] == [(r["id"], r["owner_name"], _records(r["record_ids"]))
+                                               for r in hand[:PAGE]], label
+            assert (got["nextCursor"] is not None) == (len(hand) > PAGE)
+            own = sum(m["owner"]["name"] == viewer.name for m in got["items"])
+            print(f"  {label}: {len(got['items'])} rows ({own} of the viewer's own), same as the hand-written SQL")
+        got = (await http(INBOX_GQL, {}, owner))["salesInbox"]
+        hand = await raw_inbox(owner)
+        assert [(int(m["id"]), m["folder"], sorted(int(r["id"]) for r in m["linkedRecords"]))
+                for m in got["items"]] == [(r["id"], r["folder"], _records(r["record_ids"]))
+                                           for r in hand[:PAGE]]
+        print(f"  SalesInbox: {len(got['items'])} rows, same as the hand-written SQL")
+
+        # Warm-up, then interleaved rounds.
+        for variants in scenarios.values():
+            for call in variants.values():
+                for _ in range(20):
+                    await call()
+        for _ in range(20):
+            await healthz()
+        results = Results()
+        loads = []
+        for round_ in range(rounds):
+            loads.append(os.getloadavg()[0])
+            for label, variants in scenarios.items():
+                await interleaved(results, label, {**variants}, runs, round_)
+            await interleaved(results, "floor", {"healthz": healthz}, runs, round_)
+        loads.append(os.getloadavg()[0])
+        report(results, scenarios, runs, rounds, loads, pg)
+
+        # What one request sends, and the related-list query's plan.
+        with QueryLog() as log:
+            await http(related_query, {"id": str(record.id)}, colleague)
+        print(f"\n--- SQL sent by one related-list request (colleague): {len(log.statements)} statements")
+        for sql, values in log.statements:
+            print(f"  {' '.join(sql.split())[:200]}{' …' if len(' '.join(sql.split())) > 200 else ''}   {values[:6]}")
+        with QueryLog() as log:
+            await http(INBOX_GQL, {}, owner)
+        print(f"\n--- SQL sent by one SalesInbox request: {len(log.statements)} statements")
+        for sql, values in log.statements:
+            print(f"  {' '.join(sql.split())[:200]}{' …' if len(' '.join(sql.split())) > 200 else ''}   {values[:6]}")
+        for label, viewer in (("colleague", colleague), ("owner", owner)):
+            with QueryLog() as log:
+                await views.related_page(viewer, record.id, first=PAGE)
+            page_sql = [(s, v) for s, v in log.statements if "message_link" in s and "LIMIT" in s]
+            sql, values = page_sql[0]
+            print(f"\n--- the ORM's related-list query ({label}):\n{sql}\n  values {values}")
+            explain = "EXPLAIN (ANALYZE, BUFFERS) " if pg else "EXPLAIN QUERY PLAN "
+            _, rows = await conn.execute_query(explain + sql, values)
+            print(f"--- plan ({label})")
+            for row in rows:
+                print("  " + (row[0] if pg else " | ".join(str(v) for v in tuple(row))))
+        owner_account = (await raw(hand_accounts, owner.id))[0]["id"]
+        for label, sql, args in (("hand-written related list (colleague)", hand_related,
+                                  (record.id, colleague.id, colleague.organisation_id)),
+                                 ("hand-written SalesInbox", hand_inbox[1], (owner_account,))):
+            print(f"\n--- plan: {label}")
+            if raw_pg is not None:
+                for row in await raw_pg.fetch("EXPLAIN (ANALYZE, BUFFERS) " + sql, *args):
+                    print("  " + row[0])
+            else:
+                for row in raw_lite.execute("EXPLAIN QUERY PLAN " + sql, args):  # type: ignore[union-attr]
+                    print("  " + " | ".join(str(v) for v in row))
+
+        if profile:
+            for label in ("related list, colleague", "SalesInbox, busy user"):
+                call = scenarios[label]["gql"]
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for _ in range(profile_runs):
+                    await call()
+                profiler.disable()
+                out = io.StringIO()
+                stats = pstats.Stats(profiler, stream=out)
+                print(f"\n--- cProfile: {profile_runs} in-process GraphQL executions of {label} (tottime)")
+                stats.sort_stats("tottime").print_stats(25)
+                print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:12000])
+        await client.aclose()
+    finally:
+        if raw_pg is not None:
+            await raw_pg.close()
+        if raw_lite is not None:
+            raw_lite.close()
+        server.should_exit = True
+        await serving
+
+
+def report(results: Results, scenarios: dict, runs: int, rounds: int, loads: list[float], pg: bool) -> None:
+    print(f"\n=== {'PostgreSQL' if pg else 'SQLite'}: {rounds} round(s) x {runs} runs, interleaved; "
+          f"load average during rounds {', '.join(f'{x:.2f}' for x in loads)} (2 cores)")
+    print(f"  {'scenario':<26} {'variant':<9} {'p50 ms':>8} {'p95 ms':>8} {'min':>7}   p50 / p95 per round")
+    for label in [*scenarios, "floor"]:
+        for name in (scenarios.get(label) or {"healthz": None}):
+            samples = results.all((label, name))
+            per_round = "  ".join(f"{statistics.median(r):.2f}/{_percentile(r, 0.95):.2f}"
+                                  for r in results.rounds[label, name])
+            print(f"  {label:<26} {name:<9} {statistics.median(samples):8.2f} {_percentile(samples, 0.95):8.2f} "
+                  f"{min(samples):7.2f}   {per_round}")
+    print("\n  ratios to the hand-written SQL (p50 | p95), overall and per round")
+    for label in scenarios:
+        raw_all = results.all((label, "raw"))
+        for name in ("http", "gql", "orm_all", "orm_page"):
+            mine = results.all((label, name))
+            per = "  ".join(
+                f"{statistics.median(a) / statistics.median(b):.1f}"
+                for a, b in zip(results.rounds[label, name], results.rounds[label, "raw"], strict=True))
+            print(f"  {label:<26} {name + '/raw':<13} {statistics.median(mine) / statistics.median(raw_all):6.1f}x |"
+                  f" {_percentile(mine, 0.95) / _percentile(raw_all, 0.95):5.1f}x    p50 per round: {per}")
+    for label in scenarios:
+        http_, raw_ = results.all((label, "http")), results.all((label, "raw"))
+        p95 = _percentile(http_, 0.95)
+        ratio = statistics.median(http_) / statistics.median(raw_)
+        target = f"p95 {p95:.1f} ms {'<' if p95 < 20 else '>='} 20 ms" if label.startswith("related") else f"p95 {p95:.1f} ms"
+        print(f"  target, {label}: {target}; GraphQL/raw p50 {ratio:.1f}x {'<' if ratio < 2 else '>='} 2x")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--database-url", required=True)
+    parser.add_argument("--messages", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=200, help="timed runs of each variant per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds (their spread is printed)")
+    parser.add_argument("--reuse", action="store_true", help="skip loading: the database is ready")
+    parser.add_argument("--drop", action="store_true", help="drop the database at the end")
+    parser.add_argument("--load-only", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="cProfile in-process GraphQL executions")
+    parser.add_argument("--profile-runs", type=int, default=200)
+    args = parser.parse_args()
+    url = args.database_url
+    if not args.reuse:
+        await create_database(url)
+        began = time.perf_counter()
+        await load(url, args.messages, random.Random(2024))
+        print(f"loaded {args.messages} messages in {time.perf_counter() - began:.0f} s")
+    if not args.load_only:
+        await measure(url, args.runs, args.rounds, args.profile, args.profile_runs)
+    if args.drop:
+        await drop_database(url)
+
+
+if __name__ == "__main__":
+    uvloop.run(main())
