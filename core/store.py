@@ -182,6 +182,17 @@ def _children(
         })
 
 
+def _uid_condition(uids: Sequence[int]) -> dict[str, Any]:
+    """Filter arguments selecting at least ``uids`` (callers keep only those). A batch is
+    usually a run of consecutive UIDs: then a range, which is always an index condition,
+    whereas PostgreSQL without statistics (a new database, autovacuum off) filters
+    ``uid = ANY(...)`` row by row over the whole folder."""
+    low, high = min(uids), max(uids)
+    if high - low < 2 * len(uids) + 100:
+        return {"uid__gte": low, "uid__lte": high}
+    return {"uid__in": list(uids)}
+
+
 async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> StoreResult:
     """Insert the messages of ``batch`` not yet stored, with bodies, addresses, attachments
     and links, in one transaction. Returns the new message ids."""
@@ -189,10 +200,10 @@ async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> 
         return StoreResult((), 0, 0)
     uids = [item.uid for item in batch]
     async with in_transaction() as connection:
-        existing = set(
+        existing = set(uids).intersection(
             await Message.filter(
                 account_id=target.account_id, folder_id=target.folder_id,
-                uidvalidity=target.uidvalidity, uid__in=uids,
+                uidvalidity=target.uidvalidity, **_uid_condition(uids),
             ).values_list("uid", flat=True)
         )
         fresh = {item.uid: item for item in batch if item.uid not in existing}
@@ -203,12 +214,14 @@ async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> 
             connection, Message, [_message_row(target, item, created_at) for item in fresh.values()]
         )
         # executemany does not return keys: read them back by the natural key.
-        id_by_uid = dict(
-            await Message.filter(
+        id_by_uid = {
+            uid: message_id
+            for uid, message_id in await Message.filter(
                 account_id=target.account_id, folder_id=target.folder_id,
-                uidvalidity=target.uidvalidity, uid__in=list(fresh),
+                uidvalidity=target.uidvalidity, **_uid_condition(list(fresh)),
             ).values_list("uid", "id")
-        )
+            if uid in fresh
+        }
         bodies: list[dict[str, Any]] = []
         addresses: list[dict[str, Any]] = []
         attachments: list[dict[str, Any]] = []
