@@ -444,7 +444,8 @@ def record_emails(count: int) -> list[str]:
     return emails[:: max(1, len(emails) // count)][:count]
 
 
-def create_pg_database() -> str:
+def create_pg_database(settings: list[str]) -> str:
+    """A new database; ``settings`` ("name=value") become its defaults (ALTER DATABASE SET)."""
     import asyncpg
 
     name = f"salesinbox_bench_{uuid.uuid4().hex[:10]}"
@@ -453,11 +454,37 @@ def create_pg_database() -> str:
         conn = await asyncpg.connect(PG_SERVER.replace("postgres://", "postgresql://") + "/postgres")
         try:
             await conn.execute(f'CREATE DATABASE "{name}"')
+            for setting in settings:
+                key, _, value = setting.partition("=")
+                if not key.replace("_", "").replace(".", "").isalnum():
+                    raise ValueError(f"not a setting name: {key!r}")
+                await conn.execute(f'ALTER DATABASE "{name}" SET {key} = {quote_literal(value)}')
         finally:
             await conn.close()
 
     asyncio.run(create())
     return name
+
+
+def pg_describe() -> str:
+    """The server's version and the settings that decide how the sync's queries run."""
+    import asyncpg
+
+    async def read() -> str:
+        conn = await asyncpg.connect(PG_SERVER.replace("postgres://", "postgresql://") + "/postgres")
+        try:
+            version = await conn.fetchval("SHOW server_version")
+            values = [f"{name} {await conn.fetchval(f'SHOW {name}')}" for name in
+                      ("autovacuum", "plan_cache_mode", "default_toast_compression", "synchronous_commit")]
+        finally:
+            await conn.close()
+        return f"{version}, " + ", ".join(values)
+
+    return asyncio.run(read())
+
+
+def quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
 
 
 def drop_pg_database(name: str) -> None:
@@ -481,7 +508,7 @@ def run_ours(server, username: str, capabilities: list[str], args: argparse.Name
     tag = uuid.uuid4().hex[:8]
     pg_name = None
     if args.database == "postgres":
-        pg_name = create_pg_database()
+        pg_name = create_pg_database(args.pg_setting)
         url = f"{PG_SERVER}/{pg_name}"
     else:
         url = f"sqlite://{run_dir}/ours-{tag}.sqlite3"
@@ -523,6 +550,9 @@ def main() -> None:
                         help="kept between runs: the Dovecot mailboxes")
     parser.add_argument("--cache-dir", default=str(Path(tempfile.gettempdir()) / "salesinbox-bench"),
                         help="the corpus cache (shared with bench_parse.py)")
+    parser.add_argument("--pg-setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a default of the run's PostgreSQL database, e.g. "
+                             "plan_cache_mode=force_custom_plan (repeatable)")
     parser.add_argument("--child-import", metavar="FILE.py",
                         help="run this file in the sync process first (to try engine variants)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -560,6 +590,9 @@ def main() -> None:
         if appended:
             print(f"  appended in {appended:.0f} s")
         del corpus
+        if args.database == "postgres":
+            print(f"PostgreSQL: {pg_describe()}"
+                  + (f"; this run's databases: {', '.join(args.pg_setting)}" if args.pg_setting else ""))
         print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, database {args.database}, "
               f"mailbox {username} on Dovecot {server.ssl_port} (IMAPS); load average "
               f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
