@@ -219,7 +219,8 @@ async def _child_sync(spec: dict) -> dict:
         from salesinbox.core import imap_fetch
 
         began = time.perf_counter()
-        if imap_fetch.start_parse_pool():
+        start_pool = getattr(imap_fetch, "start_parse_pool", None)  # absent in older versions
+        if start_pool is not None and start_pool():
             result["pool_start_seconds"] = time.perf_counter() - began
             result["parse_processes"] = imap_fetch.PARSE_PROCESSES
         # Wall time spent in the two phases sync.py alternates between, per batch.
