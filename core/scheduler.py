@@ -19,6 +19,7 @@ from tortoise.exceptions import DoesNotExist
 
 from .accounts import stored_logins
 from .imap import close_quietly, open_imap
+from .imap_fetch import shutdown_parse_pool, start_parse_pool
 from .models import Folder, MailAccount, SyncState
 from .sync import SyncServices, sync_account
 
@@ -63,10 +64,10 @@ class InProcessScheduler:
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wake: dict[int, asyncio.Event] = {}
         self._stopping = threading.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
-        self._loop = asyncio.get_running_loop()
+        # The parsing processes start now, not in the middle of the first sync.
+        await asyncio.to_thread(start_parse_pool)
         for account_id in await MailAccount.all().values_list("id", flat=True):
             self.request_sync(account_id)
 
@@ -77,6 +78,7 @@ class InProcessScheduler:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        await asyncio.to_thread(shutdown_parse_pool)
 
     def request_sync(self, account_id: int) -> None:
         if self._stopping.is_set():

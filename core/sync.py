@@ -35,7 +35,7 @@ from .events import EventBus, MailEvent
 from .imap import close_quietly, open_imap
 from .linking import own_addresses
 from .mailserver import ConnectPolicy, MailServerError
-from .models import Folder, MailAccount, Message, SyncState
+from .models import Folder, MailAccount, SyncState
 from .provider_registry import ProviderRegistry
 from .providers import AuthFailureContext, FolderRole
 from .sent_copy import replace_placeholders
@@ -96,8 +96,13 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
         report.error = account.sync_error
         return report  # never retry a refused password: providers lock such accounts
     logins = stored_logins(account, services.secrets)
+    opening = asyncio.ensure_future(asyncio.to_thread(open_imap, logins.imap, services.policy))
     try:
-        client = await asyncio.to_thread(open_imap, logins.imap, services.policy)
+        # shield: cancelled while logging in, the client the thread opens is still closed.
+        client = await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(_close_opened)
+        raise
     except MailServerError as error:
         if error.code in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.IMAP_DISABLED):
             await _needs_reauth(account, services, error)
@@ -113,6 +118,12 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
     finally:
         await asyncio.to_thread(close_quietly, client)
     return report
+
+
+def _close_opened(opening: asyncio.Future[IMAPClient]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        # Logging out is network I/O: off the event loop, like every IMAP call.
+        asyncio.get_running_loop().run_in_executor(None, close_quietly, opening.result())
 
 
 async def _needs_reauth(account: MailAccount, services: SyncServices, error: MailServerError) -> None:
@@ -168,7 +179,7 @@ async def _sync_folders(
             folder.retry_at = datetime.now(UTC) + timedelta(minutes=5)
         folder.last_synced_at = datetime.now(UTC)
         await folder.save()
-        folder_report.messages = await Message.filter(folder_id=folder.id).count()
+        folder_report.messages = folder.messages_synced
     await _finish_pass(account, services, report, folders)
 
 
@@ -243,20 +254,41 @@ async def _store_uids(
     client: IMAPClient, uids: list[int], folder: Folder, target: FolderTarget,
     account: MailAccount, services: SyncServices, report: FolderReport, condstore: bool,
 ) -> None:
-    """Fetch, parse and store ``uids`` in batches, committing progress after each."""
-    for start in range(0, len(uids), BATCH_SIZE):
-        batch = uids[start : start + BATCH_SIZE]
-        fetched = await asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
-        result = await store_batch(target, fetched)
-        if target.folder_is_sent:
-            await replace_placeholders(folder.id, result.inserted_ids)
-        report.new_messages += len(result.inserted_ids)
-        report.warnings += result.with_warnings
-        folder.messages_synced += len(result.inserted_ids)
-        folder.lowest_synced_uid = min(batch) if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, *batch)
-        await folder.save(update_fields=["messages_synced", "lowest_synced_uid", "uidvalidity"])
-        if result.inserted_ids:
-            _publish(services, account, "NEW_MESSAGES", result.inserted_ids)
+    """Fetch, parse and store ``uids`` in batches, committing progress after each.
+
+    The next batch is fetched (in its thread) while this one is stored, so the network and
+    the database work at the same time.
+    """
+    batches = [uids[start : start + BATCH_SIZE] for start in range(0, len(uids), BATCH_SIZE)]
+
+    def fetch_later(batch: list[int]) -> asyncio.Future[list]:
+        return asyncio.ensure_future(
+            asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
+        )
+
+    pending = fetch_later(batches[0]) if batches else None
+    try:
+        for index, batch in enumerate(batches):
+            # shield: if the sync is cancelled, the thread still finishes with the connection
+            # before anyone closes it (see the finally below).
+            fetched = await asyncio.shield(pending)
+            pending = fetch_later(batches[index + 1]) if index + 1 < len(batches) else None
+            result = await store_batch(target, fetched)
+            if target.folder_is_sent:
+                await replace_placeholders(folder.id, result.inserted_ids)
+            report.new_messages += len(result.inserted_ids)
+            report.warnings += result.with_warnings
+            folder.messages_synced += len(result.inserted_ids)
+            lowest = min(batch)
+            folder.lowest_synced_uid = lowest if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, lowest)
+            await folder.save(update_fields=["messages_synced", "lowest_synced_uid", "uidvalidity"])
+            if result.inserted_ids:
+                _publish(services, account, "NEW_MESSAGES", result.inserted_ids)
+    finally:
+        if pending is not None:  # never leave a fetch thread using the connection behind
+            await asyncio.wait({pending})
+            if not pending.cancelled():
+                pending.exception()  # retrieved: a failed prefetch is not "never retrieved"
 
 
 async def _initial_sync(

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from salesinbox.core.credentials import generate_key
 from salesinbox.core.db import migrate_database, open_database
 from salesinbox.core.errors import SalesInboxError
+from salesinbox.core.imap_fetch import shutdown_parse_pool
 from salesinbox.core.models import Profile
 from salesinbox.core.settings import Settings
 from salesinbox.core.tokens import issue_token
@@ -72,7 +73,10 @@ async def _with_sync_services(settings: Settings, work):  # noqa: ANN001, ANN202
 
     async with open_database(settings):
         services = build_services(settings.with_overrides(sync_enabled=False))
-        return await work(services.sync_services())
+        try:
+            return await work(services.sync_services())
+        finally:
+            await asyncio.to_thread(shutdown_parse_pool)  # the parsing processes, if started
 
 
 def _sync(settings: Settings, args: argparse.Namespace) -> int:
