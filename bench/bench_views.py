@@ -37,6 +37,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import io
 import json
 import logging
@@ -44,6 +45,7 @@ import os
 import pstats
 import random
 import re
+import shutil
 import socket
 import sqlite3
 import statistics
@@ -332,12 +334,14 @@ class Results:
 
     def __init__(self) -> None:
         self.rounds: dict[tuple[str, str], list[list[float]]] = {}
+        self.cpu: dict[tuple[str, str], list[float]] = {}
 
-    def add(self, key: tuple[str, str], round_: int, ms: float) -> None:
+    def add(self, key: tuple[str, str], round_: int, ms: float, cpu_ms: float) -> None:
         rounds = self.rounds.setdefault(key, [])
         while len(rounds) <= round_:
             rounds.append([])
         rounds[round_].append(ms)
+        self.cpu.setdefault(key, []).append(cpu_ms)
 
     def all(self, key: tuple[str, str]) -> list[float]:
         return [s for r in self.rounds[key] for s in r]
@@ -349,9 +353,10 @@ async def interleaved(results: Results, scenario: str, variants: dict[str, Calla
     for run in range(runs):
         shift = run % len(names)
         for name in names[shift:] + names[:shift]:
-            began = time.perf_counter()
+            began, cpu = time.perf_counter(), time.process_time()
             await variants[name]()
-            results.add((scenario, name), round_, (time.perf_counter() - began) * 1000)
+            results.add((scenario, name), round_, (time.perf_counter() - began) * 1000,
+                        (time.process_time() - cpu) * 1000)
 
 
 def _free_socket() -> socket.socket:
@@ -385,6 +390,32 @@ class QueryLog(logging.Handler):
         logger.setLevel(self._level)
 
 
+class GcWatch:
+    """Durations of the cyclic garbage collector's passes, by generation, while installed."""
+
+    def __init__(self) -> None:
+        self.passes: dict[int, list[float]] = {0: [], 1: [], 2: []}
+        self._began = 0.0
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.passes[info["generation"]].append((time.perf_counter() - self._began) * 1000)
+
+    def __enter__(self) -> GcWatch:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def summary(self) -> str:
+        return "; ".join(
+            f"gen{g} {len(t)} passes, median {statistics.median(t):.2f} ms, max {max(t):.1f} ms, total {sum(t):.0f} ms"
+            for g, t in self.passes.items() if t)
+
+
 def _records(value: object) -> list[int]:
     if value is None:
         return []
@@ -393,7 +424,7 @@ def _records(value: object) -> list[int]:
     return sorted(value)  # type: ignore[arg-type]
 
 
-async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs: int) -> None:
+async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs: int, gc_freeze: bool) -> None:
     pg = _is_pg(url)
     data_dir = Path(tempfile.mkdtemp(prefix="bench_views-"))
     settings = Settings(database_url=url, data_dir=data_dir, secret_key=generate_key(), sync_enabled=False,
@@ -526,15 +557,21 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
                     await call()
         for _ in range(20):
             await healthz()
+        if gc_freeze:  # the proposal: the server freezes what start-up allocated (gc.freeze())
+            gc.collect()
+            gc.freeze()
+            print(f"  gc.freeze(): {gc.get_freeze_count()} objects no longer scanned by the collector")
         results = Results()
         loads = []
-        for round_ in range(rounds):
-            loads.append(os.getloadavg()[0])
-            for label, variants in scenarios.items():
-                await interleaved(results, label, {**variants}, runs, round_)
-            await interleaved(results, "floor", {"healthz": healthz}, runs, round_)
+        with GcWatch() as collector:
+            for round_ in range(rounds):
+                loads.append(os.getloadavg()[0])
+                for label, variants in scenarios.items():
+                    await interleaved(results, label, {**variants}, runs, round_)
+                await interleaved(results, "floor", {"healthz": healthz}, runs, round_)
         loads.append(os.getloadavg()[0])
         report(results, scenarios, runs, rounds, loads, pg)
+        print(f"  garbage collector during the rounds (client and server share the process): {collector.summary()}")
 
         # What one request sends, and the related-list query's plan.
         with QueryLog() as log:
@@ -591,19 +628,20 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
             raw_lite.close()
         server.should_exit = True
         await serving
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 def report(results: Results, scenarios: dict, runs: int, rounds: int, loads: list[float], pg: bool) -> None:
     print(f"\n=== {'PostgreSQL' if pg else 'SQLite'}: {rounds} round(s) x {runs} runs, interleaved; "
           f"load average during rounds {', '.join(f'{x:.2f}' for x in loads)} (2 cores)")
-    print(f"  {'scenario':<26} {'variant':<9} {'p50 ms':>8} {'p95 ms':>8} {'min':>7}   p50 / p95 per round")
+    print(f"  {'scenario':<26} {'variant':<9} {'p50 ms':>8} {'p95 ms':>8} {'min':>7} {'cpu/op':>7}   p50/p95 per round")
     for label in [*scenarios, "floor"]:
         for name in (scenarios.get(label) or {"healthz": None}):
             samples = results.all((label, name))
             per_round = "  ".join(f"{statistics.median(r):.2f}/{_percentile(r, 0.95):.2f}"
                                   for r in results.rounds[label, name])
             print(f"  {label:<26} {name:<9} {statistics.median(samples):8.2f} {_percentile(samples, 0.95):8.2f} "
-                  f"{min(samples):7.2f}   {per_round}")
+                  f"{min(samples):7.2f} {statistics.mean(results.cpu[label, name]):7.2f}   {per_round}")
     print("\n  ratios to the hand-written SQL (p50 | p95), overall and per round")
     for label in scenarios:
         raw_all = results.all((label, "raw"))
@@ -633,6 +671,8 @@ async def main() -> None:
     parser.add_argument("--load-only", action="store_true")
     parser.add_argument("--profile", action="store_true", help="cProfile in-process GraphQL executions")
     parser.add_argument("--profile-runs", type=int, default=200)
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after the warm-up (prototype of a server start-up change)")
     args = parser.parse_args()
     url = args.database_url
     if not args.reuse:
@@ -641,7 +681,7 @@ async def main() -> None:
         await load(url, args.messages, random.Random(2024))
         print(f"loaded {args.messages} messages in {time.perf_counter() - began:.0f} s")
     if not args.load_only:
-        await measure(url, args.runs, args.rounds, args.profile, args.profile_runs)
+        await measure(url, args.runs, args.rounds, args.profile, args.profile_runs, args.gc_freeze)
     if args.drop:
         await drop_database(url)
 
