@@ -8,10 +8,12 @@ from pathlib import Path
 import strawberry
 from graphql.error import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
@@ -70,21 +72,31 @@ class SalesInboxSchema(strawberry.Schema):
         log_unexpected_errors(errors)
 
 
-def _limits(settings: Settings) -> list[type[SchemaExtension] | SchemaExtension]:
-    # Subclasses bind each limit to the settings: strawberry wants extension classes.
-    class DepthLimit(QueryDepthLimiter):
+def _limits(settings: Settings) -> list[type[SchemaExtension]]:
+    """The depth, alias and token limits, plus caches of parsing and validation.
+
+    The validation rules are built once here, not per request: the validation cache is keyed
+    by (document, rules), so the same query from a frontend is validated once.
+    """
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.max_query_aliases).validation_rules,
+    ]
+
+    # Subclasses bind the values: strawberry wants extension classes, instantiated per request.
+    class Limits(AddValidationRules):
         def __init__(self) -> None:
-            super().__init__(max_depth=settings.max_query_depth)
+            super().__init__(rules)
 
     class TokenLimit(MaxTokensLimiter):
         def __init__(self) -> None:
             super().__init__(max_token_count=settings.max_query_tokens)
 
-    class AliasLimit(MaxAliasesLimiter):
+    class Validated(ValidationCache):
         def __init__(self) -> None:
-            super().__init__(max_alias_count=settings.max_query_aliases)
+            super().__init__(maxsize=256)
 
-    return [DepthLimit, TokenLimit, AliasLimit]
+    return [TokenLimit, Limits, Validated]
 
 
 def build_schema(settings: Settings | None = None) -> SalesInboxSchema:

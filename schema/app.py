@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -120,6 +121,9 @@ def create_app(
             if services.scheduler is not None:
                 await services.scheduler.start()
                 stack.push_async_callback(services.scheduler.stop)
+            # Everything loaded so far lives as long as the server: keep it out of the cyclic
+            # collector's full passes, which otherwise set the p95 of requests (bench_views).
+            gc.freeze()
             yield
 
     app = Starlette(lifespan=lifespan)
