@@ -29,11 +29,10 @@ from .mailserver import ConnectPolicy
 from .models import Folder, MailAccount, Message
 from .parsing import parse_message
 from .providers import FolderRole
-from .store import FetchedMessage, FolderTarget, store_batch
+from .store import PLACEHOLDER_UIDVALIDITY, FetchedMessage, FolderTarget, store_batch
 
 log = logging.getLogger(__name__)
 
-PLACEHOLDER_UIDVALIDITY = 0
 _APPENDUID = re.compile(rb"APPENDUID (\d+) (\d+)", re.IGNORECASE)
 
 

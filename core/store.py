@@ -28,6 +28,8 @@ from .models import (
 )
 from .parsing import Address, ParsedMessage, direction_for
 
+# UIDVALIDITY of rows stored before the server gave them a UID (sent mail, see sent_copy).
+PLACEHOLDER_UIDVALIDITY = 0
 SEEN = "\\Seen"
 FLAGGED = "\\Flagged"
 ANSWERED = "\\Answered"
@@ -277,7 +279,14 @@ async def delete_uids(folder_id: int, uidvalidity: int, uids: Iterable[int]) -> 
 
 
 async def delete_stale_uidvalidity(folder_id: int, current_uidvalidity: int) -> int:
-    """Delete the folder's messages stored under an older UIDVALIDITY (they are re-fetched)."""
-    return await Message.filter(account_id=await _account_id(folder_id), folder_id=folder_id).exclude(
-        uidvalidity=current_uidvalidity
-    ).delete()
+    """Delete the folder's messages stored under an older UIDVALIDITY (they are re-fetched).
+
+    Placeholders of just-sent mail (see :mod:`salesinbox.core.sent_copy`) are kept: the
+    server's copy, when it comes, replaces them by Message-ID.
+    """
+    return await (
+        Message.filter(account_id=await _account_id(folder_id), folder_id=folder_id)
+        .exclude(uidvalidity=current_uidvalidity)
+        .exclude(uidvalidity=PLACEHOLDER_UIDVALIDITY)
+        .delete()
+    )

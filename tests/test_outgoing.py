@@ -202,3 +202,21 @@ async def test_provider_filed_copy_replaces_the_placeholder(rep: User, mail_acco
     await sync_account(account.id, sync_services)
     rows = await Message.filter(account_id=account.id, message_id=copy.message.message_id)
     assert len(rows) == 1 and rows[0].uid > 0
+
+
+async def test_placeholder_survives_a_renumbered_sent_folder(rep: User, mail_account: TestMailbox,
+                                                             mail: MailServices, sync_services: SyncServices) -> None:
+    from salesinbox.core.models import Folder
+
+    box = mail_account
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(ProviderFilesSentMail())
+    account = await connect(rep, box, sync_services)
+    await sync_account(account.id, sync_services)
+    copy = await send_new(rep, Draft(to=("jane@globex.example",), text="hello"),
+                          replace(mail, registry=ProviderRegistry(pm)))
+    sent = await Folder.get(account_id=account.id, name="Sent")
+    box.dovecot.doveadm("mailbox", "update", "-u", box.user.username, "--uid-validity",
+                        str(sent.uidvalidity + 7), "Sent")
+    await sync_account(account.id, sync_services)
+    assert await Message.exists(id=copy.message.id)  # still shown until the server's copy arrives
