@@ -462,8 +462,12 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
               f"{links} links, busy user {owner.id} has {mine} messages; server on 127.0.0.1:{port}; "
               f"load average {os.getloadavg()[0]:.2f}")
 
-        if pg:
-            raw_pg = await asyncpg.connect(_dsn(url))
+        if pg:  # with the server settings the app's connections have (plan_cache_mode…)
+            app_connection = tortoise_config(url)["connections"]["default"]
+            server_settings = (app_connection.get("credentials", {}).get("server_settings", {})
+                               if isinstance(app_connection, dict) else {})
+            raw_pg = await asyncpg.connect(_dsn(url), server_settings=server_settings or None)
+            print(f"  raw SQL connection server settings: {server_settings or 'defaults'}")
         else:
             raw_lite = sqlite3.connect(_sqlite_path(url))
         hand_related, hand_accounts = _hand_sql(HAND_RELATED, pg), _hand_sql(HAND_INBOX_ACCOUNTS, pg)
@@ -672,7 +676,8 @@ async def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile in-process GraphQL executions")
     parser.add_argument("--profile-runs", type=int, default=200)
     parser.add_argument("--gc-freeze", action="store_true",
-                        help="gc.freeze() after the warm-up (prototype of a server start-up change)")
+                        help="gc.freeze() after the warm-up too (the app's lifespan freezes at start-up "
+                             "since eef826d; for older revisions)")
     args = parser.parse_args()
     url = args.database_url
     if not args.reuse:
