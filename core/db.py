@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from tortoise import Tortoise
-from tortoise.backends.base.config_generator import expand_db_url
 from tortoise.migrations.api.migrate import migrate
 
 from .settings import Settings
@@ -29,22 +28,10 @@ MIGRATIONS_MODULE = "salesinbox.core.migrations"
 log = logging.getLogger(__name__)
 
 
-def _connection(database_url: str) -> str | dict[str, Any]:
-    if not database_url.startswith(("postgres://", "postgresql://", "asyncpg://")):
-        return database_url
-    connection = expand_db_url(database_url)
-    # Plan every statement for its own values: asyncpg's cached statements otherwise keep a
-    # generic plan made while tables were small (measured: 5.8 s -> 0.08 s of UID lookups
-    # while storing 20,000 messages, see bench/README.md).
-    settings = connection["credentials"].setdefault("server_settings", {})
-    settings.setdefault("plan_cache_mode", "force_custom_plan")
-    return connection
-
-
 def tortoise_config(database_url: str) -> dict[str, Any]:
     """Build the Tortoise configuration for ``database_url`` with our single app."""
     return {
-        "connections": {"default": _connection(database_url)},
+        "connections": {"default": database_url},
         "apps": {
             APP_LABEL: {
                 "models": [MODELS_MODULE],

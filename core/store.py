@@ -195,6 +195,17 @@ def _uid_condition(uids: Sequence[int]) -> dict[str, Any]:
     return {"uid__in": list(uids)}
 
 
+async def plan_for_values(connection: BaseDBAsyncClient) -> None:
+    """On PostgreSQL, plan the rest of this transaction's statements for their own values.
+
+    asyncpg's cached generic plans, made while the tables were small, made storing 20,000
+    messages slow down (UID lookups 5.8 s -> 0.08 s, linking 3.8 s -> 0.31 s with this).
+    Only the sync's writes use it: for the API's reads the default plans are cheaper.
+    """
+    if connection.capabilities.dialect == "postgres":
+        await connection.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
 async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> StoreResult:
     """Insert the messages of ``batch`` not yet stored, with bodies, addresses, attachments
     and links, in one transaction. Returns the new message ids."""
@@ -202,6 +213,7 @@ async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> 
         return StoreResult((), 0, 0)
     uids = [item.uid for item in batch]
     async with in_transaction() as connection:
+        await plan_for_values(connection)
         existing = set(uids).intersection(
             await Message.filter(
                 account_id=target.account_id, folder_id=target.folder_id,

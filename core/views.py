@@ -120,11 +120,14 @@ async def _record(viewer: User, record_id: int) -> CrmRecord:
 
 
 async def related_page(
-    viewer: User, record_id: int, *, shared_by: int | None = None, first: int = 50, after: str | None = None
+    viewer: User, record_id: int, *, shared_by: int | None = None, first: int = 50,
+    after: str | None = None, record_verified: bool = False,
 ) -> Page:
     """The Emails related list of a lead/contact: linked mail the viewer may see, newest
-    first, optionally only mail of the user ``shared_by``."""
-    await _record(viewer, record_id)
+    first, optionally only mail of the user ``shared_by``. ``record_verified``: the caller
+    already loaded the record from the viewer's organisation (saves a query per request)."""
+    if not record_verified:
+        await _record(viewer, record_id)
     query = visible_messages_for_record(viewer, record_id, shared_by)
     return await _page(query, first, after, date_field="links__date")
 
