@@ -11,7 +11,16 @@ from collections.abc import Sequence
 
 from strawberry.dataloader import DataLoader
 
-from salesinbox.core.models import Attachment, CrmRecord, Folder, MailAccount, MessageAddress, MessageLink, User
+from salesinbox.core.models import (
+    Attachment,
+    CrmRecord,
+    Folder,
+    MailAccount,
+    MessageAddress,
+    MessageBody,
+    MessageLink,
+    User,
+)
 from salesinbox.core.sharing import shared_record_ids
 
 
@@ -50,6 +59,11 @@ async def _attachments_by_message(message_ids: Sequence[int]) -> list[list[Attac
     return [found[i] for i in message_ids]
 
 
+async def _body_by_message(message_ids: Sequence[int]) -> list[MessageBody | None]:
+    bodies = {b.message_id: b for b in await MessageBody.filter(message_id__in=list(message_ids))}
+    return [bodies.get(i) for i in message_ids]
+
+
 class Loaders:
     """The request's loaders; ``viewer_id`` scopes the Share Email flags."""
 
@@ -59,6 +73,7 @@ class Loaders:
         self.folder_by_id = DataLoader(load_fn=_folder_by_id)
         self.addresses_by_message = DataLoader(load_fn=_addresses_by_message)
         self.attachments_by_message = DataLoader(load_fn=_attachments_by_message)
+        self.body_by_message = DataLoader(load_fn=_body_by_message)
         self._viewer = viewer
         self.share_email = DataLoader(load_fn=self._share_email)
 

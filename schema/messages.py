@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from salesinbox.core.message_flags import set_message_flags
-from salesinbox.core.models import AddressRole, Direction, Message, MessageBody
+from salesinbox.core.models import AddressRole, Direction, Message
 
 from .context import Info
 from .ids import parse_id, to_id
@@ -108,13 +108,13 @@ class MessageType:
                                content_id=a.content_id, is_inline=a.is_inline) for a in rows]
 
     @strawberry.field(description="The plain-text body (for one message at a time).")
-    async def body_text(self) -> str:
-        body = await MessageBody.get_or_none(message_id=int(self.id))
+    async def body_text(self, info: Info) -> str:
+        body = await info.context.loaders.body_by_message.load(int(self.id))
         return body.text if body else ""
 
     @strawberry.field(description="The HTML body, as received: sanitise before displaying.")
-    async def body_html(self) -> str:
-        body = await MessageBody.get_or_none(message_id=int(self.id))
+    async def body_html(self, info: Info) -> str:
+        body = await info.context.loaders.body_by_message.load(int(self.id))
         return body.html if body else ""
 
 
