@@ -10,10 +10,15 @@ import httpx2 as httpx
 import pytest
 from starlette.applications import Starlette
 
-from salesinbox.core.credentials import generate_key
+from salesinbox.core.credentials import SecretBox, generate_key
 from salesinbox.core.db import open_database
+from salesinbox.core.events import EventBus
+from salesinbox.core.mailserver import ConnectPolicy
 from salesinbox.core.models import Profile, User
+from salesinbox.core.plugins import get_plugin_manager
+from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.settings import Settings
+from salesinbox.core.sync import SyncServices
 from salesinbox.core.tokens import issue_token
 from salesinbox.core.users import create_user
 from salesinbox.schema.app import create_app
@@ -72,6 +77,17 @@ async def db(settings: Settings) -> AsyncIterator[Settings]:
     """The ORM connected to this test's database (for tests of the core)."""
     async with open_database(settings, apply_migrations=False):
         yield settings
+
+
+@pytest.fixture
+def services(db: Settings) -> SyncServices:
+    """What the sync engine needs, with the built-in plugins only and a private event bus."""
+    return SyncServices(
+        secrets=SecretBox.from_settings(db),
+        registry=ProviderRegistry(get_plugin_manager(load_entrypoints=False)),
+        policy=ConnectPolicy.from_settings(db),
+        events=EventBus(),
+    )
 
 
 @pytest.fixture

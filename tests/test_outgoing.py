@@ -9,10 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from salesinbox.core import hookimpl
-from salesinbox.core.credentials import SecretBox
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.mailer import OutgoingAttachment
-from salesinbox.core.mailserver import ConnectPolicy
 from salesinbox.core.models import (
     Direction,
     MailAccount,
@@ -26,7 +24,6 @@ from salesinbox.core.outgoing import Draft, MailServices, reply, reply_subject, 
 from salesinbox.core.plugins import get_plugin_manager
 from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.records import RecordInput, create_record
-from salesinbox.core.settings import Settings
 from salesinbox.core.sync import SyncServices, sync_account
 
 from .servers.messages import build_message
@@ -39,19 +36,8 @@ pytestmark = pytest.mark.dovecot
 
 
 @pytest.fixture
-def mail(db: Settings) -> MailServices:
-    return MailServices(
-        secrets=SecretBox.from_settings(db),
-        registry=ProviderRegistry(get_plugin_manager(load_entrypoints=False)),
-        policy=ConnectPolicy.from_settings(db),
-    )
-
-
-@pytest.fixture
-def sync_services(mail: MailServices) -> SyncServices:
-    from salesinbox.core.events import EventBus
-
-    return SyncServices(secrets=mail.secrets, registry=mail.registry, policy=mail.policy, events=EventBus())
+def mail(services: SyncServices) -> MailServices:
+    return MailServices(secrets=services.secrets, registry=services.registry, policy=services.policy)
 
 
 def sent_folder_copies(box: TestMailbox) -> list[email.message.Message]:
@@ -67,10 +53,10 @@ def sent_folder_copies(box: TestMailbox) -> list[email.message.Message]:
 
 
 async def test_send_new_message(rep: User, mail_account: TestMailbox, mail: MailServices,
-                                sync_services: SyncServices) -> None:
+                                services: SyncServices) -> None:
     box = mail_account
-    account = await connect(rep, box, sync_services)
-    await sync_account(account.id, sync_services)
+    account = await connect(rep, box, services)
+    await sync_account(account.id, services)
     contact = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Doe", primary_email="jane@globex.example"))
     draft = Draft(to=("Jane Doe <Jane@Globex.example>",), bcc=("boss@acme.test",), subject="Proposal",
                   text="Hello Jane", attachments=(OutgoingAttachment("quote.pdf", "application/pdf", b"%PDF-1.4 x"),))
@@ -87,19 +73,19 @@ async def test_send_new_message(rep: User, mail_account: TestMailbox, mail: Mail
     assert server_copy["Message-ID"] == wire["Message-ID"] and server_copy["Bcc"] == "boss@acme.test"
     assert copy.message.direction == Direction.SENT and copy.warning is None
     assert await MessageLink.filter(message_id=copy.message.id, record_id=contact.id).exists()
-    await sync_account(account.id, sync_services)
+    await sync_account(account.id, services)
     assert await Message.filter(account_id=account.id, message_id=wire["Message-ID"]).count() == 1
 
 
 async def test_reply_is_threaded_and_quoted(rep: User, mail_account: TestMailbox, mail: MailServices,
-                                            sync_services: SyncServices) -> None:
+                                            services: SyncServices) -> None:
     box = mail_account
     box.dovecot.append(box.user, "INBOX", build_message(
         from_=("Jane Doe", "jane@globex.example"), to=[box.address, "colleague@globex.example"],
         cc=["cc@globex.example", box.address.upper()], subject="Re: RE: Pricing", message_id="<orig@globex.example>",
         references=["<root@globex.example>"], in_reply_to="<root@globex.example>", text="What is the price?"))
-    account = await connect(rep, box, sync_services)
-    await sync_account(account.id, sync_services)
+    account = await connect(rep, box, services)
+    await sync_account(account.id, services)
     original = await Message.get(account_id=account.id, message_id="<orig@globex.example>")
 
     await reply(rep, original.id, Draft(text="It is 10 EUR."), mail, reply_all=True)
@@ -121,13 +107,13 @@ def test_reply_subject_does_not_pile_up() -> None:
 
 
 async def test_reply_to_colleagues_shared_mail(rep: User, other_rep: User, mail_account: TestMailbox,
-                                               mail: MailServices, sync_services: SyncServices,
+                                               mail: MailServices, services: SyncServices,
                                                smtp_server, dovecot) -> None:  # noqa: ANN001
     box = mail_account
     box.dovecot.append(box.user, "INBOX", build_message(from_="jane@globex.example", to=box.address,
                                                         subject="Shared", message_id="<shared@globex.example>"))
-    account = await connect(rep, box, sync_services)
-    await sync_account(account.id, sync_services)
+    account = await connect(rep, box, services)
+    await sync_account(account.id, services)
     await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Doe", primary_email="jane@globex.example"))
     shared = await Message.get(account_id=account.id, message_id="<shared@globex.example>")
     # The colleague has an account of their own.
@@ -135,7 +121,7 @@ async def test_reply_to_colleagues_shared_mail(rep: User, other_rep: User, mail_
     smtp_server.add_user(colleague_box.username, colleague_box.password)
     from .servers.fixtures import MailAccount as Box
 
-    colleague_account = await connect(other_rep, Box(colleague_box, dovecot, smtp_server), sync_services)
+    colleague_account = await connect(other_rep, Box(colleague_box, dovecot, smtp_server), services)
     with pytest.raises(SalesInboxError) as caught:  # PRIVATE: as if it did not exist
         await reply(other_rep, shared.id, Draft(text="Hi"), mail)
     assert caught.value.code == ErrorCode.NOT_FOUND
@@ -147,12 +133,12 @@ async def test_reply_to_colleagues_shared_mail(rep: User, other_rep: User, mail_
 
 
 async def test_errors_are_typed_and_nothing_is_stored(rep: User, other_rep: User, mail_account: TestMailbox,
-                                                      mail: MailServices, sync_services: SyncServices) -> None:
+                                                      mail: MailServices, services: SyncServices) -> None:
     box = mail_account
     with pytest.raises(SalesInboxError) as caught:
         await send_new(rep, Draft(to=("x@y.example",), text="hi"), mail)
     assert caught.value.code == ErrorCode.NO_MAIL_ACCOUNT
-    account = await connect(rep, box, sync_services)
+    account = await connect(rep, box, services)
     cases = [
         (Draft(to=("x@y.example",), from_address="ceo@acme.test"), ErrorCode.INVALID_INPUT),
         (Draft(to=("not an address",)), ErrorCode.INVALID_INPUT),
@@ -187,36 +173,36 @@ class ProviderFilesSentMail:
 
 
 async def test_provider_filed_copy_replaces_the_placeholder(rep: User, mail_account: TestMailbox,
-                                                            mail: MailServices, sync_services: SyncServices) -> None:
+                                                            mail: MailServices, services: SyncServices) -> None:
     box = mail_account
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(ProviderFilesSentMail())
     gmail_like = replace(mail, registry=ProviderRegistry(pm))
-    account = await connect(rep, box, sync_services)
-    await sync_account(account.id, sync_services)
+    account = await connect(rep, box, services)
+    await sync_account(account.id, services)
     copy = await send_new(rep, Draft(to=("jane@globex.example",), text="hello"), gmail_like)
     assert sent_folder_copies(box) == []  # we did not append: the provider does
     assert copy.message.uid < 0  # shown at once, as a placeholder
     (received,) = box.smtp.wait_for_messages(1)
     box.dovecot.append(box.user, "Sent", received.data, flags=(b"\\Seen",))  # what the provider does
-    await sync_account(account.id, sync_services)
+    await sync_account(account.id, services)
     rows = await Message.filter(account_id=account.id, message_id=copy.message.message_id)
     assert len(rows) == 1 and rows[0].uid > 0
 
 
 async def test_placeholder_survives_a_renumbered_sent_folder(rep: User, mail_account: TestMailbox,
-                                                             mail: MailServices, sync_services: SyncServices) -> None:
+                                                             mail: MailServices, services: SyncServices) -> None:
     from salesinbox.core.models import Folder
 
     box = mail_account
     pm = get_plugin_manager(load_entrypoints=False)
     pm.register(ProviderFilesSentMail())
-    account = await connect(rep, box, sync_services)
-    await sync_account(account.id, sync_services)
+    account = await connect(rep, box, services)
+    await sync_account(account.id, services)
     copy = await send_new(rep, Draft(to=("jane@globex.example",), text="hello"),
                           replace(mail, registry=ProviderRegistry(pm)))
     sent = await Folder.get(account_id=account.id, name="Sent")
     box.dovecot.doveadm("mailbox", "update", "-u", box.user.username, "--uid-validity",
                         str(sent.uidvalidity + 7), "Sent")
-    await sync_account(account.id, sync_services)
+    await sync_account(account.id, services)
     assert await Message.exists(id=copy.message.id)  # still shown until the server's copy arrives

@@ -9,14 +9,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core.credentials import SecretBox
-from salesinbox.core.events import EventBus, MailEvent
-from salesinbox.core.mailserver import ConnectPolicy
+from salesinbox.core.events import MailEvent
 from salesinbox.core.models import Folder, MailAccount, Message, SyncState, User
-from salesinbox.core.plugins import get_plugin_manager
-from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.scheduler import InProcessScheduler, backoff_delay
-from salesinbox.core.settings import Settings
 from salesinbox.core.sync import SyncServices
 
 from .servers.messages import build_message
@@ -28,16 +23,6 @@ if TYPE_CHECKING:
 
 def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff_delay(n, base=5, cap=60) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
-
-
-@pytest.fixture
-def services(db: Settings) -> SyncServices:
-    return SyncServices(
-        secrets=SecretBox.from_settings(db),
-        registry=ProviderRegistry(get_plugin_manager(load_entrypoints=False)),
-        policy=ConnectPolicy.from_settings(db),
-        events=EventBus(),
-    )
 
 
 async def wait_for(condition, timeout: float = 15.0) -> float:  # noqa: ANN001

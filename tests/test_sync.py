@@ -11,9 +11,7 @@ import pytest
 
 from salesinbox.core import sync as sync_module
 from salesinbox.core.accounts import ConnectAccountInput, ServerInput, connect_account
-from salesinbox.core.credentials import Secret, SecretBox
-from salesinbox.core.events import EventBus
-from salesinbox.core.mailserver import ConnectPolicy
+from salesinbox.core.credentials import Secret
 from salesinbox.core.models import (
     Direction,
     Folder,
@@ -24,11 +22,8 @@ from salesinbox.core.models import (
     SyncState,
     User,
 )
-from salesinbox.core.plugins import get_plugin_manager
-from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.providers import Security
 from salesinbox.core.records import RecordInput, create_record
-from salesinbox.core.settings import Settings
 from salesinbox.core.sync import AccountSyncReport, SyncServices, sync_account
 
 from .servers.messages import build_message, generate_messages
@@ -38,16 +33,6 @@ if TYPE_CHECKING:
     from .servers.fixtures import MailAccount as TestMailbox
 
 pytestmark = pytest.mark.dovecot
-
-
-@pytest.fixture
-def services(db: Settings) -> SyncServices:
-    return SyncServices(
-        secrets=SecretBox.from_settings(db),
-        registry=ProviderRegistry(get_plugin_manager(load_entrypoints=False)),
-        policy=ConnectPolicy.from_settings(db),
-        events=EventBus(),
-    )
 
 
 async def connect(rep: User, box: TestMailbox, services: SyncServices, *, imap_port: int | None = None) -> MailAccount:
