@@ -3,6 +3,11 @@
 Matching is case-insensitive on both the local part and the domain, after trimming (SPEC §2);
 internationalised domains are stored in their ASCII (IDNA) form so that ``bücher.example`` and
 ``xn--bcher-kva.example`` are the same domain.
+
+The strict functions (:func:`normalise_email`, :func:`normalise_domain`) raise a typed
+``INVALID_INPUT`` error and are the ones to use before storing or matching. The lenient ones
+(:func:`normalise_email_lenient`, :func:`email_domain_lenient`) never raise, for code that
+must answer on half-typed input (provider detection while the user types).
 """
 
 from __future__ import annotations
@@ -18,12 +23,21 @@ _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOCAL_FORBIDDEN = re.compile(r"[\s<>(),;:\\\"\[\]]")
 
 
+def _fold_domain(raw: str) -> str:
+    """Trim ``raw``, drop one leading ``@`` and any trailing dots, lower-case it; never raises.
+
+    The first step of :func:`normalise_domain` (before IDNA) and all of
+    :func:`email_domain_lenient`, so the strict and lenient domains agree on ASCII input.
+    """
+    return raw.strip().removeprefix("@").rstrip(".").lower()
+
+
 def normalise_domain(raw: str, *, field: str = "domain") -> str:
     """Return ``raw`` as a lower-case ASCII domain, or raise ``INVALID_INPUT`` naming ``field``.
 
     Accepts Unicode (IDN) domains and a leading ``@`` (as users type "@acme.com").
     """
-    domain = raw.strip().removeprefix("@").rstrip(".").lower()
+    domain = _fold_domain(raw)
     if not domain:
         raise invalid_input("A domain is required, like acme.com.", field=field)
     try:
@@ -73,3 +87,45 @@ def normalise_optional_email(raw: str | None, *, field: str) -> str | None:
 def domain_of(address: str) -> str:
     """Return the domain part of an already normalised address."""
     return address.rpartition("@")[2]
+
+
+def normalise_email_lenient(raw: str) -> str:
+    """Return ``raw`` trimmed with its domain lower-cased; never raises, whatever the text.
+
+    For text that may be half-typed or invalid, where an answer matters more than a check.
+    The local part keeps its case (it may be case-sensitive on the server), the domain is not
+    IDNA-encoded, a trailing dot stays, and text without ``@`` is only trimmed::
+
+        "  Bob@GMAIL.com "  ->  "Bob@gmail.com"
+        "bob@"              ->  "bob@"
+        "@gmail.com"        ->  "@gmail.com"
+        ""                  ->  ""
+
+    Only the last ``@`` splits, as in :func:`normalise_email`. On an address the strict
+    function accepts, the two agree: ``normalise_email(normalise_email_lenient(a)) ==
+    normalise_email(a)``.
+    """
+    local, at, domain = raw.strip().rpartition("@")
+    return f"{local}{at}{domain.lower()}" if at else raw.strip()
+
+
+def email_domain_lenient(raw: str) -> str | None:
+    """The lower-case domain of ``raw`` without trailing dots, or ``None``; never raises.
+
+    ``None`` when there is no ``@``, nothing before the last ``@``, or nothing after it, so
+    half-typed text has no domain::
+
+        "  Bob@GMAIL.com "  ->  "gmail.com"
+        "bob@gmail.com."    ->  "gmail.com"
+        "bob@"              ->  None
+        "@gmail.com"        ->  None
+        ""                  ->  None
+
+    The domain is not checked and not IDNA-encoded (``"a@Bücher.example"`` gives
+    ``"bücher.example"``, and full-width letters stay as typed). On an address the strict
+    :func:`normalise_email` accepts, ``normalise_domain`` of this result is the strict
+    domain, and for an ASCII domain this result is the strict domain itself.
+    """
+    local, at, domain = raw.strip().rpartition("@")
+    domain = _fold_domain(domain)
+    return domain if at and local and domain else None

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import pluggy
 
+from .addresses import email_domain_lenient, normalise_email_lenient
 from .errors import ErrorCode, SalesInboxError, invalid_input
 from .plugins import get_plugin_manager
 from .providers import (
@@ -35,19 +36,6 @@ class ProviderDeclarationError(RuntimeError):
     This is a bug in a plugin or in the deployment, not a user error, so it is not a
     :class:`SalesInboxError`; the message names the plugin(s) at fault.
     """
-
-
-def normalise_email(email: str) -> str:
-    """Trim ``email`` and lower-case its domain (the local part may be case-sensitive)."""
-    local, at, domain = email.strip().rpartition("@")
-    return f"{local}{at}{domain.lower()}" if at else email.strip()
-
-
-def email_domain(email: str) -> str | None:
-    """The lower-case domain of ``email`` without a trailing dot, or ``None`` if it has none."""
-    local, at, domain = email.strip().rpartition("@")
-    domain = domain.strip().lower().rstrip(".")
-    return domain if at and local and domain else None
 
 
 class ProviderRegistry:
@@ -159,7 +147,7 @@ class ProviderRegistry:
         matches its subdomains (``contoso.onmicrosoft.com`` matches ``onmicrosoft.com``);
         the most specific declared domain wins.
         """
-        domain = email_domain(email)
+        domain = email_domain_lenient(email)
         if domain is None:
             return None
         owners = {
@@ -226,7 +214,7 @@ class ProviderRegistry:
         """
         resolved = self.validate_options(provider, options)
         return self.pm.hook.salesinbox_resolve_endpoints(
-            provider=provider, email=normalise_email(email), options=resolved
+            provider=provider, email=normalise_email_lenient(email), options=resolved
         )
 
     def login_plan(
@@ -253,7 +241,10 @@ class ProviderRegistry:
                 field="auth_kind",
             )
         return self.pm.hook.salesinbox_login_plan(
-            provider=provider, email=normalise_email(email), auth_kind=kind, protocol=protocol
+            provider=provider,
+            email=normalise_email_lenient(email),
+            auth_kind=kind,
+            protocol=protocol,
         )
 
     def folder_names(self, provider: str, role: FolderRole) -> list[str]:

@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salesinbox.core.addresses import domain_of, normalise_domain, normalise_email, normalise_optional_email
+from salesinbox.core.addresses import (
+    domain_of,
+    email_domain_lenient,
+    normalise_domain,
+    normalise_email,
+    normalise_email_lenient,
+    normalise_optional_email,
+)
 from salesinbox.core.errors import SalesInboxError
 
 
@@ -46,3 +53,70 @@ def test_normalising_is_idempotent(address: str) -> None:
         return  # hypothesis makes some RFC-valid addresses we deliberately refuse
     assert normalise_email(once) == once
     assert normalise_email(address.upper()) == once
+
+
+# -- the lenient variant: never raises, agrees with the strict one on valid addresses --------
+
+
+@pytest.mark.parametrize(
+    ("text", "email", "domain"),
+    [
+        ("  Bob@GMAIL.com ", "Bob@gmail.com", "gmail.com"),  # the local part keeps its case
+        ("bob@", "bob@", None),
+        ("@gmail.com", "@gmail.com", None),
+        ("", "", None),
+        ("   ", "", None),
+        ("Bob", "Bob", None),
+        ("bob@Gmail.com.", "bob@gmail.com.", "gmail.com"),
+        ("bob@ Gmail.com", "bob@ gmail.com", "gmail.com"),
+        ("a@b@Example.COM", "a@b@example.com", "example.com"),  # the last @ splits
+        ("bob@Bücher.example", "bob@bücher.example", "bücher.example"),  # no IDNA
+        ("bob@ｇｍａｉｌ.com", "bob@ｇｍａｉｌ.com", "ｇｍａｉｌ.com"),  # not folded to gmail.com
+        ("bob@com", "bob@com", "com"),  # not checked
+        ("bob@...", "bob@...", None),
+    ],
+)
+def test_lenient_answers_on_half_typed_text(text: str, email: str, domain: str | None) -> None:
+    assert normalise_email_lenient(text) == email
+    assert email_domain_lenient(text) == domain
+
+
+def _agree_with_strict(address: str) -> None:
+    try:
+        strict = normalise_email(address)
+    except SalesInboxError:
+        return  # only addresses the strict function accepts are compared
+    lenient = normalise_email_lenient(address)
+    assert normalise_email(lenient) == strict
+    assert lenient.rpartition("@")[0].lower() == strict.rpartition("@")[0]  # case aside
+    domain = email_domain_lenient(address)
+    assert domain is not None
+    assert normalise_domain(domain) == domain_of(strict)
+    if domain.isascii():
+        assert domain == domain_of(strict)
+
+
+def test_lenient_and_strict_agree_on_examples() -> None:
+    for address in ["  Jane.Doe@ACME.Com ", "info@Bücher.example", "a@xn--bcher-kva.example",
+                    "bob@gmail.com.", "bob@ gmail.com", "x@Sub.Domain.Example.ORG"]:
+        _agree_with_strict(address)
+    assert email_domain_lenient("info@Bücher.example") == "bücher.example"
+
+
+@given(st.emails())
+def test_lenient_and_strict_agree_on_valid_addresses(address: str) -> None:
+    _agree_with_strict(address)
+    _agree_with_strict(f" {address.upper()}. ")
+
+
+_AROUND_AT = st.text(alphabet=st.sampled_from(list("aZ.@ -_\t\u00fc\u0130\uff47\u3002")), max_size=12)
+
+
+@given(st.one_of(st.text(), _AROUND_AT, st.builds("{}@{}".format, st.text(), st.text())))
+def test_lenient_never_raises(text: str) -> None:
+    email = normalise_email_lenient(text)
+    domain = email_domain_lenient(text)
+    assert email == email.strip()
+    assert normalise_email_lenient(email) == email
+    assert domain is None or (domain and domain == domain.lower() and not domain.endswith("."))
+    _agree_with_strict(text)
