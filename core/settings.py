@@ -57,6 +57,9 @@ class Settings:
     max_query_depth: int = 12
     max_query_tokens: int = 2000
     max_query_aliases: int = 30
+    #: seconds an authenticated API token is remembered by a server process (0: not at all);
+    #: revocations and user changes made through this process apply at once regardless
+    token_cache_seconds: float = 5.0
     #: serve GraphiQL at GET /graphql
     graphiql: bool = True
     log_level: str = "INFO"
@@ -91,6 +94,10 @@ class Settings:
         return self.secret_key_file or self.data_dir / "secret.key"
 
 
+# Numbers for which 0 means "off" rather than nonsense.
+_ZERO_ALLOWED = frozenset({"token_cache_seconds"})
+
+
 def _parse(name: str, type_name: str, raw: str) -> object:
     variable = ENV_PREFIX + name.upper()
     if "bool" in type_name:
@@ -105,7 +112,10 @@ def _parse(name: str, type_name: str, raw: str) -> object:
             number = float(raw) if "float" in type_name else int(raw)
         except ValueError:
             raise invalid_input(f"{variable} must be a number, not {raw!r}.", field=variable) from None
-        if number <= 0:
+        if name in _ZERO_ALLOWED:
+            if number < 0:
+                raise invalid_input(f"{variable} must be zero or more.", field=variable)
+        elif number <= 0:
             raise invalid_input(f"{variable} must be greater than zero.", field=variable)
         return number
     if "Path" in type_name:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
@@ -43,6 +46,64 @@ async def issue_token(
     return row, clear
 
 
+@dataclass
+class _Entry:
+    user: User
+    token_id: int
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    cached_at: float
+
+
+class TokenCache:
+    """Tokens this process authenticated in the last ``ttl`` seconds, so that a frontend's
+    burst of requests costs one token lookup instead of one each (≈ 0.7 ms of ORM a request).
+
+    Revoking a token, or changing or deactivating its user, through this module or
+    :mod:`salesinbox.core.users` forgets the user's entries at once in this process; another
+    server process sharing the database notices within ``ttl`` seconds. Expiry is checked on
+    every use. ``ttl`` 0 turns the cache off. Entries hold no clear token, only its hash.
+    """
+
+    def __init__(self, ttl: float = 5.0, maxsize: int = 10_000) -> None:
+        self.ttl = ttl
+        self.maxsize = maxsize
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+
+    def get(self, digest: str) -> _Entry | None:
+        """The fresh entry for a token hash, or ``None``."""
+        entry = self._entries.get(digest)
+        if entry is None:
+            return None
+        if time.monotonic() - entry.cached_at >= self.ttl:
+            del self._entries[digest]
+            return None
+        return entry
+
+    def put(self, digest: str, entry: _Entry) -> None:
+        """Remember an authenticated token (the oldest entry goes when full)."""
+        if self.ttl <= 0:
+            return
+        self._entries[digest] = entry
+        self._entries.move_to_end(digest)
+        while len(self._entries) > self.maxsize:
+            self._entries.popitem(last=False)
+
+    def forget_user(self, user_id: int) -> None:
+        """Drop every entry of ``user_id`` (after a revocation or a change of the user)."""
+        for digest in [d for d, e in self._entries.items() if e.user.id == user_id]:
+            del self._entries[digest]
+
+    def clear(self) -> None:
+        """Forget everything."""
+        self._entries.clear()
+
+
+#: The process-wide cache used by :func:`authenticate`; the server sets its ``ttl`` from
+#: ``Settings.token_cache_seconds``.
+token_cache = TokenCache()
+
+
 def _unauthenticated(message: str) -> SalesInboxError:
     return SalesInboxError(ErrorCode.UNAUTHENTICATED, message)
 
@@ -50,7 +111,9 @@ def _unauthenticated(message: str) -> SalesInboxError:
 async def authenticate(authorization_header: str | None) -> User:
     """Return the active user whose token is in an ``Authorization: Bearer`` header.
 
-    Raises ``UNAUTHENTICATED`` with a message saying how to get a token.
+    Raises ``UNAUTHENTICATED`` with a message saying how to get a token. Uses
+    :data:`token_cache`: the returned ``User`` may be shared by concurrent requests, so
+    treat it as read-only (load a fresh row to change a user).
     """
     if not authorization_header:
         raise _unauthenticated(
@@ -62,20 +125,30 @@ async def authenticate(authorization_header: str | None) -> User:
     if scheme.lower() != "bearer" or not token:
         raise _unauthenticated("The Authorization header must be 'Bearer <token>'.")
     digest = hash_token(token)
+    now = datetime.now(UTC)
+    entry = token_cache.get(digest)
+    if entry is None:
+        entry = await _load_token(digest, now)
+        token_cache.put(digest, entry)
+    if entry.expires_at is not None and entry.expires_at <= now:
+        raise _unauthenticated("This API token has expired: ask an admin for a new one.")
+    if entry.last_used_at is None or now - entry.last_used_at > _LAST_USED_RESOLUTION:
+        entry.last_used_at = now
+        await ApiToken.filter(id=entry.token_id).update(last_used_at=now)
+    return entry.user
+
+
+async def _load_token(digest: str, now: datetime) -> _Entry:
+    """The token's row and user, checked (revoked, deactivated); raises UNAUTHENTICATED."""
     row = await ApiToken.get_or_none(token_hash=digest).select_related("user")
     # compare_digest on the stored hash: the lookup is by hash, this keeps the check constant-time.
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         raise _unauthenticated("This API token is not valid: ask an admin for a new one.")
-    now = datetime.now(UTC)
     if row.revoked_at is not None:
         raise _unauthenticated("This API token was revoked: ask an admin for a new one.")
-    if row.expires_at is not None and row.expires_at <= now:
-        raise _unauthenticated("This API token has expired: ask an admin for a new one.")
     if not row.user.is_active:
         raise _unauthenticated("This user is deactivated: ask an admin to reactivate it.")
-    if row.last_used_at is None or now - row.last_used_at > _LAST_USED_RESOLUTION:
-        await ApiToken.filter(id=row.id).update(last_used_at=now)
-    return row.user
+    return _Entry(row.user, row.id, row.expires_at, row.last_used_at, time.monotonic())
 
 
 async def issue_token_for(
@@ -111,4 +184,5 @@ async def revoke_token(actor: User, token_id: int) -> ApiToken:
     if row.revoked_at is None:
         row.revoked_at = datetime.now(UTC)
         await row.save(update_fields=["revoked_at"])
+    token_cache.forget_user(row.user_id)
     return row

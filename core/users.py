@@ -9,6 +9,7 @@ from .addresses import normalise_email
 from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .models import Profile, User
 from .organisation import get_organisation
+from .tokens import token_cache
 
 
 def require_admin(actor: User, action: str) -> None:
@@ -95,4 +96,6 @@ async def update_user(
     if is_active is not None:
         user.is_active = is_active
     await user.save()
+    # Cached authentications carry the old profile/activation: drop them now.
+    token_cache.forget_user(user.id)
     return user

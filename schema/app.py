@@ -17,6 +17,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from tortoise import connections
 
+from salesinbox.core import tokens
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.db import open_database
 from salesinbox.core.mailer import send_sync_confirmation
@@ -75,6 +76,7 @@ def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | No
         providers=ProviderRegistry(plugin_manager or get_plugin_manager()),
         secrets=SecretBox.from_settings(settings),
     )
+    tokens.token_cache.ttl = settings.token_cache_seconds
     services.providers.providers()  # fail at start-up, not on first use, if a plugin is broken
     if settings.sync_enabled:
         policy = services.connect_policy

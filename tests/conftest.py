@@ -19,7 +19,7 @@ from salesinbox.core.plugins import get_plugin_manager
 from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.settings import Settings
 from salesinbox.core.sync import SyncServices
-from salesinbox.core.tokens import issue_token
+from salesinbox.core.tokens import issue_token, token_cache
 from salesinbox.core.users import create_user
 from salesinbox.schema.app import create_app
 
@@ -38,6 +38,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "database_url" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.db)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_token_cache() -> Iterator[None]:
+    """Each test starts with the process-wide token cache empty (its databases are new)."""
+    token_cache.clear()
+    token_cache.ttl = 5.0
+    yield
+    token_cache.clear()
 
 
 @pytest.fixture(scope="session")

@@ -28,11 +28,16 @@ def test_typed_values_are_parsed() -> None:
 
 
 @pytest.mark.parametrize(("name", "value"), [("SALESINBOX_PORT", "eighty"), ("SALESINBOX_PORT", "-1"),
-                                             ("SALESINBOX_GRAPHIQL", "maybe")])
+                                             ("SALESINBOX_GRAPHIQL", "maybe"), ("SALESINBOX_MAIL_TIMEOUT", "0"),
+                                             ("SALESINBOX_TOKEN_CACHE_SECONDS", "-1")])
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SalesInboxError) as caught:
         Settings.from_env({name: value})
     assert caught.value.field == name and name in caught.value.message
+
+
+def test_zero_turns_the_token_cache_off() -> None:
+    assert Settings.from_env({"SALESINBOX_TOKEN_CACHE_SECONDS": "0"}).token_cache_seconds == 0
 
 
 def test_with_overrides() -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from salesinbox.core import tokens as tokens_module
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.models import ApiToken, User
-from salesinbox.core.tokens import authenticate, hash_token, issue_token, list_tokens, revoke_token
+from salesinbox.core.models import ApiToken, Profile, User
+from salesinbox.core.tokens import (
+    authenticate, hash_token, issue_token, list_tokens, revoke_token, token_cache,
+)
+from salesinbox.core.users import update_user
 
 
 async def test_only_the_hash_is_stored(rep: User) -> None:
@@ -57,3 +62,62 @@ async def test_expiry_bounds(rep: User, days: int) -> None:
     with pytest.raises(SalesInboxError) as caught:
         await issue_token(rep, "t", expires_in_days=days)
     assert caught.value.field == "expiresInDays"
+
+
+async def test_a_token_is_looked_up_once_within_the_cache_ttl(rep: User) -> None:
+    row, clear = await issue_token(rep, "t")
+    await authenticate(f"Bearer {clear}")
+    # Revoked behind the server's back (another process): this process still remembers it…
+    await ApiToken.filter(id=row.id).update(revoked_at=datetime.now(UTC))
+    assert (await authenticate(f"Bearer {clear}")).id == rep.id
+    # …until the entry is older than the TTL.
+    token_cache.ttl = 0.05
+    await asyncio.sleep(0.06)
+    with pytest.raises(SalesInboxError) as caught:
+        await authenticate(f"Bearer {clear}")
+    assert "revoked" in caught.value.message
+
+
+async def test_no_cache_with_ttl_zero(rep: User) -> None:
+    token_cache.ttl = 0
+    row, clear = await issue_token(rep, "t")
+    await authenticate(f"Bearer {clear}")
+    await ApiToken.filter(id=row.id).update(revoked_at=datetime.now(UTC))
+    with pytest.raises(SalesInboxError):
+        await authenticate(f"Bearer {clear}")
+
+
+async def test_revoking_forgets_the_cached_token_at_once(rep: User) -> None:
+    row, clear = await issue_token(rep, "t")
+    await authenticate(f"Bearer {clear}")
+    await revoke_token(rep, row.id)
+    with pytest.raises(SalesInboxError) as caught:
+        await authenticate(f"Bearer {clear}")
+    assert "revoked" in caught.value.message
+
+
+async def test_changing_a_user_forgets_their_cached_tokens(rep: User, admin: User) -> None:
+    _, clear = await issue_token(rep, "t")
+    assert (await authenticate(f"Bearer {clear}")).profile == Profile.STANDARD
+    await update_user(admin, rep.id, profile=Profile.ADMIN)
+    assert (await authenticate(f"Bearer {clear}")).profile == Profile.ADMIN
+    await update_user(admin, rep.id, is_active=False)
+    with pytest.raises(SalesInboxError) as caught:
+        await authenticate(f"Bearer {clear}")
+    assert "deactivated" in caught.value.message
+
+
+async def test_expiry_is_checked_on_cached_tokens(rep: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, clear = await issue_token(rep, "short", expires_in_days=1)
+    await authenticate(f"Bearer {clear}")
+    later = datetime.now(UTC) + timedelta(days=1, seconds=1)
+
+    class Tomorrow(datetime):
+        @classmethod
+        def now(cls, tz: object = None) -> datetime:  # type: ignore[override]
+            return later
+
+    monkeypatch.setattr(tokens_module, "datetime", Tomorrow)
+    with pytest.raises(SalesInboxError) as caught:
+        await authenticate(f"Bearer {clear}")
+    assert "expired" in caught.value.message
