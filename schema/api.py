@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import strawberry
 from graphql.error import GraphQLError
+from graphql.language import DocumentNode
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -76,7 +78,7 @@ def _limits(settings: Settings) -> list[type[SchemaExtension]]:
     """The depth, alias and token limits, plus caches of parsing and validation.
 
     The validation rules are built once here, not per request: the validation cache is keyed
-    by (document, rules), so the same query from a frontend is validated once.
+    by (document, rules), so the same query from a frontend is parsed and validated once.
     """
     rules = [
         *QueryDepthLimiter(max_depth=settings.max_query_depth).validation_rules,
@@ -96,7 +98,31 @@ def _limits(settings: Settings) -> list[type[SchemaExtension]]:
         def __init__(self) -> None:
             super().__init__(maxsize=256)
 
-    return [TokenLimit, Limits, Validated]
+    parsed: OrderedDict[str, DocumentNode] = OrderedDict()
+
+    class Parsed(SchemaExtension):
+        """Reuses the document of a query text parsed before (LRU of 256).
+
+        Only documents that parsed are kept, and strawberry's own parser still runs for new
+        texts, so a syntax error goes through the usual path and is typed like any other
+        (strawberry's ``ParserCache`` raises it from the extension, past the error masking).
+        The token limit is the same for every text of this schema, so a kept document passed it.
+        """
+
+        def on_parse(self) -> Iterator[None]:
+            context = self.execution_context
+            query = context.query
+            document = parsed.get(query) if query else None
+            if document is not None:
+                parsed.move_to_end(query)  # type: ignore[arg-type]
+                context.graphql_document = document
+            yield
+            if document is None and query and context.graphql_document is not None:
+                parsed[query] = context.graphql_document
+                if len(parsed) > 256:
+                    parsed.popitem(last=False)
+
+    return [TokenLimit, Parsed, Limits, Validated]
 
 
 def build_schema(settings: Settings | None = None) -> SalesInboxSchema:

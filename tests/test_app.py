@@ -6,6 +6,7 @@ import logging
 
 import httpx2 as httpx
 import pytest
+from strawberry.schema import schema as strawberry_schema
 
 from salesinbox.core.models import User
 from salesinbox.core.settings import Settings
@@ -110,3 +111,24 @@ def test_sdl_snapshot_is_current() -> None:
     assert SDL_PATH.read_text(encoding="utf-8") == export_sdl(), (
         "schema/schema.graphql is stale: run `salesinbox export-schema`"
     )
+
+
+async def test_a_repeated_query_is_parsed_once_and_syntax_errors_stay_typed(
+    api: GraphQLClient, rep_token: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[str] = []
+    parse = strawberry_schema.parse
+
+    def counting_parse(source: str, **options: object) -> object:
+        parsed.append(source)
+        return parse(source, **options)
+
+    monkeypatch.setattr(strawberry_schema, "parse", counting_parse)
+    query = "{ me { id name } }"
+    for _ in range(3):
+        assert (await api.ok(query, token=rep_token))["me"]["name"]
+    assert parsed.count(query) == 1
+    for _ in range(2):  # never cached: parsed (and refused) each time, with its code
+        error = await api.error("{ me { ", token=rep_token)
+        assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" and "Syntax Error" in error["message"]
+    assert parsed.count("{ me { ") == 2
