@@ -144,10 +144,14 @@ class Thread:
         return self.messages[-1]
 
 
-async def record_threads(viewer: User, record_id: int, *, shared_by: int | None = None) -> list[Thread]:
+async def record_threads(
+    viewer: User, record_id: int, *, shared_by: int | None = None, record_verified: bool = False
+) -> list[Thread]:
     """The related list grouped by conversation, most recently active first (the newest
-    ``MAX_THREAD_MESSAGES`` visible messages of the record)."""
-    await _record(viewer, record_id)
+    ``MAX_THREAD_MESSAGES`` visible messages of the record). ``record_verified`` as for
+    :func:`related_page`."""
+    if not record_verified:
+        await _record(viewer, record_id)
     rows = await visible_messages_for_record(viewer, record_id, shared_by).order_by("-date", "-id").limit(
         MAX_THREAD_MESSAGES
     )

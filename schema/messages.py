@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import strawberry
+from strawberry.types.nodes import SelectedField
 
 from salesinbox.core.message_flags import set_message_flags
 from salesinbox.core.models import AddressRole, Direction, Message
 
 from .context import Info
 from .ids import parse_id, to_id
+from .loaders import folder_name_by_id, owner_by_account, records_by_message
 from .scalars import BigInt
 from .users import UserType
 
@@ -58,6 +62,10 @@ class MessageType:
     thread_key: str | None
     in_reply_to: str | None
     folder_id: strawberry.Private[int]
+    # Read for a whole page by message_items(): the fields below then resolve without awaiting.
+    page_folder: strawberry.Private[str | None] = None
+    page_owner: strawberry.Private[UserType | None] = None
+    page_records: strawberry.Private[list[CrmRecordType] | None] = None
 
     @classmethod
     def from_model(cls, row: Message) -> MessageType:
@@ -70,20 +78,35 @@ class MessageType:
             in_reply_to=row.in_reply_to, folder_id=row.folder_id,
         )
 
+    # folder, owner and linkedRecords are plain functions: on a page they return what
+    # message_items() read (no coroutine, no DataLoader future: 50 × 3 fewer tasks); on a
+    # single message they return a coroutine reading it, which graphql-core awaits.
     @strawberry.field(description="The folder it is in (INBOX, Sent…).")
-    async def folder(self, info: Info) -> str:
-        return (await info.context.loaders.folder_by_id.load(self.folder_id)).name
+    def folder(self, info: Info) -> str:
+        if self.page_folder is not None:
+            return self.page_folder
+        return info.context.loaders.folder_name_by_id.load(self.folder_id)  # type: ignore[return-value]
 
     @strawberry.field(description="The user whose mailbox it is.")
-    async def owner(self, info: Info) -> UserType:
-        return UserType.from_model(await info.context.loaders.owner_by_account.load(int(self.account_id)))
+    def owner(self, info: Info) -> UserType:
+        if self.page_owner is not None:
+            return self.page_owner
+        return self._load_owner(info)  # type: ignore[return-value]
+
+    async def _load_owner(self, info: Info) -> UserType:
+        return UserType.from_values(await info.context.loaders.owner_by_account.load(int(self.account_id)))
 
     @strawberry.field(description="The leads and contacts it is linked to.")
-    async def linked_records(self, info: Info) -> list[RecordRef]:
+    def linked_records(self, info: Info) -> list[RecordRef]:
+        if self.page_records is not None:
+            return self.page_records
+        return self._load_records(info)  # type: ignore[return-value]
+
+    async def _load_records(self, info: Info) -> list[CrmRecordType]:
         from .records import CrmRecordType
 
         rows = await info.context.loaders.records_by_message.load(int(self.id))
-        return [CrmRecordType.from_model(r) for r in rows]
+        return [CrmRecordType.from_values(r) for r in rows]
 
     async def _addresses(self, info: Info, role: AddressRole) -> list[EmailAddressType]:
         rows = await info.context.loaders.addresses_by_message.load(int(self.id))
@@ -116,6 +139,55 @@ class MessageType:
     async def body_html(self, info: Info) -> str:
         body = await info.context.loaders.body_by_message.load(int(self.id))
         return body.html if body else ""
+
+
+def _selected_names(info: Info) -> set[str]:
+    """Names of every field selected under the current one, at any depth (fragments too)."""
+    names: set[str] = set()
+    pending = list(info.selected_fields)
+    while pending:
+        node = pending.pop()
+        if isinstance(node, SelectedField):  # fragments have only selections
+            names.add(node.name)
+        pending.extend(getattr(node, "selections", ()))
+    return names
+
+
+async def message_items(info: Info, rows: Sequence[Message]) -> list[MessageType]:
+    """The API objects of a list of messages (a page, a thread list) that passed the policy.
+
+    Of ``folder``, ``owner`` and ``linkedRecords``, those the query selects are read for all
+    the rows at once, one query each, run concurrently, and set on the objects so that they
+    resolve synchronously (a field selected only deeper down is read needlessly, never missed).
+    """
+    from .records import CrmRecordType
+
+    items = [MessageType.from_model(row) for row in rows]
+    if not items:
+        return items
+    wanted = _selected_names(info)
+    reads: dict[str, Awaitable[list[Any]]] = {}
+    if "folder" in wanted:
+        folder_ids = sorted({item.folder_id for item in items})
+        reads["folder"] = folder_name_by_id(folder_ids)
+    if "owner" in wanted:
+        account_ids = sorted({row.account_id for row in rows})
+        reads["owner"] = owner_by_account(account_ids)
+    if "linkedRecords" in wanted:
+        reads["linkedRecords"] = records_by_message([row.id for row in rows])
+    found = dict(zip(reads, await asyncio.gather(*reads.values()), strict=True))
+    if "folder" in found:
+        names = dict(zip(folder_ids, found["folder"], strict=True))
+        for item in items:
+            item.page_folder = names[item.folder_id]
+    if "owner" in found:
+        owners = {a: UserType.from_values(o) for a, o in zip(account_ids, found["owner"], strict=True)}
+        for item, row in zip(items, rows, strict=True):
+            item.page_owner = owners[row.account_id]
+    if "linkedRecords" in found:
+        for item, records in zip(items, found["linkedRecords"], strict=True):
+            item.page_records = [CrmRecordType.from_values(r) for r in records]
+    return items
 
 
 @strawberry.type(description="A page of messages, newest first.")

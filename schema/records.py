@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
@@ -12,7 +14,8 @@ from salesinbox.core.models import CrmRecord, RecordKind
 
 from .context import Info
 from .ids import parse_id, to_id
-from .messages import MessagePage, MessageType, ThreadType
+from .loaders import RECORD_FIELDS
+from .messages import MessagePage, ThreadType, message_items
 
 RecordKindEnum = strawberry.enum(RecordKind, name="RecordKind", description="Lead or contact.")
 
@@ -40,14 +43,17 @@ class CrmRecordType:
             info.context.user, int(self.id), shared_by=_optional_id(shared_by, "sharedBy"), first=first,
             after=after, record_verified=True,
         )
-        return MessagePage(items=[MessageType.from_model(m) for m in page.items], next_cursor=page.next_cursor)
+        return MessagePage(items=await message_items(info, page.items), next_cursor=page.next_cursor)
 
     @strawberry.field(description="The same mail grouped by conversation, most recently active first.")
     async def threads(self, info: Info, shared_by: strawberry.ID | None = None) -> list[ThreadType]:
-        threads = await views.record_threads(info.context.user, int(self.id), shared_by=_optional_id(shared_by, "sharedBy"))
+        threads = await views.record_threads(
+            info.context.user, int(self.id), shared_by=_optional_id(shared_by, "sharedBy"), record_verified=True
+        )
+        items = iter(await message_items(info, [m for t in threads for m in t.messages]))
         return [
             ThreadType(key=t.key, subject=t.messages[0].subject, message_count=len(t.messages),
-                       latest_date=t.latest.date, messages=[MessageType.from_model(m) for m in t.messages])
+                       latest_date=t.latest.date, messages=[next(items) for _ in t.messages])
             for t in threads
         ]
 
@@ -57,19 +63,25 @@ class CrmRecordType:
 
     @staticmethod
     def from_model(row: CrmRecord) -> CrmRecordType:
-        cls = LeadType if row.kind == RecordKind.LEAD else ContactType
+        return CrmRecordType.from_values({f: getattr(row, f) for f in RECORD_FIELDS})
+
+    @staticmethod
+    def from_values(row: Mapping[str, Any]) -> CrmRecordType:
+        """From a ``values()`` row with the columns of ``loaders.RECORD_FIELDS``."""
+        cls = LeadType if row["kind"] == RecordKind.LEAD else ContactType
+        first, last = row["first_name"], row["last_name"]
         return cls(
-            id=to_id(row.id),
-            kind=row.kind,
-            first_name=row.first_name,
-            last_name=row.last_name,
-            full_name=" ".join(p for p in (row.first_name, row.last_name) if p),
-            company=row.company,
-            primary_email=row.primary_email,
-            secondary_email=row.secondary_email,
-            owner_id=to_id(row.owner_id),
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            id=to_id(row["id"]),
+            kind=row["kind"],
+            first_name=first,
+            last_name=last,
+            full_name=f"{first} {last}" if first and last else first or last,
+            company=row["company"],
+            primary_email=row["primary_email"],
+            secondary_email=row["secondary_email"],
+            owner_id=to_id(row["owner_id"]),
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
         )
 
 

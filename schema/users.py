@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
 import strawberry
 
@@ -33,6 +35,14 @@ class UserType:
             profile=row.profile,
             is_active=row.is_active,
             created_at=row.created_at,
+        )
+
+    @classmethod
+    def from_values(cls, row: Mapping[str, Any]) -> UserType:
+        """From a ``values()`` row with the columns of ``loaders.USER_FIELDS``."""
+        return cls(
+            id=to_id(row["id"]), email=row["email"], name=row["name"], profile=row["profile"],
+            is_active=row["is_active"], created_at=row["created_at"],
         )
 
 

@@ -11,7 +11,7 @@ from salesinbox.core.policy import explain
 
 from .context import Info
 from .ids import parse_id
-from .messages import DirectionEnum, MessagePage, MessageType
+from .messages import DirectionEnum, MessagePage, MessageType, message_items
 
 @strawberry.enum(description="Mail linked to leads, to contacts, or to no record.")
 class LinkedFilter(Enum):
@@ -49,7 +49,7 @@ class ViewQueries:
                           after: str | None = None) -> MessagePage:
         filters = filter.to_core() if filter else views.InboxFilter()
         page = await views.inbox_page(info.context.user, filters, first=first, after=after)
-        return MessagePage(items=[MessageType.from_model(m) for m in page.items], next_cursor=page.next_cursor)
+        return MessagePage(items=await message_items(info, page.items), next_cursor=page.next_cursor)
 
     @strawberry.field(description="One message you may see, with bodies and attachments.")
     async def message(self, info: Info, id: strawberry.ID) -> MessageType:

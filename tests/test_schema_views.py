@@ -181,11 +181,8 @@ async def test_message_detail_and_threads(api: GraphQLClient, rep_token: str, ot
     assert [x["id"] for x in by_key["<t1>"]["messages"]] == [str(m["r1"].id), str(m["r2"].id)]
 
 
-async def test_a_page_of_fifty_costs_a_fixed_number_of_queries(api: GraphQLClient, rep: User, rep_token: str,
-                                                               world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
-    account = world["rep_account"]
-    for uid in range(100, 160):
-        await mail(account, uid, sender="jane@globex.com", to="rep@acme.test", minutes=10 + uid)
+def count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every SQL statement sent from now on (the list fills as they run)."""
     client = connections.get("default")
     counted: list[str] = []
     for name in ("execute_query", "execute_query_dict"):
@@ -196,8 +193,56 @@ async def test_a_page_of_fifty_costs_a_fixed_number_of_queries(api: GraphQLClien
             return await _real(query, *args, **kwargs)
 
         monkeypatch.setattr(client, name, counting)
-    query = "{ salesInbox(first: 50) { items { id subject folder owner { email } linkedRecords { id lastName } } } }"
-    data = await api.ok(query, token=rep_token)
-    assert len(data["salesInbox"]["items"]) == 50
-    # auth (token + last use) + the page + one per loader (folders, owners, links): no N+1.
-    assert len(counted) <= 8, counted
+    return counted
+
+
+async def test_a_page_of_fifty_costs_a_fixed_number_of_queries(api: GraphQLClient, rep: User, rep_token: str,
+                                                               world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = world["rep_account"]
+    for uid in range(100, 160):
+        await mail(account, uid, sender="jane@globex.com", to="rep@acme.test", minutes=10 + uid)
+    query = "query($n: Int!) { salesInbox(first: $n) { items { id subject folder owner { email } linkedRecords { id lastName } } } }"
+    await api.ok(query, {"n": 1}, token=rep_token)  # the token is now known (cached, last use written)
+    counted = count_statements(monkeypatch)
+    sizes = {}
+    for n in (5, 50):
+        counted.clear()
+        data = await api.ok(query, {"n": n}, token=rep_token)
+        assert len(data["salesInbox"]["items"]) == n
+        sizes[n] = len(counted)
+    # the viewer's accounts + the page + one per relation (folders, owners, links): no N+1.
+    assert sizes == {5: 5, 50: 5}, counted
+
+
+async def test_a_single_message_reads_its_folder_owner_and_records(api: GraphQLClient, rep_token: str,
+                                                                   world: dict) -> None:
+    query = """query($id: ID!) { message(id: $id) { folder owner { email name } linkedRecords { id kind fullName
+               ... on Contact { secondaryEmail } } } }"""
+    data = (await api.ok(query, {"id": str(world["m"]["r2"].id)}, token=rep_token))["message"]
+    assert data["folder"] == "INBOX" and data["owner"]["email"] == "rep@acme.test"
+    assert data["linkedRecords"] == [{"id": str(world["jane"].id), "kind": "CONTACT", "fullName": "Jane Doe",
+                                      "secondaryEmail": "jane.doe@gmail.com"}]
+    unlinked = (await api.ok(query, {"id": str(world["m"]["r4"].id)}, token=rep_token))["message"]
+    assert unlinked["linkedRecords"] == []
+
+
+async def test_relations_of_threads_and_pages_through_fragments(api: GraphQLClient, rep_token: str,
+                                                                world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    query = """query($id: ID!) { contact(id: $id) {
+                 threads { messages { ...Who } }
+                 emails { items { ... on Message { folder linkedRecords { id } } ...Who } } } }
+               fragment Who on Message { id owner { email } }"""
+    await api.ok(query, {"id": str(world["jane"].id)}, token=rep_token)
+    counted = count_statements(monkeypatch)
+    data = (await api.ok(query, {"id": str(world["jane"].id)}, token=rep_token))["contact"]
+    m = world["m"]
+    owner_of = {str(m[k].id): e for k, e in (("r1", "rep@acme.test"), ("r2", "rep@acme.test"),
+                                            ("o1", "other@acme.test"))}
+    threads = [[(x["id"], x["owner"]["email"]) for x in t["messages"]] for t in data["threads"]]
+    assert sorted(threads) == sorted([[(str(m["r1"].id), "rep@acme.test"), (str(m["r2"].id), "rep@acme.test")],
+                                      [(str(m["o1"].id), "other@acme.test")]])
+    items = data["emails"]["items"]
+    assert {x["id"]: x["owner"]["email"] for x in items} == owner_of
+    assert all(x["folder"] == "INBOX" and x["linkedRecords"] == [{"id": str(world["jane"].id)}] for x in items)
+    # record + (thread list + owners) + (page + folders + owners + links): fragments are followed.
+    assert len(counted) == 7, counted
