@@ -14,8 +14,8 @@ times, interleaved (each run executes every variant once, in rotating order), p5
 * variants of each, from the outside in:
   ``http``     the GraphQL query over HTTP (httpx2, one keep-alive connection);
   ``gql``      the same operation through ``schema.execute`` in process (no HTTP, no JSON);
-  ``orm_all``  every ORM call the operation makes (token lookup, record check, page, the
-               loaders' linked records and owners/folders), no GraphQL;
+  ``orm_all``  every ORM call the operation makes (token lookup — cached, as in the server —,
+               the record, the page, the page's linked records and owners/folders), no GraphQL;
   ``orm_page`` ``views.related_page`` / ``views.inbox_page`` alone;
   ``raw``      hand-written SQL returning the same rows and joined data (page + linked record
                ids + owner name / folder) in one statement (SalesInbox: the user's account ids
@@ -75,7 +75,7 @@ from salesinbox.core.tokens import authenticate, issue_token
 from salesinbox.schema.api import build_schema
 from salesinbox.schema.app import create_app
 from salesinbox.schema.context import Context
-from salesinbox.schema.loaders import Loaders
+from salesinbox.schema.loaders import folder_name_by_id, owner_by_account, records_by_message
 
 USERS, RECORDS, CUSTOMER_DOMAINS = 50, 20_000, 3_000
 BUSY_USER, COLLEAGUE = 0, 1  # user indexes: busy user (owns the busy record), colleague viewer
@@ -502,19 +502,17 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
         async def orm_related(viewer: User) -> tuple:
             user = await authenticate(tokens[viewer.id])
             await get_record(user, record.id, record.kind)
-            page = await views.related_page(user, record.id, first=PAGE)
-            loaders = Loaders(user)
+            page = await views.related_page(user, record.id, first=PAGE, record_verified=True)
             return page, await asyncio.gather(
-                loaders.records_by_message.load_many([m.id for m in page.items]),
-                loaders.owner_by_account.load_many([m.account_id for m in page.items]))
+                records_by_message([m.id for m in page.items]),
+                owner_by_account(sorted({m.account_id for m in page.items})))
 
         async def orm_inbox(viewer: User) -> tuple:
             user = await authenticate(tokens[viewer.id])
             page = await views.inbox_page(user, views.InboxFilter(), first=PAGE)
-            loaders = Loaders(user)
             return page, await asyncio.gather(
-                loaders.records_by_message.load_many([m.id for m in page.items]),
-                loaders.folder_by_id.load_many([m.folder_id for m in page.items]))
+                records_by_message([m.id for m in page.items]),
+                folder_name_by_id(sorted({m.folder_id for m in page.items})))
 
         related_query = RELATED_GQL % field
         scenarios: dict[str, dict[str, Callable[[], Awaitable[object]]]] = {}

@@ -26,6 +26,7 @@ from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.settings import Settings
 
 from .errors import TypedErrors, log_unexpected_errors
+from .execution import LeanExecutionContext
 from .accounts import AccountMutations, AccountQueries
 from .messages import MessageMutations
 from .outgoing import OutgoingMutations
@@ -134,6 +135,7 @@ def build_schema(settings: Settings | None = None) -> SalesInboxSchema:
         subscription=Subscription,
         extensions=[TypedErrors, Authenticated, *_limits(settings)],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=LeanExecutionContext,
     )
 
 
