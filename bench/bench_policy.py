@@ -1,8 +1,9 @@
 """Benchmark of the sharing filter (core/policy.py) on a synthetic organisation.
 
-Loads N messages (default 200k) with ~2 counterparties each, 20k leads/contacts (one "busy"
-record linked to ~0.5% of all mail), 60 users with PRIVATE/CUSTOM/PUBLIC accounts, company and
-excluded domains, share flags; then times, p50/p95 over repeated runs:
+Loads, with bench/synthetic_org.py (COPY on PostgreSQL, executemany on SQLite), N messages
+(default 200k) with ~2 counterparties each, 20k leads/contacts (one "busy" record linked to
+~0.5% of all mail), 60 users with PRIVATE/CUSTOM/PUBLIC accounts, company and excluded domains,
+share flags; then times, p50/p95 over repeated runs:
 
 * the Emails related list (first page of 50, newest first) of the busy record and of a typical
   one, through the ORM, the same generated SQL run raw, and a hand-written SQL equivalent;
@@ -21,32 +22,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import random
-import sqlite3
 import statistics
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 from tortoise import Tortoise, connections
 from tortoise.expressions import Subquery
 
-from salesinbox.core.db import migrate_database, tortoise_config
-from salesinbox.core.models import (
-    AccountExcludedDomain, CrmRecord, DomainKind, Folder, MailAccount, Message, MessageLink,
-    Organisation, OrganisationDomain, RecordKind, User,
-)
+from salesinbox.core.db import tortoise_config
+from salesinbox.core.models import CrmRecord, MailAccount, Message, MessageLink, RecordKind, User
 from salesinbox.core.policy import (  # _visible: the record-path filter, for the joined shape
     _visible, can_see, visible_messages, visible_messages_for_record,
 )
 
-USERS, RECORDS, CUSTOMER_DOMAINS = 60, 20_000, 3_000
+# bench/synthetic_org.py: bench/ is on sys.path when this file runs as a script
+from synthetic_org import Shape, _is_pg, create_and_load
+
 BUSY, SECOND_BUSY = 0, 1  # record indexes with a large share of all mail
-SHARINGS = ["PRIVATE", "CUSTOM", "PUBLIC"]
-EXCLUDED = [f"excluded{i}.com" for i in range(20)]
+# The organisation of bench/synthetic_org.py as this benchmark loads it: mail spread evenly over
+# 60 accounts, all received; records 0 and 1 are 0.5 % and 0.2 % of the record counterparties;
+# every CUSTOM user shares record 0.
+SHAPE = Shape(users=60, busy_user=None, busy_user_share=0.0, busy_records=(0.005, 0.002),
+              share_busy_every=1, owners_by_id=False, even_records=RecordKind.LEAD,
+              excluded_account_offset=0, detailed_mail=False)
 INDEXES = {  # candidate indexes to try with --index NAME
     "message_date": "CREATE INDEX bench_message_date_idx ON message (date, id)",
     "address_covering_pg": "CREATE INDEX bench_address_cp_idx ON message_address (message_id)"
@@ -70,127 +68,6 @@ WHERE l.record_id = $1 AND (a.user_id = $2 OR (
        ON s.record_id = l2.record_id AND s.user_id = a.user_id WHERE l2.message_id = m.id))))
 ORDER BY m.date DESC, m.id DESC LIMIT 50
 """
-
-
-def _is_pg(url: str) -> bool:
-    return url.startswith(("postgres://", "postgresql://"))
-
-
-def _dsn(url: str, database: str | None = None) -> str:
-    parts = urlsplit(url.replace("postgres://", "postgresql://", 1))
-    return urlunsplit(parts._replace(path="/" + database)) if database else urlunsplit(parts)
-
-
-async def create_small_rows(rng: random.Random) -> None:
-    """Organisation, domains, users, accounts, folders and records, through the ORM."""
-    org = await Organisation.create(name="Bench")
-    await OrganisationDomain.create(organisation=org, kind=DomainKind.COMPANY, domain="acme.com")
-    await OrganisationDomain.bulk_create(
-        [OrganisationDomain(organisation=org, kind=DomainKind.EXCLUDED, domain=d) for d in EXCLUDED])
-    for i in range(USERS):
-        user = await User.create(organisation=org, email=f"u{i}@acme.com", name=f"User {i}")
-        account = await MailAccount.create(
-            user=user, provider="custom_imap", display_name=user.name, email=user.email,
-            imap_host="imap.acme.com", imap_port=993, imap_security="SSL", imap_username=user.email,
-            imap_auth_kind="PASSWORD", imap_secret="x", smtp_host="smtp.acme.com", smtp_port=465,
-            smtp_security="SSL", smtp_username=user.email, smtp_auth_kind="PASSWORD", smtp_secret="x",
-            sharing=SHARINGS[i % 3])
-        await Folder.create(account=account, name="INBOX")
-        if i % 10 == 0:
-            await AccountExcludedDomain.create(account=account, domain=f"cust{i}.com")
-    owners = await User.all().values_list("id", flat=True)
-    await CrmRecord.bulk_create([
-        CrmRecord(organisation=org, kind=RecordKind.CONTACT if i % 2 else RecordKind.LEAD,
-                  owner_id=rng.choice(owners), last_name=f"Record {i}",
-                  primary_email=f"c{i}@cust{i % CUSTOMER_DOMAINS}.com",
-                  secondary_email=f"c{i}.alt@gmail.com" if i % 3 == 0 else None)
-        for i in range(RECORDS)], batch_size=2000)
-
-
-def generate(rng: random.Random, count: int, ids: dict, start: int):
-    """Rows for messages ``start..start+count``: (messages, addresses, links)."""
-    messages, addresses, links = [], [], []
-    epoch = datetime(2023, 1, 1, tzinfo=UTC)
-    for mid in range(start, start + count):
-        account = rng.choice(ids["accounts"])
-        date = epoch + timedelta(seconds=rng.randrange(2 * 365 * 86400))
-        messages.append((mid, 1, mid, None, f"<{mid}@bench>", None, "", None, f"Subject {mid}", "",
-                         account["email"], date, "RECEIVED", False, False, False, "", 1000, False,
-                         "[]", date, account["id"], account["folder"]))
-        addresses.append((mid, "TO", "", account["email"], "acme.com", False))
-        linked = set()
-        for role in ("FROM", "CC")[: rng.choice((1, 1, 2))]:
-            r = rng.random()
-            if r < 0.80:
-                x = rng.random()
-                record = BUSY if x < 0.005 else SECOND_BUSY if x < 0.007 else rng.randrange(RECORDS)
-                address = f"c{record}@cust{record % CUSTOMER_DOMAINS}.com"
-                linked.add(ids["records"][record])
-            elif r < 0.88:
-                address = f"colleague{rng.randrange(USERS)}@acme.com"
-            elif r < 0.93:
-                address = f"x@{rng.choice(('', 'mail.'))}{rng.choice(EXCLUDED)}"
-            else:
-                address = f"someone{rng.randrange(10**6)}@elsewhere{rng.randrange(500)}.net"
-            addresses.append((mid, role, "", address, address.rpartition("@")[2], True))
-        links.extend((mid, record, date) for record in linked)  # message_link.date = message.date
-    return messages, addresses, links
-
-
-MESSAGE_COLUMNS = [
-    "id", "uidvalidity", "uid", "modseq", "message_id", "in_reply_to", "references", "thread_key",
-    "subject", "from_name", "from_address", "date", "direction", "seen", "flagged", "answered",
-    "snippet", "size", "has_attachments", "parse_warnings", "created_at", "account_id", "folder_id"]
-ADDRESS_COLUMNS = ["message_id", "role", "name", "address", "domain", "is_counterparty"]
-
-
-async def load(url: str, total: int, rng: random.Random) -> None:
-    await Tortoise.init(config=tortoise_config(url))
-    try:
-        await create_small_rows(rng)
-        accounts = await MailAccount.all().values("id", "email", "user_id")
-        folders = dict(await Folder.all().values_list("account_id", "id"))
-        ids = {"accounts": [{**a, "folder": folders[a["id"]]} for a in accounts],
-               "records": await CrmRecord.all().order_by("id").values_list("id", flat=True)}
-        custom = await MailAccount.filter(sharing="CUSTOM").values_list("user_id", flat=True)
-    finally:
-        await Tortoise.close_connections()
-    flags = sorted({(u, ids["records"][r]) for u in custom
-                    for r in [BUSY, *rng.sample(range(RECORDS), RECORDS // 10)]})
-    batch = 100_000
-    if _is_pg(url):
-        conn = await asyncpg.connect(_dsn(url))
-        # COPY is binary: jsonb is a version byte then the text
-        await conn.set_type_codec("jsonb", encoder=lambda v: b"\x01" + v.encode(),
-                                  decoder=lambda b: json.loads(b[1:]), schema="pg_catalog",
-                                  format="binary")
-        await conn.copy_records_to_table("share_flag", records=[(u, r, datetime.now(UTC)) for u, r in flags],
-                                         columns=["user_id", "record_id", "created_at"])
-        for start in range(1, total + 1, batch):
-            messages, addresses, links = generate(rng, min(batch, total + 1 - start), ids, start)
-            await conn.copy_records_to_table("message", records=messages, columns=MESSAGE_COLUMNS)
-            await conn.copy_records_to_table("message_address", records=addresses, columns=ADDRESS_COLUMNS)
-            await conn.copy_records_to_table("message_link", records=links,
-                                             columns=["message_id", "record_id", "date"])
-            print(f"  loaded {start + len(messages) - 1} messages", flush=True)
-        await conn.execute("SELECT setval('message_id_seq', $1)", total)
-        await conn.execute("VACUUM ANALYZE")
-        await conn.close()
-        return
-    db = sqlite3.connect(url.removeprefix("sqlite://"))
-    db.executemany("INSERT INTO share_flag (user_id, record_id, created_at) VALUES (?, ?, ?)",
-                   [(u, r, datetime.now(UTC)) for u, r in flags])
-    for start in range(1, total + 1, batch):
-        messages, addresses, links = generate(rng, min(batch, total + 1 - start), ids, start)
-        cols = ", ".join(f'"{c}"' for c in MESSAGE_COLUMNS)
-        db.executemany(f"INSERT INTO message ({cols}) VALUES ({', '.join('?' * len(MESSAGE_COLUMNS))})", messages)
-        db.executemany(f"INSERT INTO message_address ({', '.join(ADDRESS_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?)", addresses)
-        db.executemany("INSERT INTO message_link (message_id, record_id, date) VALUES (?, ?, ?)", links)
-        db.commit()
-        print(f"  loaded {start + len(messages) - 1} messages", flush=True)
-    db.execute("ANALYZE")
-    db.commit()
-    db.close()
 
 
 def _sql(query) -> tuple[str, list]:
@@ -328,19 +205,7 @@ async def main() -> None:
     args = parser.parse_args()
     url = args.database_url
     if not args.reuse:
-        if _is_pg(url):
-            name = urlsplit(url).path.lstrip("/")
-            admin = await asyncpg.connect(_dsn(url, "postgres"))
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-            await admin.close()
-        else:
-            from pathlib import Path
-            Path(url.removeprefix("sqlite://")).unlink(missing_ok=True)
-        await migrate_database(url)
-        began = time.perf_counter()
-        await load(url, args.messages, random.Random(2024))
-        print(f"loaded in {time.perf_counter() - began:.0f} s")
+        print(f"loaded in {await create_and_load(url, args.messages, SHAPE):.0f} s")
     for name in args.index:
         await Tortoise.init(config=tortoise_config(url))
         await connections.get("default").execute_script(

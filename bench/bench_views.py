@@ -1,12 +1,13 @@
 """The Emails related list and the SalesInbox through the real server, against hand-written SQL.
 
-Loads a synthetic organisation straight into the database (COPY on PostgreSQL, executemany on
-SQLite): 50 users with one mail account each (PRIVATE/CUSTOM/PUBLIC), 20,000 leads/contacts,
-N messages (default 1,000,000) with their addresses and links. User 0 is the busy user (≈ 10 %
-of all mail, PUBLIC account) and owns record 0, the busy contact (≈ 0.5 % of all mail linked,
-≈ 5,300 links at 1M). Then starts the app (``create_app``, lifespan on) under uvicorn on a free
-127.0.0.1 port in this process and event loop (uvloop + httptools, as ``salesinbox serve``), and
-times, interleaved (each run executes every variant once, in rotating order), p50/p95 of:
+Loads a synthetic organisation straight into the database with bench/synthetic_org.py (COPY
+on PostgreSQL, executemany on SQLite): 50 users with one mail account each
+(PRIVATE/CUSTOM/PUBLIC), 20,000 leads/contacts, N messages (default 1,000,000) with their
+addresses and links. User 0 is the busy user (≈ 10 % of all mail, PUBLIC account) and owns
+record 0, the busy contact (≈ 0.5 % of all mail linked, ≈ 5,300 links at 1M). Then starts the
+app (``create_app``, lifespan on) under uvicorn on a free 127.0.0.1 port in this process and
+event loop (uvloop + httptools, as ``salesinbox serve``), and times, interleaved (each run
+executes every variant once, in rotating order), p50/p95 of:
 
 * scenarios: the busy record's related list (first page of 50) seen by a colleague (user 1,
   CUSTOM account: most of the page is other users' mail, so the policy decides) and by its
@@ -39,11 +40,9 @@ import asyncio
 import cProfile
 import gc
 import io
-import json
 import logging
 import os
 import pstats
-import random
 import re
 import shutil
 import socket
@@ -52,23 +51,18 @@ import statistics
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import httpx2 as httpx
 import uvicorn
 import uvloop
-from tortoise import Tortoise, connections
+from tortoise import connections
 
 from salesinbox.core import views
 from salesinbox.core.credentials import generate_key
-from salesinbox.core.db import migrate_database, tortoise_config
-from salesinbox.core.models import (
-    AccountExcludedDomain, CrmRecord, DomainKind, Folder, MailAccount, Organisation,
-    OrganisationDomain, RecordKind, User,
-)
+from salesinbox.core.db import tortoise_config
+from salesinbox.core.models import CrmRecord, RecordKind, User
 from salesinbox.core.records import get_record
 from salesinbox.core.settings import Settings
 from salesinbox.core.tokens import authenticate, issue_token
@@ -77,20 +71,16 @@ from salesinbox.schema.app import create_app
 from salesinbox.schema.context import Context
 from salesinbox.schema.loaders import folder_name_by_id, owner_by_account, records_by_message
 
-USERS, RECORDS, CUSTOMER_DOMAINS = 50, 20_000, 3_000
-BUSY_USER, COLLEAGUE = 0, 1  # user indexes: busy user (owns the busy record), colleague viewer
-BUSY_USER_SHARE = 0.10  # of all messages, in the busy user's account
-BUSY_RECORD, BUSY_RECORD_SHARE = 0, 0.005  # record index, share of counterparties that are it
-SHARINGS = ["PRIVATE", "CUSTOM", "PUBLIC"]  # user i's account: SHARINGS[i % 3], user 0 PUBLIC
-EXCLUDED = [f"excluded{i}.com" for i in range(20)]
-PAGE = 50
+# bench/synthetic_org.py: bench/ is on sys.path when this file runs as a script
+from synthetic_org import Shape, _dsn, _is_pg, _sqlite_path, create_and_load, drop_database
 
-MESSAGE_COLUMNS = [
-    "id", "uidvalidity", "uid", "modseq", "message_id", "in_reply_to", "references", "thread_key",
-    "subject", "from_name", "from_address", "date", "direction", "seen", "flagged", "answered",
-    "snippet", "size", "has_attachments", "parse_warnings", "created_at", "account_id", "folder_id"]
-ADDRESS_COLUMNS = ["message_id", "role", "name", "address", "domain", "is_counterparty"]
-LINK_COLUMNS = ["message_id", "record_id", "date"]
+BUSY_USER, COLLEAGUE = 0, 1  # user indexes: busy user (owns the busy record), colleague viewer
+# The organisation of bench/synthetic_org.py as this benchmark loads it: user 0 (PUBLIC) has 10 %
+# of all mail and owns record 0, the busy contact (0.5 % of the record counterparties).
+SHAPE = Shape(users=50, busy_user=BUSY_USER, busy_user_share=0.10, busy_records=(0.005,),
+              share_busy_every=2, owners_by_id=True, even_records=RecordKind.CONTACT,
+              excluded_account_offset=5, detailed_mail=True)
+PAGE = 50
 
 RELATED_GQL = """query($id: ID!) { %s(id: $id) { emails(first: 50) {
   items { id subject date fromAddress direction owner { name } linkedRecords { id } } nextCursor } } }"""
@@ -141,185 +131,11 @@ ORDER BY p.date DESC, p.id DESC
 """
 
 
-def _is_pg(url: str) -> bool:
-    return url.startswith(("postgres://", "postgresql://"))
-
-
-def _dsn(url: str, database: str | None = None) -> str:
-    parts = urlsplit(url.replace("postgres://", "postgresql://", 1))
-    return urlunsplit(parts._replace(path="/" + database)) if database else urlunsplit(parts)
-
-
-def _sqlite_path(url: str) -> str:
-    return url.removeprefix("sqlite://").split("?")[0]
-
-
 def _hand_sql(template: str, pg: bool, accounts: int = 0) -> str:
     sql = template.replace("{accounts}", ", ".join(f"${n}" for n in range(1, accounts + 1)))
     if pg:
         return sql.replace("{agg}", "array_agg")
     return re.sub(r"\$(\d+)", r"?\1", sql.replace("{agg}", "group_concat"))
-
-
-# ---------------------------------------------------------------------------------- loading
-
-async def create_small_rows(rng: random.Random) -> None:
-    """Organisation, domains, users with one account (INBOX + Sent) each, records, via the ORM."""
-    org = await Organisation.create(name="Bench")
-    await OrganisationDomain.create(organisation=org, kind=DomainKind.COMPANY, domain="acme.com")
-    await OrganisationDomain.bulk_create(
-        [OrganisationDomain(organisation=org, kind=DomainKind.EXCLUDED, domain=d) for d in EXCLUDED])
-    for i in range(USERS):
-        user = await User.create(organisation=org, email=f"u{i}@acme.com", name=f"User {i}")
-        account = await MailAccount.create(
-            user=user, provider="custom_imap", display_name=user.name, email=user.email,
-            imap_host="imap.acme.com", imap_port=993, imap_security="SSL", imap_username=user.email,
-            imap_auth_kind="PASSWORD", imap_secret="x", smtp_host="smtp.acme.com", smtp_port=465,
-            smtp_security="SSL", smtp_username=user.email, smtp_auth_kind="PASSWORD", smtp_secret="x",
-            sharing="PUBLIC" if i == BUSY_USER else SHARINGS[i % 3])
-        await Folder.create(account=account, name="INBOX")
-        await Folder.create(account=account, name="Sent")
-        if i % 10 == 5:
-            await AccountExcludedDomain.create(account=account, domain=f"cust{i}.com")
-    users = await User.all().order_by("id").values_list("id", flat=True)
-    await CrmRecord.bulk_create([
-        CrmRecord(organisation=org, kind=RecordKind.CONTACT if i % 2 == 0 else RecordKind.LEAD,
-                  owner_id=users[BUSY_USER] if i == BUSY_RECORD else rng.choice(users),
-                  last_name=f"Record {i}", primary_email=f"c{i}@cust{i % CUSTOMER_DOMAINS}.com",
-                  secondary_email=f"c{i}.alt@gmail.com" if i % 3 == 0 else None)
-        for i in range(RECORDS)], batch_size=2000)
-
-
-def generate(rng: random.Random, count: int, ids: dict, start: int):
-    """Rows for messages ``start..start+count``: (messages, addresses, links)."""
-    messages, addresses, links = [], [], []
-    epoch = datetime(2023, 1, 1, tzinfo=UTC)
-    busy, others = ids["accounts"][BUSY_USER], ids["accounts"][1:]
-    for mid in range(start, start + count):
-        account = busy if rng.random() < BUSY_USER_SHARE else rng.choice(others)
-        date = epoch + timedelta(seconds=rng.randrange(2 * 365 * 86400))
-        sent = rng.random() < 0.2
-        linked, counterparties = set(), []
-        for _ in range(rng.choice((1, 1, 2))):
-            r = rng.random()
-            if r < 0.80:
-                x = rng.random()
-                record = BUSY_RECORD if x < BUSY_RECORD_SHARE else rng.randrange(RECORDS)
-                address = f"c{record}@cust{record % CUSTOMER_DOMAINS}.com"
-                linked.add(ids["records"][record])
-            elif r < 0.88:
-                address = f"colleague{rng.randrange(USERS)}@acme.com"
-            elif r < 0.93:
-                address = f"x@{rng.choice(('', 'mail.'))}{rng.choice(EXCLUDED)}"
-            else:
-                address = f"someone{rng.randrange(10**6)}@elsewhere{rng.randrange(500)}.net"
-            counterparties.append(address)
-        own = ("FROM", "", account["email"], "acme.com", False)
-        if sent:
-            roles = [own, *(("TO" if n == 0 else "CC", "", a, a.rpartition("@")[2], True)
-                            for n, a in enumerate(counterparties))]
-        else:
-            roles = [*(("FROM" if n == 0 else "CC", "", a, a.rpartition("@")[2], True)
-                       for n, a in enumerate(counterparties)), ("TO", *own[1:])]
-        sender = roles[0][2]
-        messages.append((mid, 1, mid, None, f"<{mid}@bench>", None, "", f"<{mid}@bench>",
-                         f"Subject {mid}", "", sender, date, "SENT" if sent else "RECEIVED",
-                         rng.random() < 0.7, False, False, "", 1000 + mid % 5000, False, "[]", date,
-                         account["id"], account["sent" if sent else "inbox"]))
-        addresses.extend((mid, *role) for role in roles)
-        links.extend((mid, record, date) for record in linked)
-    return messages, addresses, links
-
-
-async def load(url: str, total: int, rng: random.Random) -> None:
-    await Tortoise.init(config=tortoise_config(url))
-    try:
-        await create_small_rows(rng)
-        accounts = await MailAccount.all().order_by("user_id").values("id", "email", "user_id", "sharing")
-        folders = {(f["account_id"], f["name"]): f["id"]
-                   for f in await Folder.all().values("id", "account_id", "name")}
-        ids = {"accounts": [{**a, "inbox": folders[a["id"], "INBOX"], "sent": folders[a["id"], "Sent"]}
-                            for a in accounts],
-               "records": await CrmRecord.all().order_by("id").values_list("id", flat=True)}
-    finally:
-        await Tortoise.close_connections()
-    custom = [a["user_id"] for a in ids["accounts"] if a["sharing"] == "CUSTOM"]
-    busy = ids["records"][BUSY_RECORD]
-    flags = sorted({(u, ids["records"][r]) for u in custom for r in rng.sample(range(RECORDS), RECORDS // 10)}
-                   | {(u, busy) for u in custom[::2]})  # half the CUSTOM users share the busy record
-    now = datetime.now(UTC)
-    batch = 100_000
-    if _is_pg(url):
-        conn = await asyncpg.connect(_dsn(url))
-        try:
-            # COPY is binary: jsonb is a version byte then the text
-            await conn.set_type_codec("jsonb", encoder=lambda v: b"\x01" + v.encode(),
-                                      decoder=lambda b: json.loads(b[1:]), schema="pg_catalog",
-                                      format="binary")
-            await conn.copy_records_to_table("share_flag", records=[(u, r, now) for u, r in flags],
-                                             columns=["user_id", "record_id", "created_at"])
-            for start in range(1, total + 1, batch):
-                messages, addresses, links = generate(rng, min(batch, total + 1 - start), ids, start)
-                await conn.copy_records_to_table("message", records=messages, columns=MESSAGE_COLUMNS)
-                await conn.copy_records_to_table("message_address", records=addresses, columns=ADDRESS_COLUMNS)
-                await conn.copy_records_to_table("message_link", records=links, columns=LINK_COLUMNS)
-                print(f"  loaded {start + len(messages) - 1} messages", flush=True)
-            await conn.execute("SELECT setval('message_id_seq', $1)", total)
-            await conn.execute("VACUUM ANALYZE")
-        finally:
-            await conn.close()
-        return
-    db = sqlite3.connect(_sqlite_path(url))
-    try:
-        db.execute("PRAGMA synchronous = OFF")  # this connection only: a bench load, not the app
-        db.execute("PRAGMA cache_size = -1000000")  # 1 GB: index b-trees stay in memory
-        db.executemany("INSERT INTO share_flag (user_id, record_id, created_at) VALUES (?, ?, ?)",
-                       [(u, r, now) for u, r in flags])
-
-        def insert(table: str, columns: list[str], rows: list[tuple]) -> None:
-            names = ", ".join(f'"{c}"' for c in columns)
-            db.executemany(f"INSERT INTO {table} ({names}) VALUES ({', '.join('?' * len(columns))})", rows)
-
-        for start in range(1, total + 1, batch):
-            messages, addresses, links = generate(rng, min(batch, total + 1 - start), ids, start)
-            insert("message", MESSAGE_COLUMNS, messages)
-            insert("message_address", ADDRESS_COLUMNS, addresses)
-            insert("message_link", LINK_COLUMNS, links)
-            db.commit()
-            print(f"  loaded {start + len(messages) - 1} messages", flush=True)
-        db.execute("ANALYZE")
-        db.commit()
-    finally:
-        db.close()
-
-
-async def create_database(url: str) -> None:
-    if _is_pg(url):
-        name = urlsplit(url).path.lstrip("/")
-        admin = await asyncpg.connect(_dsn(url, "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await admin.close()
-    else:
-        for suffix in ("", "-wal", "-shm"):
-            Path(_sqlite_path(url) + suffix).unlink(missing_ok=True)
-    await migrate_database(url)
-
-
-async def drop_database(url: str) -> None:
-    if _is_pg(url):
-        name = urlsplit(url).path.lstrip("/")
-        admin = await asyncpg.connect(_dsn(url, "postgres"))
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-    else:
-        for suffix in ("", "-wal", "-shm"):
-            Path(_sqlite_path(url) + suffix).unlink(missing_ok=True)
-    print(f"dropped {url}")
 
 
 # ---------------------------------------------------------------------------------- timing
@@ -679,10 +495,8 @@ async def main() -> None:
     args = parser.parse_args()
     url = args.database_url
     if not args.reuse:
-        await create_database(url)
-        began = time.perf_counter()
-        await load(url, args.messages, random.Random(2024))
-        print(f"loaded {args.messages} messages in {time.perf_counter() - began:.0f} s")
+        seconds = await create_and_load(url, args.messages, SHAPE)
+        print(f"loaded {args.messages} messages in {seconds:.0f} s")
     if not args.load_only:
         await measure(url, args.runs, args.rounds, args.profile, args.profile_runs, args.gc_freeze)
     if args.drop:
