@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,9 +22,11 @@ from salesinbox.core.settings import Settings
 from salesinbox.core.sync import SyncServices
 from salesinbox.core.tokens import issue_token, token_cache
 from salesinbox.core.users import create_user
+from salesinbox.schema.api import SalesInboxSchema, build_schema
 from salesinbox.schema.app import create_app
 
 from .database import TemplateDatabase, configured_backend
+from .field_coverage import FieldCoverage
 from .servers.certs import CertBundle
 
 pytest_plugins = ["tests.servers.fixtures"]
@@ -31,6 +34,48 @@ pytest_plugins = ["tests.servers.fixtures"]
 
 def pytest_report_header() -> str:
     return f"salesinbox database backend: {configured_backend()}"
+
+
+# Every GraphQL field must be selected by some test (tests/field_coverage.py).
+_field_coverage = FieldCoverage()
+_deselected = 0
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name in ("execute", "subscribe", "stream"):  # HTTP, schema.subscribe, WebSocket
+        original = getattr(SalesInboxSchema, name)
+
+        @functools.wraps(original)
+        def recording(self: SalesInboxSchema, query: str | None, *args: object, _original=original,
+                      **kwargs: object) -> object:
+            _field_coverage.record(query)
+            return _original(self, query, *args, **kwargs)
+
+        setattr(SalesInboxSchema, name, recording)
+        config.add_cleanup(functools.partial(setattr, SalesInboxSchema, name, original))
+
+
+def pytest_deselected(items: list[pytest.Item]) -> None:
+    global _deselected
+    _deselected += len(items)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """After a complete, green run of the whole suite, fail it if a GraphQL field went untested."""
+    config = session.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    complete = (
+        exitstatus == pytest.ExitCode.OK and _deselected == 0 and not config.option.keyword
+        and config.args_source != pytest.Config.ArgsSource.ARGS
+        and not (reporter and reporter.stats.get("skipped"))
+    )
+    if not complete:
+        return
+    missing = _field_coverage.missing(build_schema()._schema)
+    if missing:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter:
+            reporter.write_line(f"GraphQL fields that no test selects ({len(missing)}): {', '.join(missing)}", red=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

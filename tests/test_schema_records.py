@@ -38,10 +38,15 @@ async def test_lead_lifecycle(api: GraphQLClient, rep: User, rep_token: str) -> 
     assert await CrmRecord.all().count() == 0
 
 
-async def test_contact_lifecycle(api: GraphQLClient, rep_token: str, other_rep: User) -> None:
-    created = await api.ok("mutation { createContact(input: {lastName: \"Smith\", primaryEmail: \"s@initech.com\"}) { id kind } }", token=rep_token)
-    contact_id = created["createContact"]["id"]
-    assert created["createContact"]["kind"] == "CONTACT"
+async def test_contact_lifecycle(api: GraphQLClient, rep: User, rep_token: str, other_rep: User) -> None:
+    created = await api.ok(f"mutation {{ createContact(input: {{lastName: \"Smith\", firstName: \"Sam\", company: \"Initech\", "
+                           f"primaryEmail: \"s@initech.com\"}}) {{ {FIELDS} }} }}", token=rep_token)
+    contact = created["createContact"]
+    contact_id = contact["id"]
+    assert {k: contact[k] for k in ("kind", "firstName", "fullName", "company", "ownerId", "secondaryEmail")} == {
+        "kind": "CONTACT", "firstName": "Sam", "fullName": "Sam Smith", "company": "Initech", "ownerId": str(rep.id),
+        "secondaryEmail": None}
+    assert contact["createdAt"][:16] == contact["updatedAt"][:16] and contact["createdAt"].startswith("20")
     data = await api.ok("query($id: ID!) { contact(id: $id) { lastName } contacts { total items { lastName } } }",
                         {"id": contact_id}, token=rep_token)
     assert data["contact"]["lastName"] == "Smith" and data["contacts"]["total"] == 1

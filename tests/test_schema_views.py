@@ -165,9 +165,10 @@ async def test_share_email_is_refused_unless_custom(api: GraphQLClient, rep_toke
 
 async def test_message_detail_and_threads(api: GraphQLClient, rep_token: str, other_rep: User, world: dict) -> None:
     m = world["m"]
-    detail = "query($id: ID!) { message(id: $id) { subject bodyText bodyHtml to { address } cc { address } bcc { address } attachments { filename contentType size isInline contentId } threadKey inReplyTo } }"
+    detail = "query($id: ID!) { message(id: $id) { subject accountId messageId bodyText bodyHtml to { name address } cc { address } bcc { address } attachments { filename contentType size isInline contentId } threadKey inReplyTo } }"
     data = (await api.ok(detail, {"id": str(m["r1"].id)}, token=rep_token))["message"]
-    assert data["bodyText"] == "Body of Offer" and data["to"] == [{"address": "rep@acme.test"}]
+    assert data["bodyText"] == "Body of Offer" and data["to"] == [{"name": "", "address": "rep@acme.test"}]
+    assert data["accountId"] == str(world["rep_account"].id) and data["messageId"] == m["r1"].message_id
     assert data["attachments"] == [{"filename": "quote.pdf", "contentType": "application/pdf", "size": 1234,
                                     "isInline": False, "contentId": None}]
     other_token = (await issue_token(other_rep, "t"))[1]
@@ -212,6 +213,15 @@ async def test_a_page_of_fifty_costs_a_fixed_number_of_queries(api: GraphQLClien
         sizes[n] = len(counted)
     # the viewer's accounts + the page + one per relation (folders, owners, links): no N+1.
     assert sizes == {5: 5, 50: 5}, counted
+
+
+async def test_a_leads_related_list_threads_and_share_flag(api: GraphQLClient, rep_token: str, world: dict) -> None:
+    query = """query($id: ID!) { lead(id: $id) { ... on Lead { shareEmail emails { items { id } }
+               threads { subject messageCount messages { id } } } } }"""
+    data = (await api.ok(query, {"id": str(world["lead"].id)}, token=rep_token))["lead"]
+    intro = str(world["m"]["r3"].id)
+    assert data == {"shareEmail": False, "emails": {"items": [{"id": intro}]},
+                    "threads": [{"subject": "Intro", "messageCount": 1, "messages": [{"id": intro}]}]}
 
 
 async def test_a_single_message_reads_its_folder_owner_and_records(api: GraphQLClient, rep_token: str,
