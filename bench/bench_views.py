@@ -394,7 +394,8 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
         # What one request sends, and the related-list query's plan.
         with QueryLog() as log:
             await http(related_query, {"id": str(record.id)}, colleague)
-        print(f"\n--- SQL sent by one related-list request (colleague): {len(log.statements)} statements")
+        print(f"\n--- SQL sent by one related-list request (colleague): {len(log.statements)} statements "
+              "(a token lookup among them runs once per token_cache_seconds, 5 s, per token)")
         for sql, values in log.statements:
             print(f"  {' '.join(sql.split())[:200]}{' …' if len(' '.join(sql.split())) > 200 else ''}   {values[:6]}")
         with QueryLog() as log:
