@@ -14,6 +14,9 @@ executes every variant once, in rotating order), p50/p95 of:
   owner (user 0); the busy user's SalesInbox first page;
 * variants of each, from the outside in:
   ``http``     the GraphQL query over HTTP (httpx2, one keep-alive connection);
+  ``canned``   the same query over HTTP to a strawberry endpoint answering the same data from
+               memory (bench/canned_graphql.py: no auth, no database): the floor of any
+               strawberry server returning those rows;
   ``gql``      the same operation through ``schema.execute`` in process (no HTTP, no JSON);
   ``orm_all``  every ORM call the operation makes (token lookup — cached, as in the server —,
                the record, the page, the page's linked records and owners/folders), no GraphQL;
@@ -70,8 +73,10 @@ from salesinbox.schema.api import build_schema
 from salesinbox.schema.app import create_app
 from salesinbox.schema.context import Context
 from salesinbox.schema.loaders import folder_name_by_id, owner_by_account, records_by_message
+from starlette.routing import Route
 
-# bench/synthetic_org.py: bench/ is on sys.path when this file runs as a script
+# bench/canned_graphql.py, bench/synthetic_org.py: bench/ is on sys.path when this runs as a script
+from canned_graphql import canned_app
 from synthetic_org import Shape, _dsn, _is_pg, _sqlite_path, create_and_load, drop_database
 
 BUSY_USER, COLLEAGUE = 0, 1  # user indexes: busy user (owns the busy record), colleague viewer
@@ -368,6 +373,22 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
                                            for r in hand[:PAGE]]
         print(f"  SalesInbox: {len(got['items'])} rows, same as the hand-written SQL")
 
+        # The floor of strawberry + HTTP: the same answers served from memory (bench/canned_graphql.py).
+        related_answer = (await http(related_query, {"id": str(record.id)}, colleague))[field]["emails"]
+        app.router.routes.append(Route("/canned", canned_app(related_answer, got), methods=["POST"]))
+
+        async def canned(query: str, variables: dict) -> dict:
+            response = await client.post("/canned", json={"query": query, "variables": variables})
+            body = response.json()
+            assert response.status_code == 200 and not body.get("errors"), body
+            return body["data"]
+
+        assert (await canned(related_query, {"id": str(record.id)}))[field]["emails"] == related_answer
+        assert (await canned(INBOX_GQL, {}))["salesInbox"] == got
+        for label in scenarios:
+            query, variables = (INBOX_GQL, {}) if label.startswith("SalesInbox") else (related_query, {"id": str(record.id)})
+            scenarios[label]["canned"] = lambda q=query, v=variables: canned(q, v)
+
         # Warm-up, then interleaved rounds.
         for variants in scenarios.values():
             for call in variants.values():
@@ -464,7 +485,7 @@ def report(results: Results, scenarios: dict, runs: int, rounds: int, loads: lis
     print("\n  ratios to the hand-written SQL (p50 | p95), overall and per round")
     for label in scenarios:
         raw_all = results.all((label, "raw"))
-        for name in ("http", "gql", "orm_all", "orm_page"):
+        for name in ("http", "canned", "gql", "orm_all", "orm_page"):
             mine = results.all((label, name))
             per = "  ".join(
                 f"{statistics.median(a) / statistics.median(b):.1f}"
