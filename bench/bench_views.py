@@ -65,7 +65,7 @@ from tortoise import connections
 from salesinbox.core import views
 from salesinbox.core.credentials import generate_key
 from salesinbox.core.db import tortoise_config
-from salesinbox.core.models import CrmRecord, RecordKind, User
+from salesinbox.core.models import CrmRecord, Direction, RecordKind, User
 from salesinbox.core.records import get_record
 from salesinbox.core.settings import Settings
 from salesinbox.core.tokens import authenticate, issue_token
@@ -91,6 +91,20 @@ RELATED_GQL = """query($id: ID!) { %s(id: $id) { emails(first: 50) {
   items { id subject date fromAddress direction owner { name } linkedRecords { id } } nextCursor } } }"""
 INBOX_GQL = """{ salesInbox(first: 50) {
   items { id subject date fromAddress folder linkedRecords { id } } nextCursor } }"""
+
+FILTER_RUNS = 10
+INBOX_FILTERS = [
+    ("none (first page)", views.InboxFilter()),
+    ("folder INBOX", views.InboxFilter(folder="INBOX")),
+    ("unread", views.InboxFilter(seen=False)),
+    ("sent", views.InboxFilter(direction=Direction.SENT)),
+    ("linked to leads", views.InboxFilter(linked="LEADS")),
+    ("linked to contacts", views.InboxFilter(linked="CONTACTS")),
+    ("linked to nothing", views.InboxFilter(linked="NONE")),
+    ("search, common ('cust1')", views.InboxFilter(search="cust1")),
+    ("search, rare ('Subject 123456')", views.InboxFilter(search="Subject 123456")),
+    ("search, no match", views.InboxFilter(search="zzz-no-such-text")),
+]
 
 # The related list by hand, in one statement: the policy of core/policy.py, newest first by the
 # link's date ($1 record, $2 viewer, $3 organisation), then each row's owner and linked records.
@@ -411,6 +425,17 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
         loads.append(os.getloadavg()[0])
         report(results, scenarios, runs, rounds, loads, pg)
         print(f"  garbage collector during the rounds (client and server share the process): {collector.summary()}")
+
+        # The SalesInbox's filters, each alone (not interleaved; the page query only).
+        print(f"\n--- SalesInbox filters of the busy user, views.inbox_page, p50 / max of {FILTER_RUNS} runs (ms)")
+        for label, filters in INBOX_FILTERS:
+            samples = []
+            for _ in range(FILTER_RUNS + 1):
+                began = time.perf_counter()
+                page = await views.inbox_page(owner, filters, first=PAGE)
+                samples.append((time.perf_counter() - began) * 1000)
+            samples = samples[1:]  # the first run warms the cache
+            print(f"  {label:<34} {statistics.median(samples):8.2f} {max(samples):8.2f}   {len(page.items)} rows")
 
         # What one request sends, and the related-list query's plan.
         with QueryLog() as log:

@@ -25,8 +25,8 @@ How the SQL is built. The viewer-dependent account sets (V's own accounts, the P
 accounts of V's organisation, PUBLIC accounts) are Tortoise sub-queries, run once per query.
 The checks on *this* message's links, addresses and owner's share flags are sub-queries
 correlated with the outer ``"message"`` row; Tortoise 1.1 has no ``Exists``/``OuterRef``, so
-they are fixed SQL fragments (:class:`_Sql`) whose only value, the organisation id, is a
-bound parameter. They read ``"message"."id" IN (correlated sub-query)``, which SQLite and
+they are fixed SQL fragments (:class:`~.sql_fragment.SqlFragment`) whose only value, the
+organisation id, is a bound parameter. They read ``"message"."id" IN (correlated sub-query)``, which SQLite and
 PostgreSQL both run per candidate row through the indexes ``message_link(message_id, …)``,
 ``share_flag(user_id, record_id)`` and ``message_address(message_id, …)``: cheap when the
 candidates come from a record's links or from one account. Correlation matters on
@@ -39,8 +39,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pypika_tortoise import SqlContext
-from pypika_tortoise.terms import Term, ValueWrapper
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
@@ -57,27 +55,7 @@ from .models import (
     SharingPermission,
     User,
 )
-
-
-class _Sql(Term):
-    """A fixed SQL fragment in which each ``{}`` becomes a bound parameter for a value.
-
-    Tortoise 1.1's ``RawSQL`` takes no parameters; this renders the values through pypika's
-    ``ValueWrapper``, i.e. as ``?``/``$n`` placeholders with the values sent apart.
-    """
-
-    def __init__(self, text: str, *values: object) -> None:
-        super().__init__()
-        self.parts = " ".join(text.split()).split("{}")
-        if len(self.parts) != len(values) + 1:
-            raise ValueError("one value per {} placeholder")
-        self.values = values
-
-    def get_sql(self, ctx: SqlContext) -> str:
-        sql = self.parts[0]
-        for value, part in zip(self.values, self.parts[1:], strict=True):
-            sql += ValueWrapper(value).get_sql(ctx) + part
-        return sql
+from .sql_fragment import SqlFragment
 
 
 # "domain d is the listed domain l or a subdomain of it": d = l, or d ends with "." || l.
@@ -89,7 +67,7 @@ _KINDS = f"('{DomainKind.COMPANY}', '{DomainKind.EXCLUDED}')"
 
 def _has_link() -> Q:
     """M is linked to at least one lead/contact."""
-    return Q(id__in=_Sql("""
+    return Q(id__in=SqlFragment("""
         (SELECT pol_l.message_id FROM message_link pol_l WHERE pol_l.message_id = "message"."id")
     """))
 
@@ -98,7 +76,7 @@ def _hidden_counterparty(organisation_id: int) -> Q:
     """Some counterparty of M is in a company or excluded domain of the organisation (the
     viewer's: shared mail only ever comes from it) or in one of the account's excluded domains.
     The organisation is a parameter so each address costs one index range, not a join."""
-    return Q(id__in=_Sql(f"""
+    return Q(id__in=SqlFragment(f"""
         (SELECT pol_a.message_id FROM message_address pol_a
          WHERE pol_a.message_id = "message"."id" AND pol_a.is_counterparty
            AND (EXISTS (SELECT 1 FROM organisation_domain pol_d
@@ -112,7 +90,7 @@ def _hidden_counterparty(organisation_id: int) -> Q:
 
 def _owner_shared() -> Q:
     """The account's owner ticked Share Email on at least one record M is linked to."""
-    return Q(id__in=_Sql("""
+    return Q(id__in=SqlFragment("""
         (SELECT pol_l.message_id FROM message_link pol_l
          JOIN share_flag pol_s ON pol_s.record_id = pol_l.record_id
          JOIN mail_account pol_m ON pol_m.user_id = pol_s.user_id

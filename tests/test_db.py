@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import stat
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
+import asyncpg
 import pytest
-from tortoise import Tortoise
+from tortoise import Tortoise, connections
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 from salesinbox.core import db as db_module
+from salesinbox.core import views
 from salesinbox.core.db import APP_LABEL, migrate_database, open_database, tortoise_config
-from salesinbox.core.models import Organisation, User
+from salesinbox.core.models import Message, Organisation, User
 from salesinbox.core.settings import Settings
 
 
@@ -51,3 +58,77 @@ def test_tortoise_cli_config_comes_from_settings(monkeypatch) -> None:  # type: 
     config = db_module.TORTOISE_ORM
     assert config["connections"]["default"] == "postgres://u@db.example:5432/crm"
     assert config["apps"][APP_LABEL]["migrations"] == "salesinbox.core.migrations"
+
+
+async def _search_index_exists(url: str) -> bool:
+    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    try:
+        return bool(await connection.fetchval(
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'message_search_trgm_idx'"))
+    finally:
+        await connection.close()
+
+
+async def _search_plan(url: str) -> str:
+    """The plan of the search condition as core/views.py sends it (seq scans off: the test
+    table is empty, and the question is whether the index can serve the expression)."""
+    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    try:
+        async with connection.transaction():
+            await connection.execute("SET LOCAL enable_seqscan = off")
+            sql = Message.filter(views.text_search("rare text")).sql(params_inline=True)
+            rows = await connection.fetch("EXPLAIN " + sql)
+        return "\n".join(row[0] for row in rows)
+    finally:
+        await connection.close()
+
+
+async def test_postgresql_gets_a_trigram_index_for_search(db: Settings) -> None:
+    url = db.effective_database_url
+    connection = connections.get("default")
+    if not url.startswith("postgres"):
+        _, rows = await connection.execute_query("SELECT name FROM sqlite_master WHERE type = 'index'")
+        assert "message_search_trgm_idx" not in {row[0] for row in rows}
+        return
+    assert await _search_index_exists(url)
+    plan = await _search_plan(url)
+    assert plan.count("Bitmap Index Scan on message_search_trgm_idx") == 3, plan  # subject, name, address
+
+
+async def test_without_the_right_to_install_pg_trgm_the_migration_still_succeeds(
+    db: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not db.effective_database_url.startswith("postgres"):
+        return  # the index exists on PostgreSQL only
+    server = urlsplit(db.effective_database_url)
+    suffix = uuid.uuid4().hex[:8]
+    role, name = f"salesinbox_plain_{suffix}", f"salesinbox_plain_{suffix}"
+    admin = await asyncpg.connect(urlunsplit(server._replace(scheme="postgresql", path="/postgres")))
+    try:
+        await admin.execute(f'CREATE ROLE "{role}" LOGIN')
+        await admin.execute(f'CREATE DATABASE "{name}"')  # owned by the admin: the role may not CREATE EXTENSION
+        inside = await asyncpg.connect(urlunsplit(server._replace(scheme="postgresql", path=f"/{name}")))
+        try:
+            await inside.execute(f'GRANT CREATE, USAGE ON SCHEMA public TO "{role}"')
+        finally:
+            await inside.close()
+        url = urlunsplit(server._replace(netloc=f"{role}@{server.hostname}:{server.port or 5432}", path=f"/{name}"))
+        with caplog.at_level(logging.WARNING, logger="salesinbox.db"):
+            await migrate_database(url)
+        assert "CREATE EXTENSION pg_trgm" in caplog.text
+        assert not await _search_index_exists(url)
+        async with _opened(url):
+            assert await Organisation.all().count() == 0  # migrated all the same
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+        await admin.close()
+
+
+@asynccontextmanager
+async def _opened(url: str) -> AsyncIterator[None]:
+    await Tortoise.init(config=tortoise_config(url))
+    try:
+        yield
+    finally:
+        await Tortoise.close_connections()
