@@ -172,7 +172,8 @@ async def record_threads(
     :func:`related_page`."""
     if not record_verified:
         await _record(viewer, record_id)
-    rows = await visible_messages_for_record(viewer, record_id, shared_by).order_by("-date", "-id").limit(
+    # Newest first by the link's copy of the date: read from the index, stopping at the limit.
+    rows = await visible_messages_for_record(viewer, record_id, shared_by).order_by("-links__date", "-id").limit(
         MAX_THREAD_MESSAGES
     )
     groups: dict[str, list[Message]] = {}
