@@ -2,9 +2,10 @@
 
 Same query texts, same result shapes and values as the real server's (copied from its own
 answers), but no authentication, no database, no policy: plain strawberry types with
-synchronous resolvers, run by the server's own executor (``LeanExecutionContext``). What
-this costs over HTTP is what any strawberry server pays to return those 50 rows; the
-difference to the real server is what SalesInbox itself adds.
+synchronous resolvers, run by the server's own executor (``LeanExecutionContext``) with
+parsing and validation cached as in the server. What this costs over HTTP is what any
+strawberry server pays to return those 50 rows, before it reads anything: a server that
+must also run the SQL cannot answer in less than ``canned`` + ``raw``.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from enum import Enum
 
 import strawberry
 from strawberry.asgi import GraphQL
+from strawberry.extensions import ParserCache, ValidationCache
 
 from salesinbox.schema.execution import LeanExecutionContext
 
@@ -99,5 +101,7 @@ def canned_app(related: dict, inbox: dict) -> GraphQL:
         def sales_inbox(self, first: int = 50) -> MessagePage:
             return inbox_page
 
-    schema = strawberry.Schema(Query, execution_context_class=LeanExecutionContext)
+    # The server's caches too: parsing and validation once per query text, not per request.
+    schema = strawberry.Schema(Query, execution_context_class=LeanExecutionContext,
+                               extensions=[ParserCache, ValidationCache])
     return GraphQL(schema, graphql_ide=None)
