@@ -13,10 +13,14 @@ executes every variant once, in rotating order), p50/p95 of:
   CUSTOM account: most of the page is other users' mail, so the policy decides) and by its
   owner (user 0); the busy user's SalesInbox first page;
 * variants of each, from the outside in:
-  ``http``     the GraphQL query over HTTP (httpx2, one keep-alive connection);
-  ``canned``   the same query over HTTP to a strawberry endpoint answering the same data from
-               memory (bench/canned_graphql.py: no auth, no database): the floor of any
-               strawberry server returning those rows;
+  ``http``     the GraphQL query over HTTP from a client in a process of its own, as a
+               frontend is (bench/http_client_process.py: http.client, one keep-alive
+               connection; the time is the client's, send to last byte);
+  ``http_loop`` the same from an httpx2 client in the server's own process and event loop
+               (the client's CPU then adds to the server's: the figure before 2026-11-29);
+  ``canned``   the same query over HTTP (client process) to a strawberry endpoint answering
+               the same data from memory (bench/canned_graphql.py: no auth, no database): the
+               floor of any strawberry server returning those rows;
   ``gql``      the same operation through ``schema.execute`` in process (no HTTP, no JSON);
   ``orm_all``  every ORM call the operation makes (token lookup — cached, as in the server —,
                the record, the page, the page's linked records and owners/folders), no GraphQL;
@@ -43,6 +47,7 @@ import asyncio
 import cProfile
 import gc
 import io
+import json
 import logging
 import os
 import pstats
@@ -51,6 +56,7 @@ import shutil
 import socket
 import sqlite3
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -182,6 +188,10 @@ class Results:
         return [s for r in self.rounds[key] for s in r]
 
 
+class Measured(float):
+    """A variant's own measure of its wall time (ms): the client process times its requests."""
+
+
 async def interleaved(results: Results, scenario: str, variants: dict[str, Callable[[], Awaitable[object]]],
                       runs: int, round_: int) -> None:
     names = list(variants)
@@ -189,8 +199,9 @@ async def interleaved(results: Results, scenario: str, variants: dict[str, Calla
         shift = run % len(names)
         for name in names[shift:] + names[:shift]:
             began, cpu = time.perf_counter(), time.process_time()
-            await variants[name]()
-            results.add((scenario, name), round_, (time.perf_counter() - began) * 1000,
+            outcome = await variants[name]()
+            elapsed = (time.perf_counter() - began) * 1000
+            results.add((scenario, name), round_, float(outcome) if isinstance(outcome, Measured) else elapsed,
                         (time.process_time() - cpu) * 1000)
 
 
@@ -276,6 +287,7 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
         await asyncio.sleep(0.02)
     raw_pg: asyncpg.Connection | None = None
     raw_lite: sqlite3.Connection | None = None
+    client_process: asyncio.subprocess.Process | None = None
     try:
         # The app's lifespan connected the ORM (global fallback): the same connections serve
         # the HTTP requests and the in-process variants below.
@@ -350,17 +362,43 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
                 folder_name_by_id(sorted({m.folder_id for m in page.items})))
 
         related_query = RELATED_GQL % field
+        # The frontend: a process of its own on one keep-alive connection (bench/http_client_process.py).
+        client_process = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).with_name("http_client_process.py")), "127.0.0.1", str(port),
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)
+
+        async def remote(command: dict) -> dict:
+            client_process.stdin.write(json.dumps(command).encode() + b"\n")  # type: ignore[union-attr]
+            await client_process.stdin.drain()  # type: ignore[union-attr]
+            return json.loads(await client_process.stdout.readline())  # type: ignore[union-attr]
+
+        async def remote_define(name: str, path: str, query: str, variables: dict, token: str | None = None) -> None:
+            headers = {"Authorization": token} if token else {}
+            await remote({"op": "define", "name": name, "path": path, "headers": headers,
+                          "body": {"query": query, "variables": variables}})
+
+        async def remote_run(name: str) -> Measured:
+            answer = await remote({"op": "run", "name": name})
+            assert answer["ok"], answer
+            return Measured(answer["ms"])
+
+        for viewer in (colleague, owner):
+            await remote_define(f"related:{viewer.id}", "/graphql", related_query, {"id": str(record.id)},
+                                tokens[viewer.id])
+        await remote_define("inbox", "/graphql", INBOX_GQL, {}, tokens[owner.id])
         scenarios: dict[str, dict[str, Callable[[], Awaitable[object]]]] = {}
         for label, viewer in (("related list, colleague", colleague), ("related list, owner", owner)):
             scenarios[label] = {
-                "http": lambda v=viewer: http(related_query, {"id": str(record.id)}, v),
+                "http": lambda v=viewer: remote_run(f"related:{v.id}"),
+                "http_loop": lambda v=viewer: http(related_query, {"id": str(record.id)}, v),
                 "gql": lambda v=viewer: gql(related_query, {"id": str(record.id)}, v),
                 "orm_all": lambda v=viewer: orm_related(v),
                 "orm_page": lambda v=viewer: views.related_page(v, record.id, first=PAGE),
                 "raw": lambda v=viewer: raw(hand_related, record.id, v.id, v.organisation_id),
             }
         scenarios["SalesInbox, busy user"] = {
-            "http": lambda: http(INBOX_GQL, {}, owner),
+            "http": lambda: remote_run("inbox"),
+            "http_loop": lambda: http(INBOX_GQL, {}, owner),
             "gql": lambda: gql(INBOX_GQL, {}, owner),
             "orm_all": lambda: orm_inbox(owner),
             "orm_page": lambda: views.inbox_page(owner, views.InboxFilter(), first=PAGE),
@@ -399,9 +437,11 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
 
         assert (await canned(related_query, {"id": str(record.id)}))[field]["emails"] == related_answer
         assert (await canned(INBOX_GQL, {}))["salesInbox"] == got
+        await remote_define("canned:related", "/canned", related_query, {"id": str(record.id)})
+        await remote_define("canned:inbox", "/canned", INBOX_GQL, {})
         for label in scenarios:
-            query, variables = (INBOX_GQL, {}) if label.startswith("SalesInbox") else (related_query, {"id": str(record.id)})
-            scenarios[label]["canned"] = lambda q=query, v=variables: canned(q, v)
+            name = "canned:inbox" if label.startswith("SalesInbox") else "canned:related"
+            scenarios[label]["canned"] = lambda n=name: remote_run(n)
 
         # Warm-up, then interleaved rounds.
         for variants in scenarios.values():
@@ -487,6 +527,9 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
                 print("\n".join(line for line in out.getvalue().splitlines() if line.strip())[:12000])
         await client.aclose()
     finally:
+        if client_process is not None:
+            client_process.stdin.close()  # type: ignore[union-attr]
+            await client_process.wait()
         if raw_pg is not None:
             await raw_pg.close()
         if raw_lite is not None:
@@ -510,7 +553,7 @@ def report(results: Results, scenarios: dict, runs: int, rounds: int, loads: lis
     print("\n  ratios to the hand-written SQL (p50 | p95), overall and per round")
     for label in scenarios:
         raw_all = results.all((label, "raw"))
-        for name in ("http", "canned", "gql", "orm_all", "orm_page"):
+        for name in ("http", "http_loop", "canned", "gql", "orm_all", "orm_page"):
             mine = results.all((label, name))
             per = "  ".join(
                 f"{statistics.median(a) / statistics.median(b):.1f}"
