@@ -132,3 +132,20 @@ async def test_a_repeated_query_is_parsed_once_and_syntax_errors_stay_typed(
         error = await api.error("{ me { ", token=rep_token)
         assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED" and "Syntax Error" in error["message"]
     assert parsed.count("{ me { ") == 2
+
+
+async def test_the_parse_cache_is_bounded(api: GraphQLClient, rep_token: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    parse = strawberry_schema.parse
+
+    def counting_parse(source: str, **options: object) -> object:
+        parsed.append(source)
+        return parse(source, **options)
+
+    monkeypatch.setattr(strawberry_schema, "parse", counting_parse)
+    texts = [f"{{ q{i}: me {{ id }} }}" for i in range(257)]  # one more than the cache holds
+    for text in texts:
+        await api.ok(text, token=rep_token)
+    await api.ok(texts[-1], token=rep_token)  # the newest is still kept…
+    await api.ok(texts[0], token=rep_token)   # …the oldest was dropped: parsed again
+    assert parsed.count(texts[-1]) == 1 and parsed.count(texts[0]) == 2

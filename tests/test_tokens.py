@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,7 +12,7 @@ from salesinbox.core import tokens as tokens_module
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.models import ApiToken, Profile, User
 from salesinbox.core.tokens import (
-    authenticate, hash_token, issue_token, list_tokens, revoke_token, token_cache,
+    TokenCache, _Entry, authenticate, hash_token, issue_token, list_tokens, revoke_token, token_cache,
 )
 from salesinbox.core.users import update_user
 
@@ -121,3 +122,14 @@ async def test_expiry_is_checked_on_cached_tokens(rep: User, monkeypatch: pytest
     with pytest.raises(SalesInboxError) as caught:
         await authenticate(f"Bearer {clear}")
     assert "expired" in caught.value.message
+
+
+def test_the_cache_keeps_its_newest_entries_up_to_its_size() -> None:
+    cache = TokenCache(ttl=60, maxsize=2)
+    users = [User(id=i, email=f"u{i}@x.test", name=f"U{i}") for i in range(3)]
+    for user in users:
+        cache.put(f"digest{user.id}", _Entry(user, user.id, None, None, time.monotonic()))
+    assert cache.get("digest0") is None  # the oldest went
+    assert cache.get("digest1") is not None and cache.get("digest2") is not None
+    cache.forget_user(1)
+    assert cache.get("digest1") is None and cache.get("digest2") is not None
