@@ -12,7 +12,9 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
+from weakref import WeakKeyDictionary
 
+from tortoise import BaseDBAsyncClient, connections
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
@@ -93,8 +95,13 @@ def _linked_to_any() -> Q:
     """))
 
 
-def inbox_query(viewer: User, account_ids: list[int], filters: InboxFilter) -> QuerySet[Message]:
-    """The viewer's own mail (``account_ids``: every account of theirs) with the filters."""
+def inbox_query(
+    viewer: User, account_ids: list[int], filters: InboxFilter, *, search_index: bool = False
+) -> QuerySet[Message]:
+    """The viewer's own mail (``account_ids``: every account of theirs) with the filters.
+
+    ``search_index``: the SQLite search index of migration 0005 exists (see :func:`text_search`).
+    """
     # By account id, not a join on the owner: PostgreSQL then reads the (account_id, date)
     # index newest first instead of sorting all the user's mail.
     query = Message.filter(account_id__in=account_ids)
@@ -113,23 +120,49 @@ def inbox_query(viewer: User, account_ids: list[int], filters: InboxFilter) -> Q
     elif filters.linked is not None:
         raise invalid_input("linked must be LEADS, CONTACTS or NONE.", field="linked")
     if filters.search and filters.search.strip():
-        query = query.filter(text_search(filters.search))
+        query = query.filter(text_search(filters.search, sqlite_index=search_index))
     return query
 
 
-def text_search(text: str) -> Q:
+def text_search(text: str, *, sqlite_index: bool = False) -> Q:
     """Messages whose subject, sender name or sender address contains ``text`` (any case).
 
-    On PostgreSQL the trigram index of migration 0004 serves exactly these expressions.
+    On PostgreSQL the trigram index of migration 0004 serves exactly these expressions. On
+    SQLite, with ``sqlite_index`` (the FTS5 trigram table of migration 0005 exists) and 3
+    characters or more, the same question goes to that index as a phrase; shorter text, or no
+    index, is a scan with LIKE.
     """
     term = text.strip()[:200]
+    if sqlite_index and len(term) >= 3:
+        phrase = '"' + term.replace('"', '""') + '"'
+        return Q(id__in=SqlFragment(
+            "(SELECT rowid FROM message_search WHERE message_search MATCH {})", phrase
+        ))
     return Q(subject__icontains=term) | Q(from_name__icontains=term) | Q(from_address__icontains=term.lower())
+
+
+# Whether each SQLite connection's database has the search index (asked once per connection).
+_search_index: WeakKeyDictionary[BaseDBAsyncClient, bool] = WeakKeyDictionary()
+
+
+async def _has_sqlite_search_index() -> bool:
+    client = connections.get("default")
+    if client.capabilities.dialect != "sqlite":
+        return False
+    known = _search_index.get(client)
+    if known is None:
+        _, rows = await client.execute_query(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_search'"
+        )
+        known = _search_index[client] = bool(rows)
+    return known
 
 
 async def inbox_page(viewer: User, filters: InboxFilter, *, first: int = 50, after: str | None = None) -> Page:
     """A page of the viewer's SalesInbox, newest first."""
     account_ids = list(await MailAccount.filter(user_id=viewer.id).values_list("id", flat=True))
-    return await _page(inbox_query(viewer, account_ids, filters), first, after)
+    search_index = bool(filters.search) and await _has_sqlite_search_index()
+    return await _page(inbox_query(viewer, account_ids, filters, search_index=search_index), first, after)
 
 
 async def _record(viewer: User, record_id: int) -> CrmRecord:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime
+
 import pytest
+from tortoise import connections
 
 from salesinbox.core import views
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.models import RecordKind, User
+from salesinbox.core.models import Message, RecordKind, User
 from salesinbox.core.records import RecordInput, create_record
+
+from .test_policy import write_account, write_message
 
 
 async def test_record_views_refuse_an_unknown_record_unless_the_caller_verified_it(rep: User) -> None:
@@ -26,3 +32,47 @@ async def test_page_size_and_cursor_are_validated(rep: User) -> None:
         with pytest.raises(SalesInboxError) as caught:
             await views.related_page(rep, record.id, **kwargs)
         assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
+
+
+async def test_text_search_finds_what_contains_the_text_with_or_without_the_sqlite_index(rep: User) -> None:
+    account = await write_account(rep, "PRIVATE", "rep@acme.test")
+    rng = random.Random(5)
+    alphabet = "abcAB C%_\"'.-@xyz"
+
+    def text(n: int) -> str:
+        return "".join(rng.choice(alphabet) for _ in range(n))
+
+    messages = []
+    for uid in range(60):
+        message = await write_message(account, uid, datetime(2026, 1, 1, tzinfo=UTC), [])
+        message.subject, message.from_name, message.from_address = text(12), text(6), text(8).lower()
+        await message.save()
+        messages.append(message)
+    # The index follows edits and deletions (the triggers of migration 0005).
+    messages[0].subject = "Quarterly offer for Initech"
+    await messages[0].save()
+    await messages[1].delete()
+    kept = messages[:1] + messages[2:]
+    indexed = await views._has_sqlite_search_index()
+    assert indexed == (connections.get("default").capabilities.dialect == "sqlite")
+
+    def expected(term: str) -> set[int]:
+        needle = term.strip().lower()
+        return {m.id for m in kept
+                if any(needle in field.lower() for field in (m.subject, m.from_name, m.from_address))}
+
+    terms = ["offer FOR init", "Quarterly", "ab", "zzz", '"a', "%_", "x.y", " c% "]
+    for _ in range(120):
+        source = rng.choice(kept)
+        field = rng.choice((source.subject, source.from_name, source.from_address))
+        start = rng.randrange(len(field))
+        terms.append(field[start:start + rng.randint(1, 6)])
+        terms.append(text(rng.randint(1, 4)))
+    for term in terms:
+        if not term.strip():
+            continue
+        want = expected(term)
+        for use_index in {False, indexed}:
+            got = set(await Message.filter(views.text_search(term, sqlite_index=use_index)).values_list("id", flat=True))
+            assert got == want, (term, use_index)
+    assert {m.id for m in (await views.inbox_page(rep, views.InboxFilter(search="quarterly OFFER"))).items} == {messages[0].id}
