@@ -132,22 +132,37 @@ def text_search(text: str, *, sqlite_index: bool = False) -> Q:
     characters or more, the same question goes to that index as a phrase; shorter text, or no
     index, is a scan with LIKE.
     """
-    term = text.strip()[:200]
+    term = _search_term(text)
     if sqlite_index and len(term) >= 3:
-        phrase = '"' + term.replace('"', '""') + '"'
         return Q(id__in=SqlFragment(
-            "(SELECT rowid FROM message_search WHERE message_search MATCH {})", phrase
+            "(SELECT rowid FROM message_search WHERE message_search MATCH {})", _fts_phrase(term)
         ))
     return Q(subject__icontains=term) | Q(from_name__icontains=term) | Q(from_address__icontains=term.lower())
 
 
+def _search_term(text: str) -> str:
+    return text.strip()[:200]
+
+
+def _fts_phrase(term: str) -> str:
+    """``term`` as one FTS5 phrase: with the trigram tokenizer, "contains this text"."""
+    return '"' + term.replace('"', '""') + '"'
+
+
 # Whether each SQLite connection's database has the search index (asked once per connection).
 _search_index: WeakKeyDictionary[BaseDBAsyncClient, bool] = WeakKeyDictionary()
+# SQLite keeps no statistics on the index, so the SalesInbox asks it how common the text is:
+# below this many matches in the whole database the index answers (a rare term: 356 -> 1.3 ms
+# at 1M messages); above, scanning the user's mail newest first finds a page sooner (the
+# index would hand over every match: 174 ms for a term in 30 % of the mail, 6 ms scanning).
+_SELECTIVE_MATCHES = 2000
 
 
-async def _has_sqlite_search_index() -> bool:
+async def _sqlite_search_index_pays(text: str) -> bool:
+    """On SQLite with the index of migration 0005: whether it should answer this search."""
+    term = _search_term(text)
     client = connections.get("default")
-    if client.capabilities.dialect != "sqlite":
+    if len(term) < 3 or client.capabilities.dialect != "sqlite":
         return False
     known = _search_index.get(client)
     if known is None:
@@ -155,13 +170,19 @@ async def _has_sqlite_search_index() -> bool:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_search'"
         )
         known = _search_index[client] = bool(rows)
-    return known
+    if not known:
+        return False
+    _, rows = await client.execute_query(
+        "SELECT count(*) FROM (SELECT rowid FROM message_search WHERE message_search MATCH ? LIMIT ?)",
+        [_fts_phrase(term), _SELECTIVE_MATCHES],
+    )
+    return rows[0][0] < _SELECTIVE_MATCHES
 
 
 async def inbox_page(viewer: User, filters: InboxFilter, *, first: int = 50, after: str | None = None) -> Page:
     """A page of the viewer's SalesInbox, newest first."""
     account_ids = list(await MailAccount.filter(user_id=viewer.id).values_list("id", flat=True))
-    search_index = bool(filters.search) and await _has_sqlite_search_index()
+    search_index = bool(filters.search) and await _sqlite_search_index_pays(filters.search)
     return await _page(inbox_query(viewer, account_ids, filters, search_index=search_index), first, after)
 
 

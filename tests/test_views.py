@@ -53,7 +53,7 @@ async def test_text_search_finds_what_contains_the_text_with_or_without_the_sqli
     await messages[0].save()
     await messages[1].delete()
     kept = messages[:1] + messages[2:]
-    indexed = await views._has_sqlite_search_index()
+    indexed = await views._sqlite_search_index_pays("Quarterly")
     assert indexed == (connections.get("default").capabilities.dialect == "sqlite")
 
     def expected(term: str) -> set[int]:
@@ -76,3 +76,19 @@ async def test_text_search_finds_what_contains_the_text_with_or_without_the_sqli
             got = set(await Message.filter(views.text_search(term, sqlite_index=use_index)).values_list("id", flat=True))
             assert got == want, (term, use_index)
     assert {m.id for m in (await views.inbox_page(rep, views.InboxFilter(search="quarterly OFFER"))).items} == {messages[0].id}
+
+
+async def test_sqlite_asks_the_index_only_for_text_it_finds_rarely(rep: User, monkeypatch: pytest.MonkeyPatch) -> None:
+    account = await write_account(rep, "PRIVATE", "rep@acme.test")
+    for uid in range(6):
+        message = await write_message(account, uid, datetime(2026, 1, 1 + uid, tzinfo=UTC), [])
+        message.subject = "Weekly report" if uid < 5 else "Invoice 42"
+        await message.save()
+    monkeypatch.setattr(views, "_SELECTIVE_MATCHES", 3)
+    sqlite = connections.get("default").capabilities.dialect == "sqlite"
+    assert await views._sqlite_search_index_pays("invoice") is sqlite
+    assert await views._sqlite_search_index_pays("weekly") is False  # 5 matches: scan instead
+    assert await views._sqlite_search_index_pays("in") is False  # under 3 characters
+    for term, count in (("invoice", 1), ("weekly", 5), ("e", 6)):
+        page = await views.inbox_page(rep, views.InboxFilter(search=term))
+        assert len(page.items) == count, term
