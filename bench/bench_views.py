@@ -467,7 +467,8 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
         print(f"  garbage collector during the rounds (client and server share the process): {collector.summary()}")
 
         # The SalesInbox's filters, each alone (not interleaved; the page query only).
-        print(f"\n--- SalesInbox filters of the busy user, views.inbox_page, p50 / max of {FILTER_RUNS} runs (ms)")
+        print(f"\n--- SalesInbox filters of the busy user (views.inbox_page), then the busy {field}'s threads "
+              f"(views.record_threads): p50 / max of {FILTER_RUNS} runs (ms)")
         for label, filters in INBOX_FILTERS:
             samples = []
             for _ in range(FILTER_RUNS + 1):
@@ -476,6 +477,16 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
                 samples.append((time.perf_counter() - began) * 1000)
             samples = samples[1:]  # the first run warms the cache
             print(f"  {label:<34} {statistics.median(samples):8.2f} {max(samples):8.2f}   {len(page.items)} rows")
+        # The related list grouped by conversation (up to views.MAX_THREAD_MESSAGES messages).
+        for label, viewer in (("colleague", colleague), ("owner", owner)):
+            samples = []
+            for _ in range(FILTER_RUNS + 1):
+                began = time.perf_counter()
+                threads = await views.record_threads(viewer, record.id, record_verified=True)
+                samples.append((time.perf_counter() - began) * 1000)
+            samples = samples[1:]
+            print(f"  {'threads, ' + label:<34} {statistics.median(samples):8.2f} "
+                  f"{max(samples):8.2f}   {sum(len(t.messages) for t in threads)} messages")
 
         # What one request sends, and the related-list query's plan.
         with QueryLog() as log:
