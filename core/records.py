@@ -113,7 +113,7 @@ async def get_record(actor: User, record_id: int, kind: RecordKind | None = None
         query = query.filter(kind=kind)
     record = await query.first()
     if record is None:
-        raise not_found((kind or "record").lower())
+        raise not_found(kind.lower() if kind else "lead or contact")
     return record
 
 

@@ -19,8 +19,9 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from .errors import invalid_input, not_found
-from .models import CrmRecord, Direction, MailAccount, Message, RecordKind, User
+from .models import Direction, MailAccount, Message, RecordKind, User
 from .policy import visible_messages, visible_messages_for_record
+from .records import get_record
 from .sql_fragment import SqlFragment
 
 MAX_PAGE = 100
@@ -186,13 +187,6 @@ async def inbox_page(viewer: User, filters: InboxFilter, *, first: int = 50, aft
     return await _page(inbox_query(viewer, account_ids, filters, search_index=search_index), first, after)
 
 
-async def _record(viewer: User, record_id: int) -> CrmRecord:
-    record = await CrmRecord.get_or_none(id=record_id, organisation_id=viewer.organisation_id)
-    if record is None:
-        raise not_found("lead or contact")
-    return record
-
-
 async def related_page(
     viewer: User, record_id: int, *, shared_by: int | None = None, first: int = 50,
     after: str | None = None, record_verified: bool = False,
@@ -201,7 +195,7 @@ async def related_page(
     first, optionally only mail of the user ``shared_by``. ``record_verified``: the caller
     already loaded the record from the viewer's organisation (saves a query per request)."""
     if not record_verified:
-        await _record(viewer, record_id)
+        await get_record(viewer, record_id)
     query = visible_messages_for_record(viewer, record_id, shared_by)
     return await _page(query, first, after, date_field="links__date")
 
@@ -225,7 +219,7 @@ async def record_threads(
     ``MAX_THREAD_MESSAGES`` visible messages of the record). ``record_verified`` as for
     :func:`related_page`."""
     if not record_verified:
-        await _record(viewer, record_id)
+        await get_record(viewer, record_id)
     # Newest first by the link's copy of the date: read from the index, stopping at the limit.
     rows = await visible_messages_for_record(viewer, record_id, shared_by).order_by("-links__date", "-id").limit(
         MAX_THREAD_MESSAGES
