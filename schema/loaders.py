@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
 
@@ -61,20 +61,23 @@ async def folder_name_by_id(folder_ids: Sequence[int]) -> list[str]:
     return [names[i] for i in folder_ids]
 
 
-async def _addresses_by_message(message_ids: Sequence[int]) -> list[list[MessageAddress]]:
-    rows = await MessageAddress.filter(message_id__in=list(message_ids)).order_by("id")
-    found: dict[int, list[MessageAddress]] = defaultdict(list)
-    for row in rows:
+_Row = TypeVar("_Row", MessageAddress, Attachment)
+
+
+async def _rows_by_message(model: type[_Row], message_ids: Sequence[int]) -> list[list[_Row]]:
+    """For each message id, its rows of ``model`` (a table keyed by ``message_id``), by id."""
+    found: dict[int, list[M]] = defaultdict(list)
+    for row in await model.filter(message_id__in=list(message_ids)).order_by("id"):
         found[row.message_id].append(row)
     return [found[i] for i in message_ids]
+
+
+async def _addresses_by_message(message_ids: Sequence[int]) -> list[list[MessageAddress]]:
+    return await _rows_by_message(MessageAddress, message_ids)
 
 
 async def _attachments_by_message(message_ids: Sequence[int]) -> list[list[Attachment]]:
-    rows = await Attachment.filter(message_id__in=list(message_ids)).order_by("id")
-    found: dict[int, list[Attachment]] = defaultdict(list)
-    for row in rows:
-        found[row.message_id].append(row)
-    return [found[i] for i in message_ids]
+    return await _rows_by_message(Attachment, message_ids)
 
 
 async def _body_by_message(message_ids: Sequence[int]) -> list[MessageBody | None]:
