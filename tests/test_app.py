@@ -113,17 +113,23 @@ def test_sdl_snapshot_is_current() -> None:
     )
 
 
-async def test_a_repeated_query_is_parsed_once_and_syntax_errors_stay_typed(
-    api: GraphQLClient, rep_token: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    parsed: list[str] = []
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every query text strawberry's parser is given from now on."""
+    texts: list[str] = []
     parse = strawberry_schema.parse
 
     def counting_parse(source: str, **options: object) -> object:
-        parsed.append(source)
+        texts.append(source)
         return parse(source, **options)
 
     monkeypatch.setattr(strawberry_schema, "parse", counting_parse)
+    return texts
+
+
+async def test_a_repeated_query_is_parsed_once_and_syntax_errors_stay_typed(
+    api: GraphQLClient, rep_token: str, parsed: list[str]
+) -> None:
     query = "{ me { id name } }"
     for _ in range(3):
         assert (await api.ok(query, token=rep_token))["me"]["name"]
@@ -134,15 +140,7 @@ async def test_a_repeated_query_is_parsed_once_and_syntax_errors_stay_typed(
     assert parsed.count("{ me { ") == 2
 
 
-async def test_the_parse_cache_is_bounded(api: GraphQLClient, rep_token: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    parsed: list[str] = []
-    parse = strawberry_schema.parse
-
-    def counting_parse(source: str, **options: object) -> object:
-        parsed.append(source)
-        return parse(source, **options)
-
-    monkeypatch.setattr(strawberry_schema, "parse", counting_parse)
+async def test_the_parse_cache_is_bounded(api: GraphQLClient, rep_token: str, parsed: list[str]) -> None:
     texts = [f"{{ q{i}: me {{ id }} }}" for i in range(257)]  # one more than the cache holds
     for text in texts:
         await api.ok(text, token=rep_token)

@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import stat
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,6 +18,8 @@ from salesinbox.core import views
 from salesinbox.core.db import APP_LABEL, migrate_database, open_database, tortoise_config
 from salesinbox.core.models import Message, Organisation, User
 from salesinbox.core.settings import Settings
+
+from .database import _asyncpg_dsn
 
 
 async def test_migrations_match_the_models(db: Settings) -> None:
@@ -61,7 +61,7 @@ def test_tortoise_cli_config_comes_from_settings(monkeypatch) -> None:  # type: 
 
 
 async def _search_index_exists(url: str) -> bool:
-    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
     try:
         return bool(await connection.fetchval(
             "SELECT count(*) FROM pg_indexes WHERE indexname = 'message_search_trgm_idx'"))
@@ -72,7 +72,7 @@ async def _search_index_exists(url: str) -> bool:
 async def _search_plan(url: str) -> str:
     """The plan of the search condition as core/views.py sends it (seq scans off: the test
     table is empty, and the question is whether the index can serve the expression)."""
-    connection = await asyncpg.connect(url.replace("postgres://", "postgresql://", 1))
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
     try:
         async with connection.transaction():
             await connection.execute("SET LOCAL enable_seqscan = off")
@@ -117,18 +117,9 @@ async def test_without_the_right_to_install_pg_trgm_the_migration_still_succeeds
             await migrate_database(url)
         assert "CREATE EXTENSION pg_trgm" in caplog.text
         assert not await _search_index_exists(url)
-        async with _opened(url):
+        async with open_database(db.with_overrides(database_url=url), apply_migrations=False):
             assert await Organisation.all().count() == 0  # migrated all the same
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
         await admin.close()
-
-
-@asynccontextmanager
-async def _opened(url: str) -> AsyncIterator[None]:
-    await Tortoise.init(config=tortoise_config(url))
-    try:
-        yield
-    finally:
-        await Tortoise.close_connections()
