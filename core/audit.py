@@ -4,6 +4,8 @@ The failure this guards against is the silent one: an account that says "synced"
 mail is missing. Per folder the audit compares the server's UIDs (within the account's
 "last N days" limit) with the stored ones, and names what is missing by Message-ID,
 subject and date. ``backfill`` fetches the missing messages through the normal store.
+What it finds feeds back: a folder still missing mail is marked not done (and its account
+not COMPLETE), so the next sync pass reconciles it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from . import imap_fetch as fetch
 from .accounts import stored_logins
 from .imap import close_quietly, open_imap
 from .linking import own_addresses
-from .models import Folder, MailAccount
+from .models import Folder, MailAccount, SyncState
 from .providers import FolderRole
 from .store import FolderTarget, store_batch, stored_uids
 from .sync import BATCH_SIZE, SyncServices
@@ -49,6 +51,13 @@ class FolderAudit:
     def coverage(self) -> float:
         """Share of the server's messages that are stored (1.0 when the folder is empty)."""
         return 1.0 if self.on_server == 0 else (self.on_server - self.missing_count) / self.on_server
+
+
+async def _not_complete(account: MailAccount, folder: Folder) -> None:
+    """The audit found mail missing from a folder: it is not done, and the account not
+    COMPLETE, until a sync pass has reconciled it (the next pass fetches what is missing)."""
+    await Folder.filter(id=folder.id).update(initial_sync_done=False)
+    await MailAccount.filter(id=account.id, sync_state=SyncState.COMPLETE).update(sync_state=SyncState.SYNCING)
 
 
 def _describe(client: IMAPClient, uids: list[int]) -> list[MissingMessage]:
@@ -101,6 +110,8 @@ async def audit_account(account_id: int, services: SyncServices, *, backfill: bo
                     batch = missing[start : start + BATCH_SIZE]
                     fetched = await asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
                     audit.backfilled += len((await store_batch(target, fetched)).inserted_ids)
+            if audit.missing_count > audit.backfilled and folder.uidvalidity == snapshot.uidvalidity:
+                await _not_complete(account, folder)
             results.append(audit)
         return results
     finally:

@@ -2,6 +2,11 @@
 
 A message's identity is (folder, UIDVALIDITY, UID). Storing a batch twice stores nothing
 the second time, so a sync that crashed mid-batch simply runs the batch again.
+
+``Folder.messages_synced`` is the number of the folder's rows under its current UIDVALIDITY
+(placeholders of just-sent mail excluded). Every function here that adds or removes such rows
+changes that count in the same transaction, so the count the API shows is the store's, at
+every commit and after any crash.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any
 
 from tortoise import timezone
 from tortoise.backends.base.client import BaseDBAsyncClient
+from tortoise.expressions import F
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
@@ -246,6 +252,8 @@ async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> 
         await _insert_rows(connection, Attachment, attachments)
         new_ids = tuple(id_by_uid[uid] for uid in fresh)
         await link_messages(target.organisation_id, new_ids)
+        if target.uidvalidity != PLACEHOLDER_UIDVALIDITY:
+            await _count_rows(target.folder_id, len(new_ids))
     warned = sum(1 for item in fresh.values() if item.parsed.warnings)
     return StoreResult(new_ids, len(existing), warned)
 
@@ -277,28 +285,58 @@ async def apply_flags(
     return changed
 
 
+async def _count_rows(folder_id: int, change: int) -> None:
+    """Add ``change`` to the folder's stored count (call inside the transaction that
+    inserted or deleted the rows)."""
+    if change:
+        await Folder.filter(id=folder_id).update(messages_synced=F("messages_synced") + change)
+
+
 async def delete_uids(folder_id: int, uidvalidity: int, uids: Iterable[int]) -> int:
     """Delete messages expunged on the server (their links, bodies… cascade)."""
     wanted = list(uids)
     deleted = 0
     account_id = await _account_id(folder_id)
-    for start in range(0, len(wanted), 500):  # stay under SQLite's variable limit
-        deleted += await Message.filter(
-            account_id=account_id, folder_id=folder_id, uidvalidity=uidvalidity,
-            uid__in=wanted[start : start + 500],
-        ).delete()
+    async with in_transaction():
+        for start in range(0, len(wanted), 500):  # stay under SQLite's variable limit
+            chunk = Message.filter(
+                account_id=account_id, folder_id=folder_id, uidvalidity=uidvalidity,
+                uid__in=wanted[start : start + 500],
+            )
+            # Counted, not taken from the DELETE: some drivers count the cascaded rows too.
+            found = await chunk.count()
+            await chunk.delete()
+            deleted += found
+        if uidvalidity != PLACEHOLDER_UIDVALIDITY:
+            await _count_rows(folder_id, -deleted)
     return deleted
 
 
-async def delete_stale_uidvalidity(folder_id: int, current_uidvalidity: int) -> int:
-    """Delete the folder's messages stored under an older UIDVALIDITY (they are re-fetched).
+async def restart_for_uidvalidity(folder_id: int, uidvalidity: int) -> int:
+    """The server renumbered the folder: forget it and start its initial sync again.
 
+    In one transaction, deletes the messages stored under any other UIDVALIDITY and resets
+    the folder's sync state (``initial_sync_done`` false, no UIDNEXT/HIGHESTMODSEQ, count 0)
+    under the new ``uidvalidity``. A crash before the commit finds the old state and sees the
+    change again; a crash after it resumes the full re-sync: either way nothing is skipped.
     Placeholders of just-sent mail (see :mod:`salesinbox.core.sent_copy`) are kept: the
-    server's copy, when it comes, replaces them by Message-ID.
+    server's copy, when it comes, replaces them by Message-ID. Returns how many messages
+    were deleted.
     """
-    return await (
-        Message.filter(account_id=await _account_id(folder_id), folder_id=folder_id)
-        .exclude(uidvalidity=current_uidvalidity)
-        .exclude(uidvalidity=PLACEHOLDER_UIDVALIDITY)
-        .delete()
-    )
+    account_id = await _account_id(folder_id)
+    async with in_transaction():
+        stale = (
+            Message.filter(account_id=account_id, folder_id=folder_id)
+            .exclude(uidvalidity=uidvalidity)
+            .exclude(uidvalidity=PLACEHOLDER_UIDVALIDITY)
+        )
+        removed = await stale.count()
+        await stale.delete()
+        current = await Message.filter(
+            account_id=account_id, folder_id=folder_id, uidvalidity=uidvalidity
+        ).count()
+        await Folder.filter(id=folder_id).update(
+            uidvalidity=uidvalidity, uidnext=None, highestmodseq=None, lowest_synced_uid=None,
+            initial_sync_done=False, messages_synced=current,
+        )
+    return removed

@@ -2,13 +2,21 @@
 
 Per folder, a small state machine on (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ):
 
-* UIDVALIDITY changed → the folder's old rows are deleted and it is synced again.
+* UIDVALIDITY changed → the folder's old rows are deleted and its sync state reset, in one
+  transaction, and it is synced again from scratch.
 * Initial sync → the UIDs on the server minus those stored, newest first, in batches; each
-  batch is committed with the folder's progress, so a crash or a cut connection resumes
-  where it stopped with nothing lost and nothing duplicated.
+  batch is committed with the folder's stored count, so a crash or a cut connection resumes
+  where it stopped with nothing lost and nothing duplicated. Only when every UID is stored
+  is the folder marked done.
 * Afterwards → nothing to do when UIDNEXT and HIGHESTMODSEQ are unchanged (O(1) with
-  CONDSTORE); else new UIDs are fetched, flag changes read with ``SEARCH MODSEQ`` (or by
-  comparing all flags without CONDSTORE), and expunged UIDs deleted when the count differs.
+  CONDSTORE); else the UIDs from the last completed pass's UIDNEXT that are not stored are
+  fetched, flag changes read with ``SEARCH MODSEQ`` (or by comparing all flags without
+  CONDSTORE), and when the stored count differs from the server's, the folder is reconciled
+  UID by UID: expunged UIDs deleted, missing ones fetched.
+
+The state that says "done" (``initial_sync_done``, UIDNEXT, HIGHESTMODSEQ) is written only
+after the work it vouches for has been committed, and ``messages_synced`` is the store's own
+count (kept by :mod:`salesinbox.core.store` in the same transactions as the rows).
 
 IMAP I/O and parsing run in a worker thread; database work runs between network calls.
 One failing folder does not stop the others; a refused login stops everything and puts the
@@ -23,7 +31,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from imapclient import IMAPClient
 
@@ -39,13 +47,29 @@ from .models import Folder, MailAccount, SyncState
 from .provider_registry import ProviderRegistry
 from .providers import AuthFailureContext, FolderRole
 from .sent_copy import replace_placeholders
-from .store import FolderTarget, apply_flags, delete_stale_uidvalidity, delete_uids, store_batch, stored_uids
+from .store import (
+    FolderTarget,
+    apply_flags,
+    delete_uids,
+    restart_for_uidvalidity,
+    store_batch,
+    stored_uids,
+)
 
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 200
 # Errors that mean the connection is gone: the whole pass stops and is retried later.
 CONNECTION_ERRORS = (OSError, socket.timeout, imaplib.IMAP4.abort, EOFError)
+# The folder state a pass writes; ``messages_synced`` is not among them: the store keeps it.
+_FOLDER_STATE = (
+    "uidvalidity", "uidnext", "highestmodseq", "lowest_synced_uid", "initial_sync_done",
+    "messages_total", "last_error", "retry_at", "last_synced_at",
+)
+
+
+class FolderIncomplete(Exception):
+    """The server lists messages that it did not hand over when fetched."""
 
 
 @dataclass(frozen=True)
@@ -178,7 +202,9 @@ async def _sync_folders(
             folder_report.error = folder.last_error = f"{type(error).__name__}: {error}"[:2000]
             folder.retry_at = datetime.now(UTC) + timedelta(minutes=5)
         folder.last_synced_at = datetime.now(UTC)
-        await folder.save()
+        await folder.save(update_fields=list(_FOLDER_STATE))
+        # The store's count, as committed (the in-memory one may lag behind other writers).
+        folder.messages_synced = await Folder.get(id=folder.id).values_list("messages_synced", flat=True)
         folder_report.messages = folder.messages_synced
     await _finish_pass(account, services, report, folders)
 
@@ -227,12 +253,14 @@ async def _sync_folder(
     account, own, condstore = target_base
     snapshot = await asyncio.to_thread(fetch.select_folder, client, folder.name)
     if folder.uidvalidity is not None and folder.uidvalidity != snapshot.uidvalidity:
-        removed = await delete_stale_uidvalidity(folder.id, snapshot.uidvalidity)
-        log.info("Folder %r: UIDVALIDITY changed, %d stored messages re-synced", folder.name, removed)
-        folder.initial_sync_done, folder.lowest_synced_uid = False, None
-        folder.highestmodseq = folder.uidnext = None
+        removed = await restart_for_uidvalidity(folder.id, snapshot.uidvalidity)
+        log.info("Folder %r: UIDVALIDITY changed, %d stored messages deleted to be fetched again",
+                 folder.name, removed)
+        await folder.refresh_from_db()
         _publish(services, account, "MESSAGES_REMOVED")
-    folder.uidvalidity = snapshot.uidvalidity
+    elif folder.uidvalidity is None:
+        folder.uidvalidity = snapshot.uidvalidity
+        await folder.save(update_fields=["uidvalidity"])
     target = FolderTarget(
         account_id=account.id,
         organisation_id=account.user.organisation_id,
@@ -253,12 +281,14 @@ async def _sync_folder(
 async def _store_uids(
     client: IMAPClient, uids: list[int], folder: Folder, target: FolderTarget,
     account: MailAccount, services: SyncServices, report: FolderReport, condstore: bool,
-) -> None:
-    """Fetch, parse and store ``uids`` in batches, committing progress after each.
+) -> set[int]:
+    """Fetch, parse and store ``uids`` in batches, each committed with the folder's count.
 
     The next batch is fetched (in its thread) while this one is stored, so the network and
-    the database work at the same time.
+    the database work at the same time. Returns the UIDs the server did not hand over
+    (expunged meanwhile, or unreadable on its side).
     """
+    unfetched: set[int] = set()
     batches = [uids[start : start + BATCH_SIZE] for start in range(0, len(uids), BATCH_SIZE)]
 
     def fetch_later(batch: list[int]) -> asyncio.Future[list]:
@@ -273,6 +303,7 @@ async def _store_uids(
             # before anyone closes it (see the finally below).
             fetched = await asyncio.shield(pending)
             pending = fetch_later(batches[index + 1]) if index + 1 < len(batches) else None
+            unfetched.update(set(batch).difference(item.uid for item in fetched))
             result = await store_batch(target, fetched)
             if target.folder_is_sent:
                 await replace_placeholders(folder.id, result.inserted_ids)
@@ -281,7 +312,7 @@ async def _store_uids(
             folder.messages_synced += len(result.inserted_ids)
             lowest = min(batch)
             folder.lowest_synced_uid = lowest if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, lowest)
-            await folder.save(update_fields=["messages_synced", "lowest_synced_uid", "uidvalidity"])
+            await folder.save(update_fields=["lowest_synced_uid"])
             if result.inserted_ids:
                 _publish(services, account, "NEW_MESSAGES", result.inserted_ids)
     finally:
@@ -289,22 +320,42 @@ async def _store_uids(
             await asyncio.wait({pending})
             if not pending.cancelled():
                 pending.exception()  # retrieved: a failed prefetch is not "never retrieved"
+    return unfetched
+
+
+def _sync_window(account: MailAccount) -> date | None:
+    """The first day of mail to keep, for an account that syncs only the last N days."""
+    if not account.sync_days_limit:
+        return None
+    return (datetime.now(UTC) - timedelta(days=account.sync_days_limit)).date()
+
+
+async def _store_all(
+    client: IMAPClient, uids: list[int], folder: Folder, target: FolderTarget,
+    account: MailAccount, services: SyncServices, report: FolderReport, condstore: bool,
+) -> None:
+    """:func:`_store_uids`, then make sure nothing the server still lists was left out:
+    raises :class:`FolderIncomplete` (the folder is then not done, and retried) if so."""
+    unfetched = await _store_uids(client, uids, folder, target, account, services, report, condstore)
+    if unfetched:
+        still_listed = unfetched.intersection(await asyncio.to_thread(fetch.list_uids, client))
+        if still_listed:
+            raise FolderIncomplete(
+                f"The server lists {len(still_listed)} message(s) it did not return when fetched "
+                f"(e.g. UID {min(still_listed)}); they will be tried again."
+            )
 
 
 async def _initial_sync(
     client: IMAPClient, folder: Folder, target: FolderTarget, account: MailAccount,
     services: SyncServices, report: FolderReport, condstore: bool,
 ) -> None:
-    since = None
-    if account.sync_days_limit:
-        since = (datetime.now(UTC) - timedelta(days=account.sync_days_limit)).date()
-    on_server = await asyncio.to_thread(fetch.list_uids, client, since)
+    on_server = await asyncio.to_thread(fetch.list_uids, client, _sync_window(account))
     stored = await stored_uids(folder.id, target.uidvalidity)
     missing = sorted(set(on_server) - stored, reverse=True)  # newest first
     folder.messages_total = len(on_server)
-    folder.messages_synced = len(stored & set(on_server))
-    await folder.save(update_fields=["messages_total", "messages_synced", "uidvalidity"])
-    await _store_uids(client, missing, folder, target, account, services, report, condstore)
+    await folder.save(update_fields=["messages_total"])
+    await _store_all(client, missing, folder, target, account, services, report, condstore)
     folder.initial_sync_done = True
 
 
@@ -312,29 +363,51 @@ async def _incremental_sync(
     client: IMAPClient, folder: Folder, target: FolderTarget, snapshot: fetch.FolderSnapshot,
     account: MailAccount, services: SyncServices, report: FolderReport, condstore: bool,
 ) -> None:
+    # The store's count must also still match: a folder whose rows went missing (found by
+    # the audit, or restored from an old backup) is reconciled even if the server is quiet.
+    expected = folder.messages_total if account.sync_days_limit else snapshot.exists
     unchanged = (
         condstore
         and snapshot.highestmodseq is not None
         and snapshot.uidnext == folder.uidnext
         and snapshot.highestmodseq == folder.highestmodseq
+        and folder.messages_synced == expected
     )
     if unchanged:
         return
     stored = await stored_uids(folder.id, target.uidvalidity)
-    first_new = max(folder.uidnext or 1, max(stored, default=0) + 1)
-    new_uids = await asyncio.to_thread(fetch.uids_from, client, first_new)
-    await _store_uids(client, sorted(new_uids, reverse=True), folder, target, account, services, report, condstore)
+    # From the UIDNEXT of the last completed pass, not from the highest stored UID: new mail
+    # is stored newest first, so after a cut pass the highest UID is stored, older ones not.
+    since_last_pass = await asyncio.to_thread(fetch.uids_from, client, folder.uidnext or 1)
+    new_uids = sorted(set(since_last_pass) - stored, reverse=True)
+    await _store_all(client, new_uids, folder, target, account, services, report, condstore)
     await _sync_flags(client, folder, target, stored, account, services, condstore)
-    if len(stored) + len(new_uids) != snapshot.exists:
-        on_server = set(await asyncio.to_thread(fetch.list_uids, client))
-        gone = stored - on_server
-        if gone:
-            await delete_uids(folder.id, target.uidvalidity, gone)
-            _publish(services, account, "MESSAGES_REMOVED")
-        folder.messages_total = len(on_server)
-    else:
+    stored.update(new_uids)
+    if len(stored) == snapshot.exists and not account.sync_days_limit:
         folder.messages_total = snapshot.exists
-    folder.messages_synced = folder.messages_total
+    else:
+        await _reconcile(client, folder, target, stored, account, services, report, condstore)
+
+
+async def _reconcile(
+    client: IMAPClient, folder: Folder, target: FolderTarget, stored: set[int],
+    account: MailAccount, services: SyncServices, report: FolderReport, condstore: bool,
+) -> None:
+    """Make the store hold exactly the server's UIDs (within the account's window): delete
+    the expunged ones and fetch any that are missing, whatever left them out."""
+    on_server = set(await asyncio.to_thread(fetch.list_uids, client))
+    gone = stored - on_server
+    if gone:
+        await delete_uids(folder.id, target.uidvalidity, gone)
+        _publish(services, account, "MESSAGES_REMOVED")
+    window = _sync_window(account)
+    wanted = set(await asyncio.to_thread(fetch.list_uids, client, window)) if window else on_server
+    missing = sorted(wanted - stored, reverse=True)
+    if missing:
+        log.warning("Folder %r of account %s: %d messages on the server were not stored; fetching them",
+                    folder.name, account.id, len(missing))
+        await _store_all(client, missing, folder, target, account, services, report, condstore)
+    folder.messages_total = len(wanted)
 
 
 async def _sync_flags(

@@ -63,7 +63,10 @@ class MailEventType:
 
 async def _audit(info: Info, account_id: strawberry.ID, backfill: bool) -> list[FolderAuditType]:
     account = await get_account(info.context.user, parse_id(account_id, field="accountId"))
-    audits = await audit_account(account.id, info.context.services.sync_services(), backfill=backfill)
+    services = info.context.services
+    audits = await audit_account(account.id, services.sync_services(), backfill=backfill)
+    if any(a.missing_count > a.backfilled for a in audits):
+        services.request_sync(account.id)  # the audit marked those folders: reconcile them now
     return [FolderAuditType.from_audit(a) for a in audits]
 
 
