@@ -28,9 +28,11 @@ from .models import (
     Attachment,
     Direction,
     Folder,
+    MailAccount,
     Message,
     MessageAddress,
     MessageBody,
+    SyncState,
 )
 from .parsing import Address, ParsedMessage, direction_for
 
@@ -317,7 +319,7 @@ async def restart_for_uidvalidity(folder_id: int, uidvalidity: int) -> int:
 
     In one transaction, deletes the messages stored under any other UIDVALIDITY and resets
     the folder's sync state (``initial_sync_done`` false, no UIDNEXT/HIGHESTMODSEQ, count 0)
-    under the new ``uidvalidity``. A crash before the commit finds the old state and sees the
+    under the new ``uidvalidity``, and a COMPLETE account goes back to SYNCING. A crash before the commit finds the old state and sees the
     change again; a crash after it resumes the full re-sync: either way nothing is skipped.
     Placeholders of just-sent mail (see :mod:`salesinbox.core.sent_copy`) are kept: the
     server's copy, when it comes, replaces them by Message-ID. Returns how many messages
@@ -338,5 +340,9 @@ async def restart_for_uidvalidity(folder_id: int, uidvalidity: int) -> int:
         await Folder.filter(id=folder_id).update(
             uidvalidity=uidvalidity, uidnext=None, highestmodseq=None, lowest_synced_uid=None,
             initial_sync_done=False, messages_synced=current,
+        )
+        # A folder being fetched again is missing mail: its account is not COMPLETE meanwhile.
+        await MailAccount.filter(id=account_id, sync_state=SyncState.COMPLETE).update(
+            sync_state=SyncState.SYNCING
         )
     return removed

@@ -257,6 +257,9 @@ async def _sync_folder(
         log.info("Folder %r: UIDVALIDITY changed, %d stored messages deleted to be fetched again",
                  folder.name, removed)
         await folder.refresh_from_db()
+        if account.sync_state == SyncState.COMPLETE:
+            account.sync_state = SyncState.SYNCING  # as stored by the reset
+            _publish(services, account, "SYNC_STATE")
         _publish(services, account, "MESSAGES_REMOVED")
     elif folder.uidvalidity is None:
         folder.uidvalidity = snapshot.uidvalidity

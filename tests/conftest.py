@@ -26,6 +26,7 @@ from salesinbox.schema.api import SalesInboxSchema, build_schema
 from salesinbox.schema.app import create_app
 
 from .database import TemplateDatabase, configured_backend
+from .faults import FAULTS
 from .field_coverage import FieldCoverage
 from .servers.certs import CertBundle
 
@@ -53,6 +54,12 @@ def pytest_configure(config: pytest.Config) -> None:
 
         setattr(SalesInboxSchema, name, recording)
         config.add_cleanup(functools.partial(setattr, SalesInboxSchema, name, original))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    line = FAULTS.summary()
+    if line:
+        terminalreporter.write_line(line)
 
 
 def pytest_deselected(items: list[pytest.Item]) -> None:

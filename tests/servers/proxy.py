@@ -66,3 +66,15 @@ class CuttingProxy:
             for sock in self._sockets:
                 with suppress(OSError):
                     sock.close()
+
+    def cut_all(self) -> int:
+        """Cut every connection open now (as a network failure would); new ones still go
+        through. Returns how many connections were cut."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with suppress(OSError):
+                sock.close()
+        return len(sockets) // 2

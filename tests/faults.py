@@ -1,0 +1,39 @@
+"""The seed and the tally of the fault-injection tests (tests/test_fault_injection.py).
+
+The seed is new for every run unless ``SALESINBOX_FAULT_SEED`` names one; the tally is
+printed at the end of the run (see ``pytest_terminal_summary`` in conftest.py).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections import Counter
+
+SEED_ENV = "SALESINBOX_FAULT_SEED"
+_run_seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
+
+
+def fault_seed() -> int:
+    """The seed of this run's fault injection."""
+    return _run_seed
+
+
+class FaultTally:
+    """How many faults of each kind this run injected."""
+
+    def __init__(self) -> None:
+        self.kinds: Counter[str] = Counter()
+
+    def record(self, kind: str) -> None:
+        self.kinds[kind] += 1
+
+    def summary(self) -> str | None:
+        """One line for the end of the run, or None when no fault was injected."""
+        if not self.kinds:
+            return None
+        detail = ", ".join(f"{kind} {count}" for kind, count in sorted(self.kinds.items()))
+        return f"fault injection: {sum(self.kinds.values())} faults ({detail}), seed {_run_seed}"
+
+
+FAULTS = FaultTally()
