@@ -14,6 +14,7 @@ from pathlib import Path
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from .errors import ErrorCode, SalesInboxError
+from .private_files import ensure_private_directory
 from .settings import Settings
 
 
@@ -94,7 +95,7 @@ def load_or_create_key_file(path: Path) -> bytes:
                 f"The key file {path} is readable by other users: run `chmod 600 {path}`.",
             )
         return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_directory(path.parent)  # 0700 when we create it (the data directory)
     key = Fernet.generate_key()
     # O_EXCL: two processes starting at once must not overwrite each other's key.
     try:

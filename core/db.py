@@ -19,6 +19,7 @@ from typing import Any
 from tortoise import Tortoise
 from tortoise.migrations.api.migrate import migrate
 
+from .private_files import create_private_file, ensure_private_directory, tighten_file
 from .settings import Settings
 
 APP_LABEL = "salesinbox"
@@ -44,24 +45,50 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
     }
 
 
-def _ensure_sqlite_directory(database_url: str) -> None:
-    if database_url.startswith("sqlite://") and ":memory:" not in database_url:
-        # 0700: the database holds private mail.
-        Path(database_url.removeprefix("sqlite://").split("?")[0]).parent.mkdir(
-            mode=0o700, parents=True, exist_ok=True
-        )
+# Files SQLite keeps next to the database; it creates them with the database file's mode.
+SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
-async def migrate_database(database_url: str) -> None:
-    """Apply every pending migration to ``database_url`` (creating the SQLite file if needed).
+def sqlite_path(database_url: str) -> Path | None:
+    """The file of an SQLite ``database_url``; ``None`` for other databases and ``:memory:``."""
+    if not database_url.startswith("sqlite://") or ":memory:" in database_url:
+        return None
+    return Path(database_url.removeprefix("sqlite://").split("?")[0])
 
-    Leaves no connection open.
+
+def prepare_sqlite_files(database_url: str) -> None:
+    """Make the files of an SQLite ``database_url`` private before SQLite opens them.
+
+    The directory is created 0700 (an existing one is only warned about, see
+    :mod:`.private_files`), the database file is created 0600 (or tightened to 0600), and any
+    left-over ``-wal``/``-shm``/``-journal`` file is tightened too. SQLite gives the files it
+    creates later the database file's mode whatever the umask, so they are 0600 as well.
+    Other databases: nothing to do.
     """
-    _ensure_sqlite_directory(database_url)
+    path = sqlite_path(database_url)
+    if path is None:
+        return
+    ensure_private_directory(path.parent)
+    create_private_file(path)
+    for suffix in SQLITE_COMPANIONS:
+        tighten_file(path.with_name(path.name + suffix))
+
+
+async def _apply_migrations(database_url: str) -> None:
     try:
         await migrate(config=tortoise_config(database_url))
     finally:
         await Tortoise.close_connections()
+
+
+async def migrate_database(database_url: str) -> None:
+    """Apply every pending migration to ``database_url`` (creating a private SQLite file if
+    needed, see :func:`prepare_sqlite_files`).
+
+    Leaves no connection open.
+    """
+    prepare_sqlite_files(database_url)
+    await _apply_migrations(database_url)
 
 
 @asynccontextmanager
@@ -69,13 +96,14 @@ async def open_database(settings: Settings, *, apply_migrations: bool = True) ->
     """Connect the ORM to the configured database for the duration of the block.
 
     With ``apply_migrations`` (the default) pending migrations run first, so a fresh data
-    directory becomes a working database. Connections are visible to every task (the server
+    directory becomes a working database. An SQLite database's files are made private first
+    (:func:`prepare_sqlite_files`). Connections are visible to every task (the server
     runs requests and sync tasks on the same loop).
     """
     url = settings.effective_database_url
+    prepare_sqlite_files(url)
     if apply_migrations:
-        await migrate_database(url)
-    _ensure_sqlite_directory(url)
+        await _apply_migrations(url)
     await Tortoise.init(config=tortoise_config(url), _enable_global_fallback=True)
     try:
         yield

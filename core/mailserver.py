@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .credentials import Secret
 from .errors import ErrorCode, SalesInboxError, invalid_input
+from .log_limits import short_repr
 from .netguard import Address, normalise_host, resolve_mail_host
 from .providers import LoginMechanism, Security
 from .settings import Settings
@@ -253,10 +254,14 @@ def transport_error(
 
 def log_failure(protocol: str, login: ServerLogin, stage: str, exc: BaseException,
                 error: MailServerError) -> None:
-    """Record a mapped failure for operators (scrubbed; the username is kept)."""
+    """Record a mapped failure for operators (scrubbed; the username is kept).
+
+    Host, username and error text come from the user or the server: they are logged as
+    bounded reprs (scrubbed first, so a cut never leaves part of a secret)."""
     log.info(
-        "%s %s (%s) failed while %s: %s (%s: %s)", protocol, login.endpoint, login.username,
-        stage, error.code.value, type(exc).__name__, scrub(str(exc), login),
+        "%s %s (%s) failed while %s: %s (%s: %s)", protocol, short_repr(login.endpoint),
+        short_repr(login.username), stage, error.code.value, type(exc).__name__,
+        short_repr(scrub(str(exc), login)),
     )
 
 

@@ -63,6 +63,8 @@ class Settings:
     #: serve GraphiQL at GET /graphql
     graphiql: bool = True
     log_level: str = "INFO"
+    #: longest log line, in characters (at least 256); longer ones are cut with a marker
+    log_line_limit: int = 8192
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

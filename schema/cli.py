@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 
@@ -12,6 +11,7 @@ from salesinbox.core.credentials import generate_key
 from salesinbox.core.db import migrate_database, open_database
 from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.imap_fetch import shutdown_parse_pool
+from salesinbox.core.log_limits import configure_logging
 from salesinbox.core.models import Profile
 from salesinbox.core.settings import Settings
 from salesinbox.core.tokens import issue_token
@@ -26,7 +26,9 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"SalesInbox: GraphQL and GraphiQL at http://{host}:{port}/graphql", flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    # log_config=None: uvicorn's loggers propagate to our bounded root handler (see main).
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
+                log_config=None)
     return 0
 
 
@@ -165,9 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``salesinbox`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings.from_env()
+        configure_logging(settings.log_line_limit)
         return args.handler(settings, args)
     except SalesInboxError as error:
         print(f"error: {error.message}", file=sys.stderr)

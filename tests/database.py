@@ -61,7 +61,7 @@ class TemplateDatabase:
         """Return the URL of a fresh copy of the template."""
         if self.backend == "sqlite":
             path = workdir / f"test-{uuid.uuid4().hex[:8]}.sqlite3"
-            await asyncio.to_thread(shutil.copyfile, self.template, path)
+            await asyncio.to_thread(shutil.copy, self.template, path)  # with its 0600 mode
             return f"sqlite://{path}"
         name = f"salesinbox_test_{uuid.uuid4().hex[:12]}"
         await _admin(self.server_url, f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')

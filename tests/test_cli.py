@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -54,6 +56,18 @@ def test_generate_key_and_migrate(data_dir: Path, capsys: pytest.CaptureFixture[
     assert len(capsys.readouterr().out.strip()) == 44
     assert main(["migrate"]) == 0
     assert (data_dir / "salesinbox.sqlite3").exists()
+
+
+def test_migrate_creates_private_files_whatever_the_umask(data_dir: Path) -> None:
+    previous = os.umask(0o022)
+    try:
+        assert main(["migrate"]) == 0
+        assert main(["create-admin", "--email", "boss@acme.test"]) == 0  # a write, after migrate
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(data_dir.stat().st_mode) == 0o700
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in data_dir.iterdir()}
+    assert "salesinbox.sqlite3" in modes and set(modes.values()) == {0o600}, modes
 
 
 def test_export_schema(tmp_path: Path) -> None:

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import logging
+import os
 import stat
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from tortoise import Tortoise, connections
+from tortoise.transactions import in_transaction
 from tortoise.migrations.autodetector import MigrationAutodetector
 
 from salesinbox.core import db as db_module
 from salesinbox.core import views
+from salesinbox.core.credentials import SecretBox
 from salesinbox.core.db import APP_LABEL, migrate_database, open_database, tortoise_config
 from salesinbox.core.models import Message, Organisation, User
 from salesinbox.core.settings import Settings
@@ -39,12 +43,66 @@ async def test_migrated_database_has_every_table(db: Settings) -> None:
         assert await model.all().limit(1) is not None
 
 
-async def test_fresh_sqlite_data_dir_is_created_private(tmp_path: Path) -> None:
+@pytest.fixture
+def umask_022() -> Iterator[None]:
+    """The common umask, which lets SQLite create world-readable files unless we prevent it."""
+    previous = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.usefixtures("umask_022")
+async def test_fresh_data_dir_and_database_files_are_private(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "new" / "data")
+    data = settings.data_dir
+    # As the server starts: the key is loaded (created) first, then the database is opened.
+    SecretBox.from_settings(settings)
     async with open_database(settings):
-        assert await User.all().count() == 0
-    mode = stat.S_IMODE((tmp_path / "new" / "data").stat().st_mode)
-    assert mode == 0o700
+        await Organisation.create(name="Acme")  # a write, so the WAL files exist
+        names = {path.name for path in data.iterdir()}
+        assert {"salesinbox.sqlite3-wal", "salesinbox.sqlite3-shm"} <= names
+        assert _mode(data) == 0o700
+        assert {path.name: _mode(path) for path in data.iterdir()} == dict.fromkeys(names, 0o600)
+
+
+@pytest.mark.usefixtures("umask_022")
+async def test_a_rollback_journal_is_private_too(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path / 'db' / 'x.sqlite3'}?journal_mode=DELETE"
+    await migrate_database(url)
+    async with open_database(Settings(database_url=url), apply_migrations=False):
+        async with in_transaction():
+            await Organisation.create(name="Acme")
+            journal = tmp_path / "db" / "x.sqlite3-journal"
+            assert journal.exists() and _mode(journal) == 0o600
+
+
+async def test_existing_files_are_tightened_and_an_open_directory_is_only_reported(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Files of ours made by an older version are fixed; a directory the admin chose may be
+    shared with other programs, so it is reported with the fix, not changed."""
+    data = tmp_path / "shared"
+    data.mkdir(mode=0o755)
+    data.chmod(0o755)
+    url = f"sqlite://{data / 'salesinbox.sqlite3'}"
+    await migrate_database(url)
+    for name in ("salesinbox.sqlite3", "salesinbox.sqlite3-wal", "salesinbox.sqlite3-shm"):
+        path = data / name
+        path.touch()
+        path.chmod(0o644)
+    with caplog.at_level(logging.WARNING, logger="salesinbox.files"):
+        async with open_database(Settings(data_dir=data)):
+            assert await Organisation.all().count() == 0
+    assert _mode(data) == 0o755
+    assert f"chmod 700 {data}" in caplog.text
+    assert all(_mode(path) == 0o600 for path in data.iterdir())
+    assert caplog.text.count("set to 0600") == 3  # the database, its -wal and -shm
 
 
 async def test_migrate_is_idempotent(tmp_path: Path) -> None:

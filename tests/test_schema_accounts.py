@@ -118,3 +118,16 @@ async def test_update_credentials_and_disconnect(api: GraphQLClient, rep_token: 
                         {"id": account["id"], "e": mail_account.address}, token=rep_token)
     assert gone["disconnectMailAccount"] == account["id"]
     assert await MailAccount.all().count() == 0
+
+
+async def test_a_huge_server_name_is_a_typed_error_and_logs_short_lines(
+        api: GraphQLClient, rep_token: str, mail_account: TestMailbox, caplog: pytest.LogCaptureFixture) -> None:
+    given = connect_input(mail_account)
+    given["incoming"]["host"] = "a" * (1024 * 1024)
+    with caplog.at_level(logging.INFO):
+        error = await api.error(CONNECT, {"input": given}, token=rep_token)
+    assert error["extensions"] == {"code": "INVALID_INPUT", "field": "host"}
+    assert await MailAccount.all().count() == 0
+    failures = [record.getMessage() for record in caplog.records if "failed while" in record.getMessage()]
+    assert failures and max(len(message) for message in failures) < 1000, failures[0][:300]
+    assert max(len(record.getMessage()) for record in caplog.records) < 8192
