@@ -254,5 +254,6 @@ async def test_relations_of_threads_and_pages_through_fragments(api: GraphQLClie
     items = data["emails"]["items"]
     assert {x["id"]: x["owner"]["email"] for x in items} == owner_of
     assert all(x["folder"] == "INBOX" and x["linkedRecords"] == [{"id": str(world["jane"].id)}] for x in items)
-    # record + (thread list + owners) + (page + folders + owners + links): fragments are followed.
-    assert len(counted) == 7, counted
+    # record + (thread walk + counts + subjects + the threads' messages + owners) + (page + folders + owners
+    # + links): fragments are followed, and the messages of all the threads come in one query.
+    assert len(counted) == 10, counted

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from tortoise import connections
 
-from salesinbox.core import views
+from salesinbox.core import threads, views
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.models import Message, RecordKind, User
 from salesinbox.core.records import RecordInput, create_record
@@ -18,7 +18,7 @@ from .test_policy import write_account, write_message
 
 async def test_record_views_refuse_an_unknown_record_unless_the_caller_verified_it(rep: User) -> None:
     for call in (lambda **kw: views.related_page(rep, 999_999, **kw),
-                 lambda **kw: views.record_threads(rep, 999_999, **kw)):
+                 lambda **kw: threads.thread_page(rep, 999_999, **kw)):
         with pytest.raises(SalesInboxError) as caught:
             await call()
         assert caught.value.code == ErrorCode.NOT_FOUND
