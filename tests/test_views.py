@@ -32,6 +32,11 @@ async def test_page_size_and_cursor_are_validated(rep: User) -> None:
         with pytest.raises(SalesInboxError) as caught:
             await views.related_page(rep, record.id, **kwargs)
         assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
+        for call in (lambda: threads.thread_page(rep, record.id, **kwargs),
+                     lambda: threads.thread_messages(rep, [], **kwargs)):
+            with pytest.raises(SalesInboxError) as caught:
+                await call()
+            assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
 
 
 async def test_text_search_finds_what_contains_the_text_with_or_without_the_sqlite_index(rep: User) -> None:
