@@ -8,9 +8,10 @@ their newest message, which is also what a cursor points after.
 
 A page of threads is found by walking the related list newest first from the cursor, through
 the index ``message_link(record_id, date, message_id)``, until ``first + 1`` threads have shown
-their newest message; a thread that also has mail at or before the cursor was on an earlier
-page and is skipped. So a page costs about the mail of its own threads, at any depth, as the
-related list does. The messages of a thread come in pages of their own, oldest first.
+their newest message; a thread that also has mail at the cursor or newer was on an earlier
+page and is skipped. So a page reads the mail from the cursor to its last thread's newest
+message (ids, dates and keys), then counts its threads: at any depth, as the related list. The
+messages of a thread come in pages of their own, oldest first.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from tortoise.queryset import QuerySet
 from .models import Message, User
 from .policy import visible_messages_for_record
 from .records import get_record
-from .views import Page, beyond, check_page_size, decode_cursor, encode_cursor, page_of
+from .views import Page, beyond, check_page_size, cursor_at, decode_cursor, encode_cursor, page_of
 
 _DATE = "links__date"  # the link's copy of the message date: the record's index orders by it
-_SCAN = 200  # messages read per step of a thread page's walk
+_SCAN_MAX = 1000  # most messages read per step of a thread page's walk (the first reads 2 × first + 2)
+_Row = tuple[int, datetime, str | None]  # a message's id, date and thread key
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,11 @@ class ThreadRef:
 
 @dataclass(frozen=True)
 class Thread:
-    """A thread of a page: the subject of its oldest visible message, and its newest one."""
+    """A thread of a page: the subject of its oldest visible message, the date of its newest."""
 
     ref: ThreadRef
     subject: str
-    latest: Message
+    latest_date: datetime
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,11 @@ class ThreadPage:
 
 def thread_key(message: Message) -> str:
     """The key of the message's thread (``message:<id>`` when it has none)."""
-    return message.thread_key or f"message:{message.id}"
+    return _key(message.thread_key, message.id)
+
+
+def _key(key: str | None, message_id: int) -> str:
+    return key or f"message:{message_id}"
 
 
 async def thread_page(
@@ -86,28 +92,31 @@ async def thread_page(
     if not record_verified:
         await get_record(viewer, record_id)
     base = visible_messages_for_record(viewer, record_id, shared_by)
-    newest: dict[str, Message] = {}  # thread key -> its newest message, in walk order
+    newest: dict[str, _Row] = {}  # thread key -> its newest message, in walk order
     earlier: set[str] = set()  # keys of threads shown on earlier pages
-    scan = position
+    scan, size = position, min(2 * (first + 1), _SCAN_MAX)
     while len(newest) <= first:
         query = base if scan is None else base.filter(beyond(scan, _DATE))
-        batch = await query.order_by(f"-{_DATE}", "-id").limit(_SCAN)
+        # Ids, dates and keys only: a walk may pass over many messages of threads already seen.
+        batch: list[_Row] = await query.order_by(f"-{_DATE}", "-id").limit(size).values_list(
+            "id", "date", "thread_key")
         if position is not None:
-            unseen = {m.thread_key for m in batch if m.thread_key} - newest.keys() - earlier
+            unseen = {key for _, _, key in batch if key} - newest.keys() - earlier
             if unseen:
                 earlier |= await _keys_with_mail_from(base, unseen, position)
-        for message in batch:
-            key = thread_key(message)
+        for row in batch:
+            key = _key(row[2], row[0])
             if key not in newest and key not in earlier:
-                newest[key] = message
+                newest[key] = row
                 if len(newest) > first:
                     break
-        if len(batch) < _SCAN:
+        if len(batch) < size:
             break
-        scan = (batch[-1].date, batch[-1].id)
+        scan, size = (batch[-1][1], batch[-1][0]), min(2 * size, _SCAN_MAX)
     shown = list(newest.values())[:first]
     items = await _describe(base, record_id, shared_by, shown)
-    return ThreadPage(items=items, next_cursor=encode_cursor(shown[-1]) if len(newest) > first else None)
+    last = (shown[-1][1], shown[-1][0]) if shown else None
+    return ThreadPage(items=items, next_cursor=cursor_at(last) if last and len(newest) > first else None)
 
 
 async def _keys_with_mail_from(base: QuerySet[Message], keys: set[str], position: tuple[datetime, int]) -> set[str]:
@@ -118,25 +127,28 @@ async def _keys_with_mail_from(base: QuerySet[Message], keys: set[str], position
 
 
 async def _describe(base: QuerySet[Message], record_id: int, shared_by: int | None,
-                    newest: list[Message]) -> list[Thread]:
+                    newest: list[_Row]) -> list[Thread]:
     """The threads whose newest messages are ``newest``: counts and subjects, two queries."""
-    keys = sorted({m.thread_key for m in newest if m.thread_key})
+    keys = sorted({key for _, _, key in newest if key})
+    lone = [message_id for message_id, _, key in newest if not key]
     counts: dict[str, int] = {}
-    subjects: dict[str, str] = {}
+    oldest = [Q(id__in=lone)] if lone else []
     if keys:
         rows = await base.filter(thread_key__in=keys).annotate(n=Count("id"), oldest=Min("date")).group_by(
             "thread_key").values_list("thread_key", "n", "oldest")
         counts = {key: n for key, n, _ in rows}
         # The oldest messages: the earliest date of each thread, the lowest id among equals.
-        oldest = Q(*(Q(thread_key=key, date=when) for key, _, when in rows), join_type=Q.OR)
-        for key, _, subject in sorted(await base.filter(oldest).values_list("thread_key", "id", "subject")):
-            subjects.setdefault(key, subject)
+        oldest += [Q(thread_key=key, date=when) for key, _, when in rows]
+    subjects: dict[str, str] = {}
+    if oldest:
+        found = await base.filter(Q(*oldest, join_type=Q.OR)).values_list("id", "thread_key", "subject")
+        for message_id, key, subject in sorted(found):  # by id: the lowest first
+            subjects.setdefault(_key(key, message_id), subject)
     threads = []
-    for message in newest:
-        key = thread_key(message)
-        lone = None if message.thread_key else message.id
-        ref = ThreadRef(record_id, shared_by, key, lone, counts.get(key, 1))
-        threads.append(Thread(ref, subjects.get(key, message.subject), message))
+    for message_id, date, key in newest:
+        ref = ThreadRef(record_id, shared_by, _key(key, message_id), None if key else message_id,
+                        counts.get(key, 1) if key else 1)
+        threads.append(Thread(ref, subjects.get(ref.key, ""), date))
     return threads
 
 

@@ -48,8 +48,14 @@ class InboxFilter:
 
 
 def encode_cursor(message: Message) -> str:
-    """An opaque cursor pointing after ``message`` in (date, id) descending order."""
-    raw = f"{message.date.isoformat()}|{message.id}"
+    """An opaque cursor pointing after ``message`` in (date, id) order."""
+    return cursor_at((message.date, message.id))  # type: ignore[arg-type]
+
+
+def cursor_at(position: tuple[datetime, int]) -> str:
+    """The opaque cursor pointing after the message at (date, id) ``position``."""
+    when, key = position
+    raw = f"{when.isoformat()}|{key}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 

@@ -15,7 +15,7 @@ A field declares how it counts with ``metadata=`` from :func:`paged`, :func:`pag
 :func:`body`; fields without it count as described above. Over ``SALESINBOX_MAX_QUERY_COST``
 the operation is refused before any resolver runs, with ``QUERY_TOO_COSTLY`` naming the cost,
 the limit and how to lower it. The estimate bounds how many values are returned, not how
-large each body is: :mod:`.bodies` bounds the characters of bodies actually returned.
+large each body is: ``loaders.BodyReader`` bounds the characters of bodies actually returned.
 
 Not a library: graphql-complexity 1.0 (the one found) ignores schema defaults of ``first``,
 does not see a non-null list (``[Message!]!``) as a list, fails on a variable without

@@ -71,7 +71,7 @@ _Row = TypeVar("_Row", MessageAddress, Attachment)
 
 async def _rows_by_message(model: type[_Row], message_ids: Sequence[int]) -> list[list[_Row]]:
     """For each message id, its rows of ``model`` (a table keyed by ``message_id``), by id."""
-    found: dict[int, list[M]] = defaultdict(list)
+    found: dict[int, list[_Row]] = defaultdict(list)
     for row in await model.filter(message_id__in=list(message_ids)).order_by("id"):
         found[row.message_id].append(row)
     return [found[i] for i in message_ids]

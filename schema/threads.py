@@ -13,7 +13,7 @@ from . import cost
 from .context import Info
 from .messages import MessagePage, MessageType
 
-_MESSAGES = (f"The thread's messages you may see, oldest first: `first` of them (1 to {MAX_PAGE})")
+_MESSAGES = f"The thread's messages you may see, oldest first: `first` of them (1 to {MAX_PAGE})"
 
 
 @strawberry.type(name="Thread", description="One conversation of a lead or contact: its mail you may see.")
@@ -27,7 +27,7 @@ class ThreadType:
     @classmethod
     def from_core(cls, thread: threads.Thread) -> ThreadType:
         return cls(key=thread.ref.key, subject=thread.subject, message_count=thread.ref.message_count,
-                   latest_date=thread.latest.date, ref=thread.ref)
+                   latest_date=thread.latest_date, ref=thread.ref)
 
     @strawberry.field(description=_MESSAGES + "; the rest with messagePage.", metadata=cost.paged(MAX_PAGE))
     async def messages(self, info: Info, first: int = 50) -> list[MessageType]:

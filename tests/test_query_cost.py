@@ -18,10 +18,10 @@ from graphql import parse
 
 from salesinbox.core import threads
 from salesinbox.core.models import Message, MessageBody, RecordKind, User
+from salesinbox.core.policy import visible_messages_for_record
 from salesinbox.core.records import RecordInput, create_record
 from salesinbox.core.settings import Settings
 from salesinbox.core.views import page_of
-from salesinbox.core.policy import visible_messages_for_record
 from salesinbox.schema.api import build_schema
 from salesinbox.schema.app import create_app
 from salesinbox.schema.cost import BODY_COST, estimate_cost
@@ -93,6 +93,7 @@ async def test_the_readme_queries_and_a_thread_view_pass_with_the_defaults(api: 
         "query { salesInbox(first: 100) { items { id subject fromName fromAddress date direction seen flagged "
         "answered snippet hasAttachments size folder owner { name } linkedRecords { id fullName } "
         "to { name address } cc { address } attachments { filename size } } nextCursor } }",
+        "{ leads(limit: 1) { items { threadPage(first: 1, sharedBy: null) { items { key } nextCursor } } } }",
         "{ __schema { types { name fields { name args { name type { name ofType { name } } } "
         "type { name ofType { name ofType { name } } } } } } }",
     ):
@@ -226,11 +227,11 @@ async def expected_threads(rep: User, contact_id: int) -> list[tuple[str, list[s
 THREAD_PAGE = """query($id: ID!, $n: Int!, $a: String, $m: Int!) { contact(id: $id) {
     threadPage(first: $n, after: $a) { nextCursor items { key subject messageCount latestDate
       messagePage(first: $m) { items { id folder owner { email } } nextCursor } } } } }"""
-@pytest.mark.parametrize("scan", [200, 2])  # one read per page, and a walk over many small reads
+@pytest.mark.parametrize("scan", [1000, 2])  # one read per page, and a walk over many small reads
 async def test_paging_threads_and_their_messages_walks_each_exactly_once(
         api: GraphQLClient, rep: User, rep_token: str, conversations: dict, scan: int,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(threads, "_SCAN", scan)
+    monkeypatch.setattr(threads, "_SCAN_MAX", scan)
     contact = str(conversations["contact"].id)
     want = await expected_threads(rep, conversations["contact"].id)
     assert [k for k, _ in want][:3] == ["<c>", "<e>", "<a>"]  # <e> and <a> end at the same minute: by id
