@@ -57,6 +57,10 @@ class Settings:
     max_query_depth: int = 12
     max_query_tokens: int = 2000
     max_query_aliases: int = 30
+    #: GraphQL: the largest estimated cost of one operation (values returned; a body counts 1000)
+    max_query_cost: int = 200_000
+    #: GraphQL: the most characters of message bodies (bodyText, bodyHtml) one response returns
+    max_response_body_chars: int = 8_000_000
     #: seconds an authenticated API token is remembered by a server process (0: not at all);
     #: revocations and user changes made through this process apply at once regardless
     token_cache_seconds: float = 5.0

@@ -1,4 +1,5 @@
-"""The mail views of SPEC §6: SalesInbox, the Emails related list, threads, message detail.
+"""The mail views of SPEC §6: SalesInbox, the Emails related list, message detail (threads:
+:mod:`.threads`).
 
 Every query that returns mail goes through :mod:`salesinbox.core.policy` (the SalesInbox shows
 only the viewer's own mail; the others use ``visible_to``), so nothing is fetched first and
@@ -25,7 +26,6 @@ from .records import get_record
 from .sql_fragment import SqlFragment
 
 MAX_PAGE = 100
-MAX_THREAD_MESSAGES = 500
 
 
 @dataclass(frozen=True)
@@ -48,12 +48,20 @@ class InboxFilter:
 
 
 def encode_cursor(message: Message) -> str:
-    """An opaque cursor pointing after ``message`` in (date, id) descending order."""
-    raw = f"{message.date.isoformat()}|{message.id}"
+    """An opaque cursor pointing after ``message`` in (date, id) order."""
+    return cursor_at((message.date, message.id))  # type: ignore[arg-type]
+
+
+def cursor_at(position: tuple[datetime, int]) -> str:
+    """The opaque cursor pointing after the message at (date, id) ``position``."""
+    when, key = position
+    raw = f"{when.isoformat()}|{key}"
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, int]:
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """The (date, id) a cursor of :func:`encode_cursor` points after; ``INVALID_INPUT`` (field
+    ``after``) when it is not one."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, _, key = raw.partition("|")
@@ -62,19 +70,29 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise invalid_input("This cursor is not valid: start again from the first page.", field="after") from None
 
 
-def _after(query: QuerySet[Message], cursor: str | None, date_field: str) -> QuerySet[Message]:
-    if not cursor:
-        return query
-    when, key = _decode_cursor(cursor)
-    return query.filter(Q(**{f"{date_field}__lt": when}) | Q(**{date_field: when, "id__lt": key}))
+def beyond(position: tuple[datetime, int], date_field: str, *, ascending: bool = False) -> Q:
+    """Messages after ``position`` in (``date_field``, id) order, descending unless ``ascending``."""
+    when, key = position
+    op = "gt" if ascending else "lt"
+    return Q(**{f"{date_field}__{op}": when}) | Q(**{date_field: when, f"id__{op}": key})
 
 
-async def _page(query: QuerySet[Message], first: int, after: str | None, *, date_field: str = "date") -> Page:
-    """Newest first by (``date_field``, id); ``links__date`` for a record's list (indexed)."""
+def check_page_size(first: int) -> None:
+    """``INVALID_INPUT`` (field ``first``) unless 1 <= ``first`` <= :data:`MAX_PAGE`."""
     if not 1 <= first <= MAX_PAGE:
         raise invalid_input(f"first must be between 1 and {MAX_PAGE}.", field="first")
+
+
+async def page_of(query: QuerySet[Message], first: int, after: str | None, *, date_field: str = "date",
+                  ascending: bool = False) -> Page:
+    """One page of ``query`` by (``date_field``, id), newest first unless ``ascending``, starting
+    after the cursor ``after``; ``links__date`` for a record's mail (read from its index)."""
+    check_page_size(first)
+    if after:
+        query = query.filter(beyond(decode_cursor(after), date_field, ascending=ascending))
     # The store never leaves a date NULL, so (date, id) orders the same on every backend.
-    rows = await _after(query, after, date_field).order_by(f"-{date_field}", "-id").limit(first + 1)
+    order = (date_field, "id") if ascending else (f"-{date_field}", "-id")
+    rows = await query.order_by(*order).limit(first + 1)
     items = rows[:first]
     return Page(items=items, next_cursor=encode_cursor(items[-1]) if len(rows) > first else None)
 
@@ -184,7 +202,7 @@ async def inbox_page(viewer: User, filters: InboxFilter, *, first: int = 50, aft
     """A page of the viewer's SalesInbox, newest first."""
     account_ids = list(await MailAccount.filter(user_id=viewer.id).values_list("id", flat=True))
     search_index = bool(filters.search) and await _sqlite_search_index_pays(filters.search)
-    return await _page(inbox_query(viewer, account_ids, filters, search_index=search_index), first, after)
+    return await page_of(inbox_query(viewer, account_ids, filters, search_index=search_index), first, after)
 
 
 async def related_page(
@@ -197,38 +215,7 @@ async def related_page(
     if not record_verified:
         await get_record(viewer, record_id)
     query = visible_messages_for_record(viewer, record_id, shared_by)
-    return await _page(query, first, after, date_field="links__date")
-
-
-@dataclass(frozen=True)
-class Thread:
-    """Messages of one conversation, oldest first."""
-
-    key: str
-    messages: list[Message]
-
-    @property
-    def latest(self) -> Message:
-        return self.messages[-1]
-
-
-async def record_threads(
-    viewer: User, record_id: int, *, shared_by: int | None = None, record_verified: bool = False
-) -> list[Thread]:
-    """The related list grouped by conversation, most recently active first (the newest
-    ``MAX_THREAD_MESSAGES`` visible messages of the record). ``record_verified`` as for
-    :func:`related_page`."""
-    if not record_verified:
-        await get_record(viewer, record_id)
-    # Newest first by the link's copy of the date: read from the index, stopping at the limit.
-    rows = await visible_messages_for_record(viewer, record_id, shared_by).order_by("-links__date", "-id").limit(
-        MAX_THREAD_MESSAGES
-    )
-    groups: dict[str, list[Message]] = {}
-    for message in rows:
-        groups.setdefault(message.thread_key or f"message:{message.id}", []).append(message)
-    threads = [Thread(key, sorted(items, key=lambda m: (m.date, m.id))) for key, items in groups.items()]
-    return sorted(threads, key=lambda t: (t.latest.date, t.latest.id), reverse=True)
+    return await page_of(query, first, after, date_field="links__date")
 
 
 async def get_message(viewer: User, message_id: int) -> Message:

@@ -25,6 +25,7 @@ from strawberry.types.execution import ExecutionResult
 from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.settings import Settings
 
+from .cost import cost_limit
 from .errors import TypedErrors, log_unexpected_errors
 from .execution import LeanExecutionContext
 from .accounts import AccountMutations, AccountQueries
@@ -76,7 +77,7 @@ class SalesInboxSchema(strawberry.Schema):
 
 
 def _limits(settings: Settings) -> list[type[SchemaExtension]]:
-    """The depth, alias and token limits, plus caches of parsing and validation.
+    """The depth, alias, token and cost limits, plus caches of parsing and validation.
 
     The validation rules are built once here, not per request: the validation cache is keyed
     by (document, rules), so the same query from a frontend is parsed and validated once.
@@ -123,7 +124,7 @@ def _limits(settings: Settings) -> list[type[SchemaExtension]]:
                 if len(parsed) > 256:
                     parsed.popitem(last=False)
 
-    return [TokenLimit, Parsed, Limits, Validated]
+    return [TokenLimit, Parsed, Limits, Validated, cost_limit(settings)]
 
 
 def build_schema(settings: Settings | None = None) -> SalesInboxSchema:

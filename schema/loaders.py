@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
+from tortoise.functions import Length
 
+from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.models import (
     Attachment,
     Folder,
@@ -25,6 +28,8 @@ from salesinbox.core.models import (
     User,
 )
 from salesinbox.core.sharing import shared_record_ids
+from salesinbox.core.threads import ThreadRef, thread_messages
+from salesinbox.core.views import Page
 
 
 #: The columns the API shows of a lead/contact and of a user (``*Type.from_values``).
@@ -66,7 +71,7 @@ _Row = TypeVar("_Row", MessageAddress, Attachment)
 
 async def _rows_by_message(model: type[_Row], message_ids: Sequence[int]) -> list[list[_Row]]:
     """For each message id, its rows of ``model`` (a table keyed by ``message_id``), by id."""
-    found: dict[int, list[M]] = defaultdict(list)
+    found: dict[int, list[_Row]] = defaultdict(list)
     for row in await model.filter(message_id__in=list(message_ids)).order_by("id"):
         found[row.message_id].append(row)
     return [found[i] for i in message_ids]
@@ -80,9 +85,46 @@ async def _attachments_by_message(message_ids: Sequence[int]) -> list[list[Attac
     return await _rows_by_message(Attachment, message_ids)
 
 
-async def _body_by_message(message_ids: Sequence[int]) -> list[MessageBody | None]:
-    bodies = {b.message_id: b for b in await MessageBody.filter(message_id__in=list(message_ids))}
-    return [bodies.get(i) for i in message_ids]
+class BodyReader:
+    """The message bodies of one response, read in batches within a budget of characters.
+
+    A batch first asks the database how long the bodies are and refuses them all with
+    ``RESPONSE_TOO_LARGE`` when they would take the response's bodies over the budget;
+    only then are they read. So a response returns, and the server holds, at most the budget
+    in bodies, whatever the query cost estimated (a body may be 2 MB where most are a few
+    kB). The text and HTML columns are read apart: a query for one never loads the other.
+    """
+
+    def __init__(self) -> None:
+        self._spent = 0
+        self._limit = 0
+        self._text = DataLoader(load_fn=partial(self._read, "text"))
+        self._html = DataLoader(load_fn=partial(self._read, "html"))
+
+    async def text(self, message_id: int, limit: int) -> str:
+        """The plain-text body ("" when none), counted against ``limit`` characters per response."""
+        self._limit = limit
+        return await self._text.load(message_id)
+
+    async def html(self, message_id: int, limit: int) -> str:
+        """The HTML body ("" when none), counted against ``limit`` characters per response."""
+        self._limit = limit
+        return await self._html.load(message_id)
+
+    async def _read(self, column: str, message_ids: Sequence[int]) -> list[str]:
+        ids = list(message_ids)
+        sizes = await MessageBody.filter(message_id__in=ids).annotate(n=Length(column)).values_list("n", flat=True)
+        wanted = sum(n or 0 for n in sizes)
+        if self._spent + wanted > self._limit:
+            raise SalesInboxError(
+                ErrorCode.RESPONSE_TOO_LARGE,
+                f"The message bodies asked for would take this response over {self._limit} characters "
+                f"(SALESINBOX_MAX_RESPONSE_BODY_CHARS; these {len(ids)} are {wanted}). Ask for bodies of fewer "
+                "messages at a time: one message with message(id:), or a lower `first`.",
+            )
+        self._spent += wanted
+        bodies = dict(await MessageBody.filter(message_id__in=ids).values_list("message_id", column))
+        return [bodies.get(i, "") for i in ids]
 
 
 class Loaders:
@@ -94,12 +136,26 @@ class Loaders:
         self.folder_name_by_id = DataLoader(load_fn=folder_name_by_id)
         self.addresses_by_message = DataLoader(load_fn=_addresses_by_message)
         self.attachments_by_message = DataLoader(load_fn=_attachments_by_message)
-        self.body_by_message = DataLoader(load_fn=_body_by_message)
+        self.bodies = BodyReader()
         self._viewer = viewer
         self.share_email = DataLoader(load_fn=self._share_email)
+        self.thread_messages = DataLoader(load_fn=self._thread_messages)
 
     async def _share_email(self, record_ids: Sequence[int]) -> list[bool]:
         if self._viewer is None:
             return [False for _ in record_ids]
         ticked = await shared_record_ids(self._viewer, list(record_ids))
         return [i in ticked for i in record_ids]
+
+    async def _thread_messages(self, keys: Sequence[tuple[ThreadRef, int, str | None]]) -> list[Page]:
+        """Pages of threads' messages, by (thread, first, after): the threads of a page of
+        threads asking for the same page are read together (see ``threads.thread_messages``)."""
+        assert self._viewer is not None  # loaders are created after authentication
+        by_request: dict[tuple[int, str | None], list[ThreadRef]] = defaultdict(list)
+        for ref, first, after in keys:
+            by_request[(first, after)].append(ref)
+        found: dict[tuple[ThreadRef, int, str | None], Page] = {}
+        for (first, after), refs in by_request.items():
+            pages = await thread_messages(self._viewer, refs, first=first, after=after)
+            found.update(((ref, first, after), page) for ref, page in zip(refs, pages, strict=True))
+        return [found[key] for key in keys]

@@ -13,6 +13,7 @@ from strawberry.types.nodes import SelectedField
 from salesinbox.core.message_flags import set_message_flags
 from salesinbox.core.models import AddressRole, Direction, Message
 
+from . import cost
 from .context import Info
 from .ids import parse_id, to_id
 from .loaders import folder_name_by_id, owner_by_account, records_by_message
@@ -130,15 +131,19 @@ class MessageType:
         return [AttachmentType(filename=a.filename, content_type=a.content_type, size=a.size,
                                content_id=a.content_id, is_inline=a.is_inline) for a in rows]
 
-    @strawberry.field(description="The plain-text body (for one message at a time).")
+    @strawberry.field(description="The plain-text body. Bodies are large: ask for them for a few messages at a "
+                      "time (see RESPONSE_TOO_LARGE).", metadata=cost.body())
     async def body_text(self, info: Info) -> str:
-        body = await info.context.loaders.body_by_message.load(int(self.id))
-        return body.text if body else ""
+        return await info.context.loaders.bodies.text(int(self.id), _body_chars(info))
 
-    @strawberry.field(description="The HTML body, as received: sanitise before displaying.")
+    @strawberry.field(description="The HTML body, as received: sanitise before displaying. Bodies are large: ask "
+                      "for them for a few messages at a time (see RESPONSE_TOO_LARGE).", metadata=cost.body())
     async def body_html(self, info: Info) -> str:
-        body = await info.context.loaders.body_by_message.load(int(self.id))
-        return body.html if body else ""
+        return await info.context.loaders.bodies.html(int(self.id), _body_chars(info))
+
+
+def _body_chars(info: Info) -> int:
+    return info.context.services.settings.max_response_body_chars
 
 
 def _selected_names(info: Info) -> set[str]:
@@ -190,9 +195,9 @@ async def message_items(info: Info, rows: Sequence[Message]) -> list[MessageType
     return items
 
 
-@strawberry.type(description="A page of messages, newest first.")
+@strawberry.type(description="A page of messages, newest first unless the field says otherwise.")
 class MessagePage:
-    items: list[MessageType]
+    items: list[MessageType] = strawberry.field(metadata=cost.page_items())
     next_cursor: str | None = strawberry.field(description="Pass as `after` for the next page; null at the end.")
 
 
@@ -211,12 +216,3 @@ class MessageMutations:
             secrets=services.secrets, policy=services.connect_policy,
         )
         return MessageType.from_model(row)
-
-
-@strawberry.type(name="Thread", description="One conversation, oldest message first.")
-class ThreadType:
-    key: str
-    subject: str
-    message_count: int
-    latest_date: datetime | None
-    messages: list[MessageType]

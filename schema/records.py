@@ -12,10 +12,12 @@ from salesinbox.core import records, views
 from salesinbox.core.errors import invalid_input
 from salesinbox.core.models import CrmRecord, RecordKind
 
+from . import cost
 from .context import Info
 from .ids import parse_id, to_id
 from .loaders import RECORD_FIELDS
-from .messages import MessagePage, ThreadType, message_items
+from .messages import MessagePage, message_items
+from .threads import ThreadPage, ThreadType, record_thread_page
 
 RecordKindEnum = strawberry.enum(RecordKind, name="RecordKind", description="Lead or contact.")
 
@@ -35,7 +37,8 @@ class CrmRecordType:
     updated_at: datetime
 
     @strawberry.field(description="Emails related list: linked mail you may see, newest first; "
-                      "sharedBy limits it to one user's mail (default: all users).")
+                      "sharedBy limits it to one user's mail (default: all users).",
+                      metadata=cost.paged(views.MAX_PAGE))
     async def emails(self, info: Info, first: int = 50, after: str | None = None,
                      shared_by: strawberry.ID | None = None) -> MessagePage:
         # This record came from a query scoped to the viewer's organisation: no second check.
@@ -45,17 +48,18 @@ class CrmRecordType:
         )
         return MessagePage(items=await message_items(info, page.items), next_cursor=page.next_cursor)
 
-    @strawberry.field(description="The same mail grouped by conversation, most recently active first.")
-    async def threads(self, info: Info, shared_by: strawberry.ID | None = None) -> list[ThreadType]:
-        threads = await views.record_threads(
-            info.context.user, int(self.id), shared_by=_optional_id(shared_by, "sharedBy"), record_verified=True
-        )
-        items = iter(await message_items(info, [m for t in threads for m in t.messages]))
-        return [
-            ThreadType(key=t.key, subject=t.messages[0].subject, message_count=len(t.messages),
-                       latest_date=t.latest.date, messages=[next(items) for _ in t.messages])
-            for t in threads
-        ]
+    @strawberry.field(description="The same mail grouped by conversation, most recently active first: the first "
+                      f"`first` threads (1 to {views.MAX_PAGE}); all of them, page by page, with threadPage.",
+                      metadata=cost.paged(views.MAX_PAGE))
+    async def threads(self, info: Info, first: int = 20, shared_by: strawberry.ID | None = None) -> list[ThreadType]:
+        return (await record_thread_page(info, int(self.id), _optional_id(shared_by, "sharedBy"), first, None)).items
+
+    @strawberry.field(description="The same mail grouped by conversation, most recently active first, in pages of "
+                      f"`first` threads (1 to {views.MAX_PAGE}) after the cursor `after`.",
+                      metadata=cost.paged(views.MAX_PAGE))
+    async def thread_page(self, info: Info, first: int = 20, after: str | None = None,
+                          shared_by: strawberry.ID | None = None) -> ThreadPage:
+        return await record_thread_page(info, int(self.id), _optional_id(shared_by, "sharedBy"), first, after)
 
     @strawberry.field(description="Whether you ticked Share Email on it (meaningful when your account is CUSTOM).")
     async def share_email(self, info: Info) -> bool:
@@ -97,7 +101,7 @@ class ContactType(CrmRecordType):
 
 @strawberry.type(description="A page of leads or contacts, and how many match in all.")
 class RecordPage:
-    items: list[CrmRecordType]
+    items: list[CrmRecordType] = strawberry.field(metadata=cost.page_items())
     total: int
 
 
@@ -159,16 +163,17 @@ async def _import(info: Info, kind: RecordKind, csv: str | None, rows: list[Reco
 
 
 _SEARCH = "Matches names, company and emails, case-insensitively."
+_RECORD_PAGE = cost.paged(records.MAX_LIST_LIMIT, argument="limit")
 
 
 @strawberry.type
 class RecordQueries:
-    @strawberry.field(description="Leads by last name. " + _SEARCH)
+    @strawberry.field(description="Leads by last name. " + _SEARCH, metadata=_RECORD_PAGE)
     async def leads(self, info: Info, search: str | None = None, owner_id: strawberry.ID | None = None,
                     limit: int = 50, offset: int = 0) -> RecordPage:
         return await _page(info, RecordKind.LEAD, search, owner_id, limit, offset)
 
-    @strawberry.field(description="Contacts by last name. " + _SEARCH)
+    @strawberry.field(description="Contacts by last name. " + _SEARCH, metadata=_RECORD_PAGE)
     async def contacts(self, info: Info, search: str | None = None, owner_id: strawberry.ID | None = None,
                        limit: int = 50, offset: int = 0) -> RecordPage:
         return await _page(info, RecordKind.CONTACT, search, owner_id, limit, offset)

@@ -9,6 +9,7 @@ import strawberry
 from salesinbox.core import views
 from salesinbox.core.policy import explain
 
+from . import cost
 from .context import Info
 from .ids import parse_id
 from .messages import DirectionEnum, MessagePage, MessageType, message_items
@@ -44,7 +45,8 @@ class Visibility:
 
 @strawberry.type
 class ViewQueries:
-    @strawberry.field(description="Your own mail, newest first, with filters and cursor pagination.")
+    @strawberry.field(description="Your own mail, newest first, with filters and cursor pagination.",
+                      metadata=cost.paged(views.MAX_PAGE))
     async def sales_inbox(self, info: Info, filter: InboxFilterInput | None = None, first: int = 50,
                           after: str | None = None) -> MessagePage:
         filters = filter.to_core() if filter else views.InboxFilter()

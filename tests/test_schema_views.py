@@ -180,6 +180,14 @@ async def test_message_detail_and_threads(api: GraphQLClient, rep_token: str, ot
     by_key = {t["key"]: t for t in threads["contact"]["threads"]}
     assert by_key["<t1>"]["messageCount"] == 2 and by_key["<t1>"]["subject"] == "Offer"
     assert [x["id"] for x in by_key["<t1>"]["messages"]] == [str(m["r1"].id), str(m["r2"].id)]
+    # Bounded by `first` (threads and their messages), and limited to one user's mail with sharedBy.
+    bounded = await api.ok("query($id: ID!, $by: ID) { contact(id: $id) { threads(first: 1, sharedBy: $by) { key "
+                           "messages(first: 1) { id } } } }", {"id": str(world["jane"].id)}, token=rep_token)
+    assert bounded["contact"]["threads"] == [{"key": "<1@t>", "messages": [{"id": str(m["o1"].id)}]}]
+    mine = await api.ok("query($id: ID!, $by: ID) { contact(id: $id) { threadPage(sharedBy: $by) { items { key } "
+                        "nextCursor } } }", {"id": str(world["jane"].id), "by": str(world["rep_account"].user_id)},
+                        token=rep_token)
+    assert mine["contact"]["threadPage"] == {"items": [{"key": "<t1>"}], "nextCursor": None}
 
 
 def count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -254,5 +262,6 @@ async def test_relations_of_threads_and_pages_through_fragments(api: GraphQLClie
     items = data["emails"]["items"]
     assert {x["id"]: x["owner"]["email"] for x in items} == owner_of
     assert all(x["folder"] == "INBOX" and x["linkedRecords"] == [{"id": str(world["jane"].id)}] for x in items)
-    # record + (thread list + owners) + (page + folders + owners + links): fragments are followed.
-    assert len(counted) == 7, counted
+    # record + (thread walk + counts + subjects + the threads' messages + owners) + (page + folders + owners
+    # + links): fragments are followed, and the messages of all the threads come in one query.
+    assert len(counted) == 10, counted

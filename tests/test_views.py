@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from tortoise import connections
 
-from salesinbox.core import views
+from salesinbox.core import threads, views
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.models import Message, RecordKind, User
 from salesinbox.core.records import RecordInput, create_record
@@ -18,7 +18,7 @@ from .test_policy import write_account, write_message
 
 async def test_record_views_refuse_an_unknown_record_unless_the_caller_verified_it(rep: User) -> None:
     for call in (lambda **kw: views.related_page(rep, 999_999, **kw),
-                 lambda **kw: views.record_threads(rep, 999_999, **kw)):
+                 lambda **kw: threads.thread_page(rep, 999_999, **kw)):
         with pytest.raises(SalesInboxError) as caught:
             await call()
         assert caught.value.code == ErrorCode.NOT_FOUND
@@ -32,6 +32,11 @@ async def test_page_size_and_cursor_are_validated(rep: User) -> None:
         with pytest.raises(SalesInboxError) as caught:
             await views.related_page(rep, record.id, **kwargs)
         assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
+        for call in (lambda: threads.thread_page(rep, record.id, **kwargs),
+                     lambda: threads.thread_messages(rep, [], **kwargs)):
+            with pytest.raises(SalesInboxError) as caught:
+                await call()
+            assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
 
 
 async def test_text_search_finds_what_contains_the_text_with_or_without_the_sqlite_index(rep: User) -> None:
