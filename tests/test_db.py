@@ -7,6 +7,8 @@ import os
 import stat
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
+from importlib import import_module
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -20,10 +22,11 @@ from salesinbox.core import db as db_module
 from salesinbox.core import views
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.db import APP_LABEL, migrate_database, open_database, tortoise_config
-from salesinbox.core.models import Message, Organisation, User
+from salesinbox.core.models import Direction, Folder, MailAccount, Message, Organisation, User
 from salesinbox.core.settings import Settings
 
 from .database import _asyncpg_dsn
+from .test_linking import _account
 
 
 async def test_migrations_match_the_models(db: Settings) -> None:
@@ -181,3 +184,24 @@ async def test_without_the_right_to_install_pg_trgm_the_migration_still_succeeds
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.execute(f'DROP ROLE IF EXISTS "{role}"')
         await admin.close()
+
+
+async def test_migration_0006_recounts_folders_and_reopens_those_missing_mail(rep: User) -> None:
+    """Folders counted by older versions get the store's count; one that says done while it
+    holds fewer messages than the server had goes back through its initial sync."""
+    migration = import_module("salesinbox.core.migrations.0006_folder_counts_from_store")
+    account: MailAccount = await _account(rep)
+    # INBOX was re-synced under UIDVALIDITY 7 and interrupted: 2 rows of 5, yet "done 5/5".
+    short = await Folder.create(account=account, name="INBOX", uidvalidity=7, initial_sync_done=True,
+                                messages_total=5, messages_synced=5)
+    whole = await Folder.create(account=account, name="Sent", uidvalidity=3, initial_sync_done=True,
+                                messages_total=1, messages_synced=0)
+    for folder, uidvalidity, uid in ((short, 7, 1), (short, 7, 2), (short, 6, 9), (whole, 3, 4)):
+        await Message.create(account=account, folder=folder, uidvalidity=uidvalidity, uid=uid,
+                             direction=Direction.RECEIVED, date=datetime.now(UTC))
+    connection = connections.get("default")
+    await connection.execute_script(migration._RECOUNT)
+    await connection.execute_script(migration._REOPEN)
+    short, whole = await Folder.get(id=short.id), await Folder.get(id=whole.id)
+    assert (short.messages_synced, short.initial_sync_done) == (2, False)
+    assert (whole.messages_synced, whole.initial_sync_done) == (1, True)
