@@ -14,11 +14,11 @@ import threading
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
-from imapclient import IMAPClient
 from tortoise.exceptions import DoesNotExist
 
 from .accounts import stored_logins
-from .imap import close_quietly, open_imap
+from .backoff import backoff_delay
+from .idle import IdleTiming, watch_mailbox
 from .imap_fetch import shutdown_parse_pool, start_parse_pool
 from .models import Folder, MailAccount, SyncState
 from .sync import SyncServices, sync_account
@@ -39,13 +39,9 @@ class SyncScheduler(Protocol):
         """Sync ``account_id`` as soon as possible (starting to follow it if new)."""
 
 
-def backoff_delay(failures: int, *, base: float, cap: float) -> float:
-    """Seconds to wait after ``failures`` consecutive failures: base·2ⁿ⁻¹, at most ``cap``."""
-    return min(cap, base * 2 ** max(0, failures - 1))
-
-
 class InProcessScheduler:
-    """Runs syncs as tasks of the server's event loop, with IDLE watchers in threads."""
+    """Runs syncs as tasks of the server's event loop, with IDLE watchers in threads
+    (:mod:`.idle`, paced by ``idle_timing``) that wake an account's task on news."""
 
     def __init__(
         self,
@@ -55,12 +51,14 @@ class InProcessScheduler:
         backoff_base: float = 5.0,
         backoff_cap: float = 900.0,
         use_idle: bool = True,
+        idle_timing: IdleTiming = IdleTiming(),
     ) -> None:
         self.services = services
         self.poll_interval = poll_interval
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.use_idle = use_idle
+        self.idle_timing = idle_timing
         self._tasks: dict[int, asyncio.Task[None]] = {}
         self._wake: dict[int, asyncio.Event] = {}
         self._stopping = threading.Event()
@@ -135,50 +133,16 @@ class InProcessScheduler:
         loop = asyncio.get_running_loop()
 
         def on_change() -> None:
-            loop.call_soon_threadsafe(wake.set)
-
-        def should_stop() -> bool:
-            return self._stopping.is_set() or idle_stop.is_set()
+            try:
+                loop.call_soon_threadsafe(wake.set)
+            except RuntimeError:  # the loop is closed: the scheduler has stopped
+                pass
 
         thread = threading.Thread(
-            target=_idle_watch,
-            args=(login, self.services.policy, on_change, should_stop),
+            target=watch_mailbox,
+            args=(login, self.services.policy, on_change, idle_stop, self.idle_timing),
             name=f"idle-account-{account_id}",
             daemon=True,
         )
         thread.start()
         return thread
-
-
-# RFC 2177: re-issue IDLE before 29 minutes; short checks let the thread stop promptly.
-IDLE_RENEW_SECONDS = 25 * 60
-IDLE_CHECK_SECONDS = 1.0
-
-
-def _idle_watch(login, policy, on_change, should_stop) -> None:  # noqa: ANN001
-    """Watch INBOX with IDLE until ``should_stop()``; call ``on_change`` when the server reports
-    anything (new mail, expunge, flag change). Returns on connection loss: the next sync
-    pass starts a new watcher."""
-    try:
-        client: IMAPClient = open_imap(login, policy)
-    except Exception:  # noqa: BLE001 - the sync pass will report the problem
-        log.debug("IDLE watcher could not connect", exc_info=True)
-        return
-    try:
-        client.select_folder("INBOX", readonly=True)
-        while not should_stop():
-            client.idle()
-            started = datetime.now(UTC)
-            try:
-                while not should_stop():
-                    if client.idle_check(timeout=IDLE_CHECK_SECONDS):
-                        on_change()
-                    if (datetime.now(UTC) - started).total_seconds() > IDLE_RENEW_SECONDS:
-                        break
-            finally:
-                client.idle_done()
-    except Exception:  # noqa: BLE001 - connection dropped: the next pass restarts IDLE
-        log.debug("IDLE watcher stopped", exc_info=True)
-        on_change()
-    finally:
-        close_quietly(client)

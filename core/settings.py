@@ -53,6 +53,9 @@ class Settings:
     sync_enabled: bool = True
     #: seconds between sync passes of an account (IDLE wakes it earlier for new mail)
     sync_poll_interval: float = 300.0
+    #: seconds between liveness probes of an IDLE connection (ending IDLE and starting it
+    #: again): a connection that died silently is noticed within this plus ``mail_timeout``
+    idle_probe_interval: float = 120.0
     #: GraphQL limits: nesting depth, tokens per document, aliases per document
     max_query_depth: int = 12
     max_query_tokens: int = 2000

@@ -20,6 +20,7 @@ from tortoise import connections
 from salesinbox.core import tokens
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.db import open_database
+from salesinbox.core.idle import IdleTiming
 from salesinbox.core.mailer import send_sync_confirmation
 from salesinbox.core.models import MailAccount
 from salesinbox.core.plugins import get_plugin_manager
@@ -93,6 +94,7 @@ def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | No
                 on_initial_sync_complete=confirm,
             ),
             poll_interval=settings.sync_poll_interval,
+            idle_timing=IdleTiming(probe_interval=settings.idle_probe_interval),
         )
     return services
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -27,10 +26,10 @@ from salesinbox.core.records import RecordInput, create_record
 from salesinbox.core.sync import AccountSyncReport, SyncServices, sync_account
 
 from .servers.messages import build_message, generate_messages
-from .servers.proxy import CuttingProxy
 
 if TYPE_CHECKING:
     from .servers.fixtures import MailAccount as TestMailbox
+    from .servers.proxy import CuttingProxy
 
 pytestmark = pytest.mark.dovecot
 
@@ -128,13 +127,6 @@ async def test_tricky_messages_are_stored_with_what_could_be_read(rep: User, mai
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sync_module, "BATCH_SIZE", 5)
-
-
-@pytest.fixture
-def proxy(mail_account: TestMailbox) -> Iterator[CuttingProxy]:
-    relay = CuttingProxy("127.0.0.1", mail_account.dovecot.port)
-    yield relay
-    relay.close()
 
 
 async def test_cut_connections_resume_without_loss_or_duplicates(rep: User, mail_account: TestMailbox,

@@ -287,6 +287,17 @@ service imap-login {{
             pass
         proc.wait(timeout=5)
 
+    def shutdown(self) -> None:
+        """Stop Dovecot as a crash or a restart would (its connections close), keeping its
+        directory, users, mail and ports: :meth:`start_again` brings it back."""
+        self._kill()
+
+    def start_again(self, timeout: float = 10.0) -> "DovecotServer":
+        """Start after :meth:`shutdown` on the same ports, so clients find it where it was
+        (DovecotError if something else took a port meanwhile)."""
+        self._spawn_and_wait(timeout)
+        return self
+
     def stop(self) -> None:
         """Stop Dovecot and delete its directory (if this object created it)."""
         self._kill()
@@ -375,6 +386,19 @@ service imap-login {{
             client.shutdown()
             raise
         return client
+
+    def deliver(self, user: MailUser | str, raw: bytes) -> None:
+        """Put a message into the user's INBOX as a local MTA does, without IMAP (a file in
+        ``Maildir/new``), so it works while Dovecot is down; IMAP sees it from the next
+        mailbox check on. The user must have logged in once (that creates the Maildir)."""
+        user = self.users[user] if isinstance(user, str) else user
+        maildir = user.home / "Maildir"
+        name = f"{time.time_ns()}.{secrets.token_hex(4)}.salesinbox-test"
+        tmp = maildir / "tmp" / name
+        tmp.write_bytes(raw)
+        os.chown(tmp, MAIL_UID, MAIL_GID)
+        tmp.chmod(0o600)
+        os.rename(tmp, maildir / "new" / name)  # Maildir: write in tmp/, then move to new/
 
     def append(
         self, user: MailUser | str, folder: str, raw: bytes,

@@ -9,6 +9,8 @@ Session-scoped servers, function-scoped users, so tests never share a mailbox:
 - `smtp_server`   -> SmtpServer          shared aiosmtpd server, reset before each test
 - `smtp_user`     -> SmtpUser            fresh login/password on `smtp_server`
 - `mail_account`  -> MailAccount         the same fresh credentials on both servers
+- `proxy`         -> CuttingProxy        a relay to `dovecot`'s IMAP port that can cut
+   or stall its connections (point an account's imap_port at `proxy.port`)
 - `dovecot_factory(**options) -> DovecotServer`   extra started server, e.g.
    untrusted_cert=True; stopped at the end of the test
 - `smtp_factory(users=None, **options) -> SmtpServer`   same for SMTP, e.g.
@@ -35,6 +37,7 @@ import pytest
 
 from .certs import CertBundle, make_certs
 from .dovecot import DovecotServer, MailUser, unavailable_reason
+from .proxy import CuttingProxy
 
 if TYPE_CHECKING:  # aiosmtpd is a test extra: import smtp.py only when a fixture needs it
     from .smtp import SmtpServer, SmtpUser
@@ -181,3 +184,11 @@ def mail_account(
     """`mail_user` also allowed to send through `smtp_server` with the same password."""
     smtp_server.add_user(mail_user.username, mail_user.password)
     return MailAccount(user=mail_user, dovecot=dovecot, smtp=smtp_server)
+
+
+@pytest.fixture
+def proxy(mail_account: MailAccount) -> Iterator[CuttingProxy]:
+    """A :class:`CuttingProxy` to `mail_account`'s Dovecot (plain/STARTTLS port), closed after the test."""
+    relay = CuttingProxy("127.0.0.1", mail_account.dovecot.port)
+    yield relay
+    relay.close()

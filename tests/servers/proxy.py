@@ -1,4 +1,5 @@
-"""A TCP relay on loopback that can cut its connections, to test resuming after a network cut."""
+"""A TCP relay on loopback that can cut its connections, to test resuming after a network cut,
+or silently stall them, to test noticing a connection that died without a word."""
 
 from __future__ import annotations
 
@@ -20,8 +21,17 @@ class CuttingProxy:
         self.port: int = self._listener.getsockname()[1]
         self._closing = threading.Event()
         self._sockets: list[socket.socket] = []
+        self._stalls: list[threading.Event] = []
         self._lock = threading.Lock()
         threading.Thread(target=self._accept_loop, daemon=True, name="cutting-proxy").start()
+
+    def stall(self) -> None:
+        """From now on, drop whatever the current connections carry, both ways, without
+        closing them: a relay or NAT that lost its state (neither data nor a close from one
+        end reaches the other). Connections accepted later are relayed normally."""
+        with self._lock:
+            for stalled in self._stalls:
+                stalled.set()
 
     def _accept_loop(self) -> None:
         while not self._closing.is_set():
@@ -30,20 +40,27 @@ class CuttingProxy:
             except OSError:
                 return
             server = socket.create_connection(self.target, timeout=10)
+            stalled = threading.Event()
             with self._lock:
                 self.connections += 1
                 self._sockets += [client, server]
+                self._stalls.append(stalled)
             limit = self.cut_after_bytes
-            threading.Thread(target=self._pump, args=(client, server, None, (client, server)), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, limit, (client, server)), daemon=True).start()
+            pair = (client, server)
+            threading.Thread(target=self._pump, args=(client, server, None, pair, stalled), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, limit, pair, stalled), daemon=True).start()
 
     @staticmethod
     def _pump(source: socket.socket, sink: socket.socket, limit: int | None,
-              pair: tuple[socket.socket, socket.socket]) -> None:
+              pair: tuple[socket.socket, socket.socket], stalled: threading.Event) -> None:
         moved = 0
         try:
             while True:
                 data = source.recv(65536)
+                if stalled.is_set():
+                    if not data:
+                        return  # nor does a close get through: the sockets wait for close()
+                    continue  # swallowed: neither end learns anything
                 if not data:
                     break
                 if limit is not None and moved + len(data) >= limit:
