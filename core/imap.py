@@ -327,9 +327,29 @@ def _map_error(exc: BaseException, login: ServerLogin, policy: ConnectPolicy, st
     return error
 
 
+# Refusals of a login that say nothing about the password (RFC 5530 codes, and Gmail's
+# wording): retried later, never NEEDS_REAUTH.
+_TEMPORARY_REFUSAL = re.compile(
+    r"\[(UNAVAILABLE|LIMIT|INUSE|SERVERBUG)\]|too many (simultaneous )?connections", re.IGNORECASE
+)
+
+
+def _broken_connection(exc: BaseException) -> BaseException | None:
+    """The socket error or IMAP abort behind ``exc``, if any: imapclient turns every error
+    of LOGIN, a dropped connection included, into a ``LoginError``."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, (OSError, imaplib.IMAP4.abort)):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _classify(exc: BaseException, login: ServerLogin, policy: ConnectPolicy, stage: str,
               client: IMAPClient | None) -> MailServerError:
     where = login.endpoint
+    if isinstance(exc, imaplib.IMAP4.error):  # a cut during LOGIN is not a refused password
+        exc = _broken_connection(exc) or exc
     mapped = transport_error(exc, protocol=PROTOCOL, login=login, policy=policy)
     if mapped is not None:
         return mapped
@@ -351,7 +371,7 @@ def _classify(exc: BaseException, login: ServerLogin, policy: ConnectPolicy, sta
             protocol=PROTOCOL, server_message=text,
         )
     if stage == "logging in" and not isinstance(exc, imaplib.IMAP4.abort):
-        if "[UNAVAILABLE]" in text.upper():  # RFC 5530: a server-side problem, not the password
+        if _TEMPORARY_REFUSAL.search(text):  # a server-side problem, not the password
             return MailServerError(
                 ErrorCode.CONNECTION_FAILED,
                 f"The IMAP server {where} cannot log anyone in right now; try again later.",

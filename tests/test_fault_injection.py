@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from salesinbox.core import sync as sync_module
+from salesinbox.core.idle import IdleTiming
 from salesinbox.core.mailserver import MailServerError
 from salesinbox.core.models import Folder, MailAccount, Message, SyncState, User
 from salesinbox.core.scheduler import InProcessScheduler
@@ -235,7 +236,9 @@ class Harness:
             "query($id: ID!) { mailAccount(id: $id) { syncState folders { name messagesSynced "
             "messagesTotal initialSyncDone } } }", {"id": str(self.account_id)}, token=self.token)
         shown = data["mailAccount"]
-        assert shown["syncState"] == account.sync_state.value, self.why("API state differs from the store")
+        assert shown["syncState"] == account.sync_state.value, self.why(
+            f"API state {shown['syncState']} differs from the store's {account.sync_state.value}")
+        assert account.sync_state != SyncState.NEEDS_REAUTH, self.why(f"NEEDS_REAUTH: {account.sync_error}")
         by_name = {f["name"]: f for f in shown["folders"]}
         for folder in folders:
             assert by_name[folder.name]["messagesSynced"] == folder.messages_synced, self.why("API count")
@@ -310,34 +313,46 @@ async def test_uidvalidity_resync_survives_kills_and_cuts(harness: Harness) -> N
 
 
 async def test_push_mail_survives_cuts_and_restarts(harness: Harness) -> None:
-    """IDLE brings new mail while connections are cut and the scheduler is restarted at
-    random moments; in the end every message is stored once, within seconds, without polling."""
+    """IDLE brings new mail while connections are cut and the scheduler is stopped at random
+    moments (each stop cancels whatever it was doing); the store is checked while stopped.
+    In the end, after a last cut, new mail is stored within seconds, without polling."""
     await harness.connect()
     await sync_account(harness.account_id, harness.services)
-    options = {"poll_interval": 3600.0, "backoff_base": 0.2, "backoff_cap": 1.0}
+    options = {"poll_interval": 3600.0, "backoff_base": 0.2, "backoff_cap": 1.0,
+               "idle_timing": IdleTiming(backoff_base=0.1, backoff_cap=0.5)}
+    seeds = iter(range(1000, 2000))
+
+    def new_mail(count: int) -> None:
+        harness.box.dovecot.append_many(harness.box.user, "INBOX", generate_messages(
+            count, seed=next(seeds), rep=("Rex", harness.box.address)))
+
+    def fault(kind: str) -> None:
+        harness.injected.append(f"idle-{kind}")
+        FAULTS.record(f"idle-{kind}")
+
+    while len(harness.injected) < QUOTA:
+        scheduler = InProcessScheduler(harness.services, **options)
+        await scheduler.start()
+        try:
+            new_mail(harness.rng.choice([1, 3, IN_PROCESS_BATCH + 7, 3 * IN_PROCESS_BATCH]))
+            await asyncio.sleep(harness.rng.uniform(0.0, 0.5))
+            if harness.rng.random() < 0.6:
+                harness.proxy.cut_all()
+                fault("cut")
+                new_mail(harness.rng.choice([1, 2 * IN_PROCESS_BATCH]))
+                await asyncio.sleep(harness.rng.uniform(0.0, 0.8))
+        finally:
+            await scheduler.stop()
+        fault("stop")
+        await harness.check_consistent()
+
     scheduler = InProcessScheduler(harness.services, **options)
     await scheduler.start()
-    seeds = iter(range(1000, 2000))
     try:
-        while len(harness.injected) < QUOTA:
-            count = harness.rng.choice([1, 3, IN_PROCESS_BATCH + 7, 3 * IN_PROCESS_BATCH])
-            harness.box.dovecot.append_many(harness.box.user, "INBOX",
-                                            generate_messages(count, seed=next(seeds), rep=("Rex", harness.box.address)))
-            await asyncio.sleep(harness.rng.uniform(0.0, 0.4))
-            if harness.rng.random() < 0.5:
-                harness.proxy.cut_all()
-                kind = "cut"
-            else:
-                await scheduler.stop()
-                scheduler = InProcessScheduler(harness.services, **options)
-                await scheduler.start()
-                kind = "cancel"
-            harness.injected.append(f"idle-{kind}")
-            FAULTS.record(f"idle-{kind}")
-            await harness.check_consistent()
-        # New mail after the last fault must arrive by IDLE, not by the hour-long poll.
-        harness.box.dovecot.append_many(harness.box.user, "INBOX",
-                                        generate_messages(2, seed=next(seeds), rep=("Rex", harness.box.address)))
+        await asyncio.sleep(0.5)  # IDLE is up
+        harness.proxy.cut_all()
+        fault("cut")
+        new_mail(2)  # must arrive by IDLE after the reconnection, not by the hour-long poll
         deadline = time.monotonic() + 30
         wanted = await harness.total_wanted()
         while await harness.stored_count() < wanted and time.monotonic() < deadline:

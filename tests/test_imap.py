@@ -311,7 +311,8 @@ def test_server_login_never_shows_the_secret() -> None:
 
 class FakeImapServer:
     """A scripted IMAPS server for refusals Dovecot cannot produce: it greets, answers
-    CAPABILITY, and answers LOGIN with `login_reply` (lines; "{tag}" is replaced)."""
+    CAPABILITY, and answers LOGIN with `login_reply` (lines; "{tag}" is replaced), or hangs
+    up without a word when `login_reply` is empty."""
 
     def __init__(self, certs: CertBundle, login_reply: list[str]) -> None:
         self.login_reply = login_reply
@@ -336,6 +337,8 @@ class FakeImapServer:
                     if command.upper() == b"CAPABILITY":
                         tls.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK done\r\n")
                     elif command.upper() == b"LOGIN":
+                        if not self.login_reply:
+                            break  # the connection drops mid-login (network cut, restart)
                         reply = "".join(r.replace("{tag}", tag.decode()) + "\r\n" for r in self.login_reply)
                         tls.sendall(reply.encode())
                     else:
@@ -367,9 +370,14 @@ SECRET = "S3cret-echoed-back"
          ErrorCode.IMAP_DISABLED),
         (["{tag} NO User is authenticated but not connected."], ErrorCode.IMAP_DISABLED),
         (["{tag} NO [UNAVAILABLE] Temporary authentication failure"], ErrorCode.CONNECTION_FAILED),
+        ([], ErrorCode.CONNECTION_FAILED),
+        (["{tag} NO [LIMIT] Maximum number of connections from user+IP exceeded"], ErrorCode.CONNECTION_FAILED),
+        (["{tag} NO [INUSE] Mailbox is locked by another session"], ErrorCode.CONNECTION_FAILED),
+        (["{tag} NO [ALERT] Too many simultaneous connections. (Failure)"], ErrorCode.CONNECTION_FAILED),
         (["{tag} NO [AUTHENTICATIONFAILED] Invalid password " + SECRET], ErrorCode.AUTHENTICATION_FAILED),
     ],
-    ids=["alert", "gmail", "zoho", "web-login", "office365", "unavailable", "echoes-secret"],
+    ids=["alert", "gmail", "zoho", "web-login", "office365", "unavailable", "hang-up", "limit", "inuse",
+         "too-many", "echoes-secret"],
 )
 def test_provider_refusals(
     server_certs: CertBundle, policy: ConnectPolicy, caplog: pytest.LogCaptureFixture,
