@@ -21,12 +21,15 @@ from tortoise.migrations.api.migrate import migrate
 
 from .private_files import create_private_file, ensure_private_directory, tighten_file
 from .settings import Settings
+from .sqlite_transactions import make_sqlite_transactions_cancel_safe
 
 APP_LABEL = "salesinbox"
 MODELS_MODULE = "salesinbox.core.models"
 MIGRATIONS_MODULE = "salesinbox.core.migrations"
 
 log = logging.getLogger(__name__)
+
+make_sqlite_transactions_cancel_safe()  # before any transaction of this process
 
 
 def tortoise_config(database_url: str) -> dict[str, Any]:

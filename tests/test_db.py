@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import stat
@@ -205,3 +206,46 @@ async def test_migration_0006_recounts_folders_and_reopens_those_missing_mail(re
     short, whole = await Folder.get(id=short.id), await Folder.get(id=whole.id)
     assert (short.messages_synced, short.initial_sync_done) == (2, False)
     assert (whole.messages_synced, whole.initial_sync_done) == (1, True)
+
+
+async def test_a_transaction_cancelled_while_it_begins_wedges_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SQLite: a task cancelled while its transaction begins (a stopping scheduler, a
+    WebSocket operation ended by its client) used to keep Tortoise's connection lock, and
+    every later query of the process waited forever."""
+    from tortoise.backends.sqlite.client import SqliteTransactionWrapper
+
+    url = f"sqlite://{tmp_path / 'cancel.sqlite3'}"
+    await migrate_database(url)
+    beginning = asyncio.Event()
+    real_begin = SqliteTransactionWrapper.begin
+
+    async def observed_begin(self: SqliteTransactionWrapper) -> None:
+        beginning.set()
+        await real_begin(self)
+
+    monkeypatch.setattr(SqliteTransactionWrapper, "begin", observed_begin)
+    async with open_database(Settings(database_url=url), apply_migrations=False):
+
+        async def write() -> None:
+            async with in_transaction():
+                await Organisation.create(name="never")
+
+        for _ in range(3):
+            beginning.clear()
+            task = asyncio.ensure_future(write())
+            await beginning.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            # Not wedged, and not left inside a transaction nobody owns.
+            await asyncio.wait_for(Organisation.create(name="after"), timeout=5)
+        async with in_transaction():
+            await Organisation.create(name="in a transaction")
+        connection = connections.get("default")._connection
+        assert not connection.in_transaction
+    # Committed for real: another connection sees them; the cancelled ones left nothing.
+    async with open_database(Settings(database_url=url), apply_migrations=False):
+        names = sorted(await Organisation.all().values_list("name", flat=True))
+    assert names.count("after") == 3 and "in a transaction" in names and "never" not in names
