@@ -30,6 +30,10 @@ class ErrorCode(StrEnum):
     NO_MAIL_ACCOUNT = "NO_MAIL_ACCOUNT"
     SYNC_DISABLED = "SYNC_DISABLED"
     CONFLICT = "CONFLICT"
+    #: the HTTP request is not a GraphQL request this server takes (body, content type, batch)
+    BAD_REQUEST = "BAD_REQUEST"
+    #: the request body or WebSocket message is over SALESINBOX_MAX_REQUEST_BYTES
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

@@ -26,7 +26,10 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"SalesInbox: GraphQL and GraphiQL at http://{host}:{port}/graphql", flush=True)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
+        ws_max_size=settings.max_request_bytes,  # uvicorn refuses bigger frames before assembling them
+    )
     return 0
 
 
