@@ -47,7 +47,7 @@ def _free_port() -> int:
 @asynccontextmanager
 async def serve(settings: Settings, log_file: Path, **overrides: str) -> AsyncIterator[Served]:
     """Run ``salesinbox serve`` on ``settings``' database (with sync off), plus
-    ``SALESINBOX_<NAME>`` ``overrides``, until the block ends."""
+    ``SALESINBOX_<NAME>`` ``overrides``, until the block ends; then fail if it logged an error."""
     port = _free_port()
     env = {
         **os.environ,
@@ -86,6 +86,8 @@ async def serve(settings: Settings, log_file: Path, **overrides: str) -> AsyncIt
             except TimeoutError:
                 process.kill()
                 await process.wait()
+    log_text = log_file.read_text()
+    assert "Traceback" not in log_text and " ERROR " not in log_text, log_text
 
 
 @asynccontextmanager
