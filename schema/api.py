@@ -28,6 +28,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
+
 from salesinbox.core.settings import Settings
 
 from .errors import TypedErrors, log_unexpected_errors

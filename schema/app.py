@@ -37,7 +37,7 @@ from .api import build_schema
 from .context import Context, Services
 from .graphiql import graphiql_static_mount, render_graphiql_page
 from .http_limits import RequestLimits
-from .http_requests import check_content_type, decode_body, refusal_response, request_data
+from .http_requests import check_content_type, decode_body, loads, refusal_response, request_data
 from .websocket import TransportWSHandler, offers_supported_protocol, refuse_handshake
 
 GRAPHQL_PATH = "/graphql"
@@ -76,6 +76,9 @@ class SalesInboxGraphQL(GraphQL):
             return await super().parse_http_body(request)  # type: ignore[return-value]
         check_content_type(request.content_type)
         return request_data(decode_body(await request.get_body()))
+
+    def decode_json(self, data: str | bytes) -> object:
+        return loads(data)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return Context(

@@ -13,6 +13,7 @@ import pytest
 import websockets
 from starlette.applications import Starlette
 
+from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.settings import Settings
 from salesinbox.schema.app import create_app
 
@@ -288,3 +289,19 @@ async def test_over_websocket_an_anonymous_operation_learns_nothing_either(app: 
     assert reply["type"] == "error"
     [error] = reply["payload"]
     assert error["extensions"] == {"code": "UNAUTHENTICATED"} and "mailEvents" not in error["message"]
+
+
+async def test_get_variables_nested_too_deeply_are_a_typed_400(api: GraphQLClient) -> None:
+    response = await api.http.get("/graphql", params={"query": "{ me { id } }", "variables": "[" * 3000 + "]" * 3000},
+                                  headers={"Accept": "application/json"})
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_REQUEST"
+
+
+def test_the_limits_are_read_from_the_environment() -> None:
+    settings = Settings.from_env({"SALESINBOX_MAX_REQUEST_BYTES": "1000", "SALESINBOX_MAX_OUTGOING_BYTES": "3000",
+                                  "SALESINBOX_WS_AUTH_RECHECK_SECONDS": "0.5"})
+    assert settings.max_request_bytes == 1000 and settings.ws_auth_recheck_seconds == 0.5
+    assert settings.max_request_bytes_with_token == 4000 + 1024 * 1024
+    with pytest.raises(SalesInboxError):
+        Settings.from_env({"SALESINBOX_WS_AUTH_RECHECK_SECONDS": "0"})  # 0 would re-check in a busy loop

@@ -211,3 +211,12 @@ async def test_a_malformed_subscribe_closes_with_4400(app: Starlette, rep_token:
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": payload}))
         code, reason = await closed_with(ws, timeout=5)
     assert code == 4400 and "query" in reason
+
+
+@pytest.mark.parametrize("message", ["[" * 10_000 + "]" * 10_000, '{"type": "ping", "x": ' + "[" * 5000 + "]" * 5000 + "}"],
+                         ids=["array", "in-an-object"])
+async def test_a_message_nested_too_deeply_closes_with_4400(app: Starlette, message: str) -> None:
+    async with live(app) as url, websockets.connect(url, subprotocols=[PROTOCOL]) as ws:
+        await ws.send(message)
+        code, _ = await closed_with(ws, timeout=5)
+    assert code == 4400
