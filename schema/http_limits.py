@@ -38,27 +38,35 @@ class _BodyAllowance:
         self.limit = anonymous
         self._with_token = with_token
         self._token_checked = False
+        self._refused_size = 0
 
     async def allows(self, size: int) -> bool:
+        """Whether a body of ``size`` bytes (so far) may go on; looks the token up at most once."""
         if size <= self.limit:
             return True
-        if size > self._with_token or self._token_checked:
-            return False
-        self._token_checked = True
-        try:
-            await authenticate(self._authorization)
-        except SalesInboxError:
-            return False
-        self.limit = self._with_token
-        return True
+        if size <= self._with_token and not self._token_checked:
+            self._token_checked = True
+            try:
+                await authenticate(self._authorization)
+            except SalesInboxError:
+                pass
+            else:
+                self.limit = self._with_token
+                return True
+        self._refused_size = size
+        return False
 
     def refusal_message(self) -> str:
-        if self.limit < self._with_token:
+        """Why the last size :meth:`allows` refused is too much, and what to do."""
+        if self._refused_size <= self._with_token:
             return (
                 f"The request body is over {self.limit} bytes, the limit without a valid API token: "
                 "send 'Authorization: Bearer <token>', or a smaller request."
             )
-        return f"The request body is over this server's limit of {self.limit} bytes: send less (e.g. smaller attachments)."
+        return (
+            f"The request body is over this server's limit of {self._with_token} bytes: "
+            "send less (e.g. smaller attachments)."
+        )
 
 
 class RequestLimits:

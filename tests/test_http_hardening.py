@@ -62,13 +62,19 @@ def assert_too_large(response: httpx.Response) -> dict:
 # --- B: body limits ----------------------------------------------------------------------------
 
 
-async def test_a_declared_oversized_body_is_refused_before_a_byte_is_read(small: httpx.AsyncClient) -> None:
-    upload = Upload(200 * 1024 * 1024)
-    response = await small.post("/graphql", content=upload.chunks(), headers={
-        "Content-Type": "application/json", "Content-Length": str(upload.total)})
-    error = assert_too_large(response)
-    assert upload.pulled == 0
-    assert "API token" in error["message"]  # says how to be allowed more
+async def test_a_declared_oversized_body_is_refused_before_a_byte_is_read(
+    small: httpx.AsyncClient, rep_token: str
+) -> None:
+    for size, token, advice in [(1024 * 1024, None, "without a valid API token"),
+                                (200 * 1024 * 1024, None, "this server's limit"),
+                                (200 * 1024 * 1024, rep_token, "this server's limit")]:
+        upload = Upload(size)
+        headers = {"Content-Type": "application/json", "Content-Length": str(upload.total)}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        error = assert_too_large(await small.post("/graphql", content=upload.chunks(), headers=headers))
+        assert upload.pulled == 0
+        assert advice in error["message"]
 
 
 async def test_a_chunked_body_is_cut_off_at_the_limit(small: httpx.AsyncClient) -> None:

@@ -185,7 +185,9 @@ async def test_the_lowercase_authorization_key_works_too(app: Starlette, rep_tok
 
 
 @pytest.mark.parametrize("subprotocols", [["graphql-ws"], None], ids=["legacy-graphql-ws", "none"])
-async def test_a_handshake_without_graphql_transport_ws_is_refused(app: Starlette, subprotocols: list[str] | None) -> None:
+async def test_a_handshake_without_graphql_transport_ws_is_refused(
+    app: Starlette, subprotocols: list[str] | None
+) -> None:
     async with live(app) as url:
         with pytest.raises(websockets.InvalidStatus) as refused:
             async with websockets.connect(url, subprotocols=subprotocols):  # type: ignore[arg-type]
@@ -213,8 +215,10 @@ async def test_a_malformed_subscribe_closes_with_4400(app: Starlette, rep_token:
     assert code == 4400 and "query" in reason
 
 
-@pytest.mark.parametrize("message", ["[" * 10_000 + "]" * 10_000, '{"type": "ping", "x": ' + "[" * 5000 + "]" * 5000 + "}"],
-                         ids=["array", "in-an-object"])
+@pytest.mark.parametrize(
+    "message", ["[" * 10_000 + "]" * 10_000, '{"type": "ping", "x": ' + "[" * 5000 + "]" * 5000 + "}"],
+    ids=["array", "in-an-object"],
+)
 async def test_a_message_nested_too_deeply_closes_with_4400(app: Starlette, message: str) -> None:
     async with live(app) as url, websockets.connect(url, subprotocols=[PROTOCOL]) as ws:
         await ws.send(message)
