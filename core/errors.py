@@ -32,6 +32,10 @@ class ErrorCode(StrEnum):
     CONFLICT = "CONFLICT"
     QUERY_TOO_COSTLY = "QUERY_TOO_COSTLY"
     RESPONSE_TOO_LARGE = "RESPONSE_TOO_LARGE"
+    #: the HTTP request is not a GraphQL request this server takes (body, content type, batch)
+    BAD_REQUEST = "BAD_REQUEST"
+    #: the request body or WebSocket message is over SALESINBOX_MAX_REQUEST_BYTES
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

@@ -67,6 +67,12 @@ class Settings:
     #: seconds an authenticated API token is remembered by a server process (0: not at all);
     #: revocations and user changes made through this process apply at once regardless
     token_cache_seconds: float = 5.0
+    #: largest HTTP request body and WebSocket message, in bytes; larger bodies get 413 before
+    #: they are read. A request with a valid token may be larger, see ``max_request_bytes_with_token``
+    max_request_bytes: int = 4 * 1024 * 1024
+    #: seconds between re-checks of an open WebSocket's token (revoked, expired, user
+    #: deactivated); a revocation through this process closes it at once
+    ws_auth_recheck_seconds: float = 5.0
     #: serve GraphiQL at GET /graphql
     graphiql: bool = True
     log_level: str = "INFO"
@@ -96,6 +102,13 @@ class Settings:
         if self.database_url:
             return self.database_url
         return f"sqlite://{self.data_dir / 'salesinbox.sqlite3'}"
+
+    @property
+    def max_request_bytes_with_token(self) -> int:
+        """The body limit for a request with a valid token: room for a message of
+        ``max_outgoing_bytes`` in base64 (sendEmail attachments), and never below
+        ``max_request_bytes``."""
+        return max(self.max_request_bytes, self.max_outgoing_bytes * 4 // 3 + 1024 * 1024)
 
     @property
     def effective_secret_key_file(self) -> Path:

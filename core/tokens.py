@@ -7,8 +7,10 @@ import hmac
 import secrets
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 
 from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .models import ApiToken, Profile, User
@@ -69,6 +71,7 @@ class TokenCache:
         self.ttl = ttl
         self.maxsize = maxsize
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._listeners: set[Callable[[int], None]] = set()
 
     def get(self, digest: str) -> _Entry | None:
         """The fresh entry for a token hash, or ``None``."""
@@ -90,9 +93,20 @@ class TokenCache:
             self._entries.popitem(last=False)
 
     def forget_user(self, user_id: int) -> None:
-        """Drop every entry of ``user_id`` (after a revocation or a change of the user)."""
+        """Drop every entry of ``user_id`` (after a revocation or a change of the user), then
+        tell the listeners, so that open WebSocket connections re-check their token now."""
         for digest in [d for d, e in self._entries.items() if e.user.id == user_id]:
             del self._entries[digest]
+        for listener in list(self._listeners):
+            listener(user_id)
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        """Call ``listener(user_id)`` after each :meth:`forget_user`; it must not block."""
+        self._listeners.add(listener)
+
+    def remove_listener(self, listener: Callable[[int], None]) -> None:
+        """Stop calling ``listener`` (no error if it was not added)."""
+        self._listeners.discard(listener)
 
     def clear(self) -> None:
         """Forget everything."""
@@ -104,26 +118,45 @@ class TokenCache:
 token_cache = TokenCache()
 
 
-def _unauthenticated(message: str) -> SalesInboxError:
-    return SalesInboxError(ErrorCode.UNAUTHENTICATED, message)
+class Refusal(StrEnum):
+    """Why a caller is not authenticated (the error code is ``UNAUTHENTICATED`` for all)."""
+
+    MISSING = "missing"
+    MALFORMED = "malformed"
+    UNKNOWN = "unknown"
+    REVOKED = "revoked"
+    EXPIRED = "expired"
+    DEACTIVATED = "deactivated"
 
 
-async def authenticate(authorization_header: str | None) -> User:
+class Unauthenticated(SalesInboxError):
+    """``UNAUTHENTICATED``, with the :class:`Refusal` reason (a WebSocket closes with 4403 for a
+    deactivated user and 4401 for the rest)."""
+
+    def __init__(self, reason: Refusal, message: str) -> None:
+        super().__init__(ErrorCode.UNAUTHENTICATED, message)
+        self.reason = reason
+
+
+async def authenticate(authorization_header: object) -> User:
     """Return the active user whose token is in an ``Authorization: Bearer`` header.
 
-    Raises ``UNAUTHENTICATED`` with a message saying how to get a token. Uses
+    Raises :class:`Unauthenticated` with a message saying how to get a token. Uses
     :data:`token_cache`: the returned ``User`` may be shared by concurrent requests, so
     treat it as read-only (load a fresh row to change a user).
     """
-    if not authorization_header:
-        raise _unauthenticated(
+    if authorization_header is None or authorization_header == "":
+        raise Unauthenticated(
+            Refusal.MISSING,
             "Missing API token: send the header 'Authorization: Bearer <token>'. An admin "
             "creates tokens with `salesinbox create-admin` or the issueToken mutation."
         )
+    if not isinstance(authorization_header, str):  # e.g. a number in a WebSocket's connection_init
+        raise Unauthenticated(Refusal.MALFORMED, "Authorization must be the string 'Bearer <token>'.")
     scheme, _, token = authorization_header.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
-        raise _unauthenticated("The Authorization header must be 'Bearer <token>'.")
+        raise Unauthenticated(Refusal.MALFORMED, "The Authorization header must be 'Bearer <token>'.")
     digest = hash_token(token)
     now = datetime.now(UTC)
     entry = token_cache.get(digest)
@@ -131,7 +164,7 @@ async def authenticate(authorization_header: str | None) -> User:
         entry = await _load_token(digest, now)
         token_cache.put(digest, entry)
     if entry.expires_at is not None and entry.expires_at <= now:
-        raise _unauthenticated("This API token has expired: ask an admin for a new one.")
+        raise Unauthenticated(Refusal.EXPIRED, "This API token has expired: ask an admin for a new one.")
     if entry.last_used_at is None or now - entry.last_used_at > _LAST_USED_RESOLUTION:
         entry.last_used_at = now
         await ApiToken.filter(id=entry.token_id).update(last_used_at=now)
@@ -143,11 +176,11 @@ async def _load_token(digest: str, now: datetime) -> _Entry:
     row = await ApiToken.get_or_none(token_hash=digest).select_related("user")
     # compare_digest on the stored hash: the lookup is by hash, this keeps the check constant-time.
     if row is None or not hmac.compare_digest(row.token_hash, digest):
-        raise _unauthenticated("This API token is not valid: ask an admin for a new one.")
+        raise Unauthenticated(Refusal.UNKNOWN, "This API token is not valid: ask an admin for a new one.")
     if row.revoked_at is not None:
-        raise _unauthenticated("This API token was revoked: ask an admin for a new one.")
+        raise Unauthenticated(Refusal.REVOKED, "This API token was revoked: ask an admin for a new one.")
     if not row.user.is_active:
-        raise _unauthenticated("This user is deactivated: ask an admin to reactivate it.")
+        raise Unauthenticated(Refusal.DEACTIVATED, "This user is deactivated: ask an admin to reactivate it.")
     return _Entry(row.user, row.id, row.expires_at, row.last_used_at, time.monotonic())
 
 

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import strawberry
 from graphql.error import GraphQLError
-from graphql.language import DocumentNode
+from graphql.language import (
+    DocumentNode,
+    FieldNode,
+    NameNode,
+    OperationDefinitionNode,
+    SelectionSetNode,
+)
+from graphql.language import OperationType as GraphQLOperationType
 from strawberry.extensions import (
     AddValidationRules,
     MaxAliasesLimiter,
@@ -20,9 +27,8 @@ from strawberry.extensions import (
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
-from strawberry.types.execution import ExecutionResult
+from strawberry.types.graphql import OperationType
 
-from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.settings import Settings
 
 from .cost import cost_limit
@@ -56,17 +62,45 @@ Subscription = merge_types("Subscription", (SyncSubscriptions,))
 
 
 class Authenticated(SchemaExtension):
-    """Refuses every operation, introspection included, without a valid bearer token."""
+    """Refuses every operation, introspection included, without a valid bearer token.
 
-    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+    It authenticates before parsing, and a refused caller's text is never parsed nor validated
+    (a stand-in document takes its place), so that syntax and validation messages ("Did you
+    mean …?") tell nothing about the schema to someone without a token.
+    """
+
+    refusal: GraphQLError | None = None
+
+    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+        context = self.execution_context
         try:
-            await self.execution_context.context.authenticate()
-        except SalesInboxError as error:
-            # Setting a result makes strawberry skip execution.
-            self.execution_context.result = ExecutionResult(
-                data=None, errors=[GraphQLError(error.message, original_error=error)]
-            )
+            await context.context.authenticate()
+        except Exception as error:  # noqa: BLE001 - anything but a refusal is masked and logged
+            self.refusal = GraphQLError(str(error), original_error=error)
+            context.graphql_document = _stand_in(context)
+            context.query = None  # nothing to parse, nothing for the parse cache to keep
         yield
+
+    def on_validate(self) -> Iterator[None]:
+        if self.refusal is not None:
+            # Strawberry (and Validated below) skip validation once errors are set.
+            self.execution_context.pre_execution_errors = [self.refusal]
+        yield
+
+
+def _stand_in(context: ExecutionContext) -> DocumentNode:
+    """A document with one operation of an allowed type, named as the caller's, so that
+    strawberry finds the operation it expects and goes on to the (refused) validation."""
+    allowed = set(context.allowed_operations)
+    kind = next((k for k in (OperationType.QUERY, OperationType.MUTATION, OperationType.SUBSCRIPTION)
+                 if k in allowed), OperationType.QUERY)
+    name = context.operation_name
+    return DocumentNode(definitions=(OperationDefinitionNode(
+        operation=GraphQLOperationType(kind.value),
+        name=NameNode(value=name) if isinstance(name, str) else None,
+        variable_definitions=(), directives=(),
+        selection_set=SelectionSetNode(selections=(FieldNode(name=NameNode(value="__typename")),)),
+    ),))
 
 
 class SalesInboxSchema(strawberry.Schema):
@@ -99,6 +133,12 @@ def _limits(settings: Settings) -> list[type[SchemaExtension]]:
     class Validated(ValidationCache):
         def __init__(self) -> None:
             super().__init__(maxsize=256)
+
+        def on_validate(self) -> Iterator[None]:
+            if self.execution_context.pre_execution_errors is not None:  # refused (Authenticated)
+                yield
+                return
+            yield from super().on_validate()
 
     parsed: OrderedDict[str, DocumentNode] = OrderedDict()
 

@@ -9,12 +9,17 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 import pluggy
 
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLRequestData
+from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from tortoise import connections
 
 from salesinbox.core import tokens
@@ -32,21 +37,49 @@ from salesinbox.core.sync import AccountSyncReport, SyncServices
 from .api import build_schema
 from .context import Context, Services
 from .graphiql import graphiql_static_mount, render_graphiql_page
+from .http_limits import RequestLimits
+from .http_requests import check_content_type, decode_body, loads, refusal_response, request_data
+from .websocket import TransportWSHandler, offers_supported_protocol, refuse_handshake
 
 GRAPHQL_PATH = "/graphql"
 log = logging.getLogger("salesinbox.server")
 
 
 class SalesInboxGraphQL(GraphQL):
-    """Strawberry's ASGI view with our context and the offline GraphiQL page."""
+    """Strawberry's ASGI view with our context, the offline GraphiQL page, typed refusals of
+    malformed requests (:mod:`.http_requests`) and graphql-transport-ws only (:mod:`.websocket`)."""
+
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, app: Starlette, settings: Settings) -> None:
         super().__init__(
             build_schema(settings),
             graphql_ide="graphiql" if settings.graphiql else None,
             allow_queries_via_get=False,  # GET would let a link trigger operations
+            subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL,),
         )
         self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and not offers_supported_protocol(scope):
+            await refuse_handshake(scope, receive, send)
+        elif scope["type"] == "http":
+            try:
+                response = await self.run(Request(scope, receive))
+            except HTTPException as error:  # strawberry's or ours: typed JSON, not plain text
+                response = refusal_response(error)
+            await response(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+    async def parse_http_body(self, request: AsyncHTTPRequestAdapter) -> GraphQLRequestData:
+        if request.method != "POST":  # GET: strawberry refuses its operations (allow_queries_via_get)
+            return await super().parse_http_body(request)  # type: ignore[return-value]
+        check_content_type(request.content_type)
+        return request_data(decode_body(await request.get_body()))
+
+    def decode_json(self, data: str | bytes) -> object:
+        return loads(data)
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         return Context(
@@ -130,7 +163,12 @@ def create_app(
             gc.freeze()
             yield
 
-    app = Starlette(lifespan=lifespan)
+    limits = Middleware(
+        RequestLimits,
+        max_bytes=settings.max_request_bytes,
+        max_bytes_with_token=settings.max_request_bytes_with_token,
+    )
+    app = Starlette(lifespan=lifespan, middleware=[limits])
     graphql = SalesInboxGraphQL(app, settings)
     app.router.routes.extend(
         [

@@ -27,8 +27,11 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     port = args.port or settings.port
     print(f"SalesInbox: GraphQL and GraphiQL at http://{host}:{port}/graphql", flush=True)
     # log_config=None: uvicorn's loggers propagate to our bounded root handler (see main).
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-                log_config=None)
+    uvicorn.run(
+        create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
+        log_config=None,
+        ws_max_size=settings.max_request_bytes,  # uvicorn refuses bigger frames before assembling them
+    )
     return 0
 
 

@@ -77,13 +77,28 @@ class Context:
             self._loaders = Loaders(self.viewer)
         return self._loaders
 
+    @property
+    def credentials(self) -> object:
+        """What the caller authenticates with: the ``Authorization`` header, else (WebSocket)
+        the ``Authorization`` of the ``connection_init`` payload, as sent (maybe not a string)."""
+        if self.authorization is not None:
+            return self.authorization
+        params = self.connection_params
+        if isinstance(params, dict):
+            return params.get("Authorization", params.get("authorization"))
+        return None
+
     async def authenticate(self) -> User:
-        """Resolve the bearer token to a user, once per operation."""
+        """Resolve the bearer token to a user, once per context (an HTTP request, or a
+        WebSocket connection, which :meth:`recheck` keeps honest)."""
         if self.viewer is None:
-            header = self.authorization
-            if header is None and isinstance(self.connection_params, dict):
-                header = self.connection_params.get("Authorization")
-            self.viewer = await authenticate(header)
+            self.viewer = await authenticate(self.credentials)
+        return self.viewer
+
+    async def recheck(self) -> User:
+        """Authenticate again (through the token cache) and take the fresh user, whose
+        profile may have changed; raises ``Unauthenticated`` once the token no longer holds."""
+        self.viewer = await authenticate(self.credentials)
         return self.viewer
 
     @property

@@ -1,0 +1,109 @@
+"""`salesinbox serve` in a child process, on a test's database: a second server process, as in
+a deployment where several API processes share one database, and the real uvicorn setup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2 as httpx
+
+from salesinbox.core.settings import Settings
+
+
+@dataclass(frozen=True)
+class Served:
+    pid: int
+    port: int
+
+    @property
+    def http_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/graphql"
+
+    def peak_rss_bytes(self) -> int:
+        """The process's peak resident memory so far (VmHWM)."""
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError("no VmHWM in /proc status")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@asynccontextmanager
+async def serve(settings: Settings, log_file: Path, **overrides: str) -> AsyncIterator[Served]:
+    """Run ``salesinbox serve`` on ``settings``' database (with sync off), plus
+    ``SALESINBOX_<NAME>`` ``overrides``, until the block ends; then fail if it logged an error."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SALESINBOX_DATA_DIR": str(settings.data_dir),
+        "SALESINBOX_DATABASE_URL": settings.effective_database_url,
+        "SALESINBOX_SECRET_KEY": settings.secret_key,
+        "SALESINBOX_SYNC_ENABLED": "false",
+        "SALESINBOX_LOG_LEVEL": "WARNING",
+        **{f"SALESINBOX_{name.upper()}": value for name, value in overrides.items()},
+    }
+    with log_file.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "salesinbox.schema.cli", "serve", "--port", str(port),
+            env=env, stdout=log, stderr=log,
+        )
+    served = Served(process.pid, port)
+    try:
+        async with httpx.AsyncClient(base_url=served.http_url) as http:
+            for _ in range(300):
+                if process.returncode is not None:
+                    raise AssertionError(f"salesinbox serve exited: {log_file.read_text()}")
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"salesinbox serve did not start: {log_file.read_text()}")
+        yield served
+    finally:
+        if process.returncode is None:
+            process.terminate()  # uvicorn waits for open connections: not forever
+            try:
+                await asyncio.wait_for(process.wait(), timeout=10)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+    log_text = log_file.read_text()
+    assert "Traceback" not in log_text and " ERROR " not in log_text, log_text
+
+
+@asynccontextmanager
+async def live(app: object) -> AsyncIterator[str]:
+    """``app`` served by uvicorn in this process, on this test's event loop: its ws:// URL."""
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:
+            await asyncio.sleep(0.01)
+        yield f"ws://127.0.0.1:{sock.getsockname()[1]}/graphql"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
