@@ -310,7 +310,7 @@ def test_zoho_hosts(
 
 @pytest.mark.parametrize(
     ("key", "imap", "smtp"),
-    [  # shared/NOTES.md "Provider presets"
+    [  # the providers' published settings (see each plugin's docstring)
         ("gmail", ("imap.gmail.com", 993, "SSL"), ("smtp.gmail.com", 465, "SSL")),
         (
             "outlook",
