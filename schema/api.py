@@ -27,6 +27,7 @@ from salesinbox.core.settings import Settings
 
 from .errors import TypedErrors, log_unexpected_errors
 from .execution import LeanExecutionContext
+from .input_guard import StringGuard
 from .accounts import AccountMutations, AccountQueries
 from .messages import MessageMutations
 from .outgoing import OutgoingMutations
@@ -133,7 +134,7 @@ def build_schema(settings: Settings | None = None) -> SalesInboxSchema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[TypedErrors, Authenticated, *_limits(settings)],
+        extensions=[TypedErrors, Authenticated, StringGuard, *_limits(settings)],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=LeanExecutionContext,
     )
