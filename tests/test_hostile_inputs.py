@@ -102,6 +102,11 @@ CASES = [
      {"f": {"folder": "x" * 501}}, {"code": "INVALID_INPUT", "field": "folder"}),
     ("1 MB record search", "query($s: String) { leads(search: $s) { total } }", {"s": "x" * 1_000_000},
      {"code": "INVALID_INPUT", "field": "search"}),
+    # Found by tests/test_schema_fuzz.py: graphql-core's variable errors wrap GraphQL errors.
+    ("required variable left out", "query($n: Int!) { leads(limit: $n) { total } }", {},
+     {"code": "GRAPHQL_VALIDATION_FAILED"}),
+    ("non-null variable null", "query($n: Int!) { leads(limit: $n) { total } }", {"n": None},
+     {"code": "GRAPHQL_VALIDATION_FAILED"}),
     # CSV import.
     ("CSV row shorter than the header, no last name",
      "mutation($c: String) { importLeads(csv: $c) { createdCount } }",
