@@ -201,7 +201,7 @@ async def reply(
     email = OutgoingEmail(
         from_address=sender.address, from_name=sender.name or account.display_name,
         to=tuple(dict.fromkeys(to)), cc=tuple(dict.fromkeys(cc)), bcc=_addresses(draft.bcc, "bcc"),
-        subject=reply_subject(draft.subject or original.subject)[:MAX_SUBJECT],
+        subject=reply_subject(" ".join((draft.subject or original.subject).split()))[:MAX_SUBJECT],
         text=(draft.text.rstrip() + "\n\n" + _quote(original, original_text)) if original_text else draft.text,
         html=draft.html, in_reply_to=original.message_id,
         references=tuple(dict.fromkeys(references))[-20:], attachments=draft.attachments,

@@ -10,14 +10,23 @@ PostgreSQL (the ``db`` marker).
 from __future__ import annotations
 
 import base64
+import email
 import json
+from typing import TYPE_CHECKING
 
 import pytest
+from starlette.applications import Starlette
 
 from salesinbox.core.models import CrmRecord, FromAddress, Message, User
+from salesinbox.core.sync import sync_account
 
 from .conftest import GraphQLClient
+from .servers.messages import build_message
 from .test_policy import write_account
+from .test_schema_sync import connected
+
+if TYPE_CHECKING:
+    from .servers.fixtures import MailAccount as TestMailbox
 
 BEYOND_INT = str(2**31)  # the first key a PostgreSQL ``int`` column cannot hold
 BEYOND_BIGINT = str(2**63)
@@ -157,3 +166,20 @@ async def test_attachment_headers_cannot_be_broken(api: GraphQLClient, rep: User
         body = await post(api, operation, variables, rep_token)
         assert [e["extensions"] for e in body.get("errors", ())] == [{"code": "INVALID_INPUT", "field": "attachments"}], body
     assert await Message.all().count() == 0
+
+
+@pytest.mark.dovecot
+async def test_reply_subject_cannot_inject_headers(api: GraphQLClient, app: Starlette, rep_token: str,
+                                                  mail_account: TestMailbox) -> None:
+    """Found by tests/test_schema_fuzz.py: a reply's subject went into the header unfolded."""
+    box = mail_account
+    box.dovecot.append(box.user, "INBOX", build_message(from_="jane@globex.example", to=box.address,
+                                                        subject="Question", message_id="<q@globex.example>"))
+    await sync_account(int(await connected(api, rep_token, box)), app.state.services.sync_services())
+    original = await Message.get(message_id="<q@globex.example>")
+    sent = await api.ok("mutation($m: ID!, $i: EmailInput!) { replyToEmail(messageId: $m, input: $i) { message { subject } } }",
+                        {"m": str(original.id), "i": {"subject": "Offer\r\nBcc: spy@rival.example", "text": "Hi"}},
+                        token=rep_token)
+    assert sent["replyToEmail"]["message"]["subject"] == "Re: Offer Bcc: spy@rival.example"
+    wire = box.smtp.wait_for_messages(1)[0]
+    assert "spy@rival.example" not in wire.rcpt_tos and email.message_from_bytes(wire.data)["Bcc"] is None
