@@ -11,6 +11,7 @@ answers ``INVALID_INPUT`` naming the argument or input field that holds the char
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any
 
@@ -96,19 +97,51 @@ def _strings(value: Any, field: str) -> Iterator[tuple[str, str]]:
             pending.extend((child, name) for child in item)
 
 
-def check_operation(document: DocumentNode | Node, variables: dict[str, Any] | None) -> None:
-    """Raise ``INVALID_INPUT`` for the first literal or variable string that cannot be stored."""
+# Documents whose literals passed, with where their variables are used, by id(): the parse
+# cache of schema/api.py hands the same document object to every request with the same text,
+# and walking a document costs ≈ 100 µs. The document is kept, so its id is not reused.
+_checked: OrderedDict[int, tuple[Node, dict[str, str]]] = OrderedDict()
+_CHECKED_MAX = 256
+
+
+def _checked_literals(document: Node) -> dict[str, str]:
+    """Check the literals of ``document``; return where each of its variables is used."""
+    known = _checked.get(id(document))
+    if known is not None and known[0] is document:
+        _checked.move_to_end(id(document))
+        return known[1]
     literals = _Literals()
     visit(document, literals)
-    for name, value in (variables or {}).items():
-        for text, field in _strings(value, literals.used_as.get(name, name)):
-            check_text(text, field)
+    _checked[id(document)] = (document, literals.used_as)
+    if len(_checked) > _CHECKED_MAX:
+        _checked.popitem(last=False)
+    return literals.used_as
+
+
+def check_operation(document: DocumentNode | Node, variables: dict[str, Any] | None) -> None:
+    """Raise ``INVALID_INPUT`` for the first literal or variable string that cannot be stored."""
+    used_as = _checked_literals(document)
+    for name, value in (variables.items() if isinstance(variables, dict) else ()):
         check_text(name, "A variable name")
+        for text, field in _strings(value, used_as.get(name, name)):
+            check_text(text, field)
 
 
 class StringGuard(SchemaExtension):
     """Refuses an operation whose input holds a string that cannot be stored (see the module
     docstring), before anything runs; nothing is half-done."""
+
+    def on_operation(self) -> Iterator[None]:
+        # strawberry answers an unknown operation name with a plain-text 400 that repeats
+        # it, and cannot encode a lone surrogate there (a 500). Raised this early, the error
+        # skips TypedErrors, so it carries its code itself.
+        name = self.execution_context.operation_name
+        if isinstance(name, str):
+            try:
+                check_text(name, "operationName")
+            except SalesInboxError as error:
+                raise GraphQLError(error.message, extensions={"code": error.code.value, "field": error.field}) from None
+        yield
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context

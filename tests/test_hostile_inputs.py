@@ -183,3 +183,13 @@ async def test_reply_subject_cannot_inject_headers(api: GraphQLClient, app: Star
     assert sent["replyToEmail"]["message"]["subject"] == "Re: Offer Bcc: spy@rival.example"
     wire = box.smtp.wait_for_messages(1)[0]
     assert "spy@rival.example" not in wire.rcpt_tos and email.message_from_bytes(wire.data)["Bcc"] is None
+
+
+async def test_operation_name_that_cannot_be_encoded(api: GraphQLClient, admin_token: str) -> None:
+    """strawberry repeats an unknown operation name in a plain-text 400: a lone surrogate was a 500."""
+    response = await api.http.post(
+        "/graphql", content=json.dumps({"query": "query A { me { id } }", "operationName": "\ud800"}),
+        headers={"Authorization": f"Bearer {admin_token}", "Content-Type": "application/json"},
+    )
+    assert response.status_code == 200, response.text
+    assert [e["extensions"] for e in response.json()["errors"]] == [{"code": "INVALID_INPUT", "field": "operationName"}]
