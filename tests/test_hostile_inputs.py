@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 from starlette.applications import Starlette
 
+from salesinbox.core import views
 from salesinbox.core.models import CrmRecord, FromAddress, Message, User
 from salesinbox.core.sync import sync_account
 
@@ -193,3 +194,10 @@ async def test_operation_name_that_cannot_be_encoded(api: GraphQLClient, admin_t
     )
     assert response.status_code == 200, response.text
     assert [e["extensions"] for e in response.json()["errors"]] == [{"code": "INVALID_INPUT", "field": "operationName"}]
+
+
+@pytest.mark.parametrize("search", ["abc\x00def", "\x00\x00\x00", '"ab"c', 'a"b'])
+async def test_core_search_survives_nul_and_quotes(rep: User, search: str) -> None:
+    """Below the API's guard: FTS5 (SQLite) read NUL as the end of its query, PostgreSQL refuses it."""
+    page = await views.inbox_page(rep, views.InboxFilter(search=search))
+    assert page.items == []
