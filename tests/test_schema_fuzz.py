@@ -15,13 +15,14 @@ in a transaction rolled back afterwards, so that examples are independent and re
 Runs are derandomized (the same inputs every run). A failing swept value is reported as a
 "falsifying explicit example"; a failing generated one is shrunk and printed with a
 ``@reproduce_failure`` blob. Mail servers are never reached: private hosts are refused (the
-SSRF guard is on here) and the seeded account's servers do not resolve.
+SSRF guard is on, and every name resolves to a loopback address here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,6 +35,7 @@ from graphql.pyutils import Undefined
 from hypothesis import HealthCheck, example, given, settings
 from tortoise.transactions import in_transaction
 
+from salesinbox.core import netguard
 from salesinbox.core.credentials import SecretBox, generate_key
 from salesinbox.core.db import open_database
 from salesinbox.core.models import AddressRole, FromAddress, MailAccount, Profile, RecordKind
@@ -42,6 +44,7 @@ from salesinbox.core.settings import Settings
 from salesinbox.core.tokens import issue_token, token_cache
 from salesinbox.core.users import create_user
 from salesinbox.schema.api import build_schema
+from salesinbox.schema.app import create_app
 
 from .database import TemplateDatabase
 from .graphql_inputs import Variable, sweep, variables
@@ -137,14 +140,25 @@ async def _seed(settings: Settings) -> dict[str, str]:
     return {"ADMIN": (await issue_token(admin, "fuzz"))[1], "STANDARD": (await issue_token(rep, "fuzz"))[1]}
 
 
+class _LoopbackDns:
+    """The ``socket`` module as netguard sees it here: every name resolves to 127.0.0.1, which
+    the SSRF guard (on) refuses. Provider presets name real servers: none is ever contacted."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(socket, name)
+
+    @staticmethod
+    def getaddrinfo(host: str, port: int, *args: Any, **kwargs: Any) -> list[tuple[Any, ...]]:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("127.0.0.1", port))]
+
+
 @pytest.fixture(scope="module")
 def server(template_database: TemplateDatabase, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The app on a seeded database of its own, in an event loop of our own (hypothesis
-    tests are synchronous). The SSRF guard is on: no mail server is ever reached."""
-    from salesinbox.schema.app import create_app
-
+    tests are synchronous), with no way to reach a mail server (:class:`_LoopbackDns`)."""
     workdir = tmp_path_factory.mktemp("fuzz")
-    with asyncio.Runner() as runner:
+    with asyncio.Runner() as runner, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(netguard, "socket", _LoopbackDns())
         url = runner.run(template_database.clone(workdir))
         settings = Settings(data_dir=workdir / "data", database_url=url, secret_key=generate_key(),
                             mail_timeout=2.0, sync_enabled=False, allow_private_hosts=False)
