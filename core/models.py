@@ -16,6 +16,13 @@ from tortoise.models import Model
 
 from .providers import AuthKind, FolderRole, Security
 
+#: The largest key of an ``IntField`` primary key (PostgreSQL ``integer``): every table but
+#: the mail ones. A client's id beyond it cannot exist, and PostgreSQL refuses to compare it.
+INT_KEY_MAX = 2**31 - 1
+#: The largest key of a ``BigIntField`` primary key (PostgreSQL ``bigint``): messages,
+#: their addresses, attachments and links.
+BIGINT_KEY_MAX = 2**63 - 1
+
 
 class Profile(StrEnum):
     ADMIN = "ADMIN"

@@ -25,6 +25,9 @@ MAX_RECIPIENTS = 100
 MAX_SUBJECT = 998
 # "Re:", "RE:", "Re[2]:", "AW:", "SV:", "Antw:" … already there: do not add another.
 _REPLY_PREFIX = re.compile(r"^\s*((re|aw|sv|antw|ref|vs)(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# RFC 6838 type and subtype names.
+_MIME_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,24 @@ class MailServices:
     registry: ProviderRegistry
     policy: ConnectPolicy
     max_message_bytes: int = 25 * 1024 * 1024
+
+
+def _check_attachments(attachments: tuple[OutgoingAttachment, ...]) -> None:
+    """Refuse what would break the MIME headers: a line break or other control character in
+    a filename (also a header-injection attempt), a content type that is not ``type/subtype``."""
+    for attachment in attachments:
+        shown = attachment.filename if len(attachment.filename) <= 60 else attachment.filename[:60] + "…"
+        if _CONTROL.search(attachment.filename):
+            raise invalid_input(
+                f"The attachment name {shown!r} contains a line break or another control character: rename it.",
+                field="attachments",
+            )
+        if not _MIME_TYPE.fullmatch(attachment.content_type):
+            raise invalid_input(
+                f"The content type of the attachment {shown!r} is not a MIME type like application/pdf "
+                "(give only type/subtype, without parameters).",
+                field="attachments",
+            )
 
 
 def _addresses(values: tuple[str, ...], field_name: str) -> tuple[str, ...]:
@@ -119,6 +140,7 @@ async def _deliver(account: MailAccount, email: OutgoingEmail, services: MailSer
 
 async def send_new(actor: User, draft: Draft, services: MailServices) -> SentCopy:
     """Send a new message from the actor's own account; returns the stored Sent copy."""
+    _check_attachments(draft.attachments)
     account, sender = await _sender(actor, draft)
     email = OutgoingEmail(
         from_address=sender.address, from_name=sender.name or account.display_name,
@@ -158,6 +180,7 @@ async def reply(
     reply-all adds the original To and Cc. The actor's own addresses are always removed.
     Extra To/Cc/Bcc of ``draft`` are added.
     """
+    _check_attachments(draft.attachments)
     if not await can_see(actor, message_id):
         raise not_found("message")
     original = await Message.get(id=message_id)
@@ -178,7 +201,7 @@ async def reply(
     email = OutgoingEmail(
         from_address=sender.address, from_name=sender.name or account.display_name,
         to=tuple(dict.fromkeys(to)), cc=tuple(dict.fromkeys(cc)), bcc=_addresses(draft.bcc, "bcc"),
-        subject=reply_subject(draft.subject or original.subject)[:MAX_SUBJECT],
+        subject=reply_subject(" ".join((draft.subject or original.subject).split()))[:MAX_SUBJECT],
         text=(draft.text.rstrip() + "\n\n" + _quote(original, original_text)) if original_text else draft.text,
         html=draft.html, in_reply_to=original.message_id,
         references=tuple(dict.fromkeys(references))[-20:], attachments=draft.attachments,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass, field
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
@@ -20,6 +21,7 @@ from .models import CrmRecord, Profile, RecordKind, User
 
 MAX_IMPORT_ROWS = 10_000
 MAX_LIST_LIMIT = 200
+MAX_SEARCH_CHARS = 320  # the longest searched column: an email address
 _MAX_REPORTED_ERRORS = 20
 
 
@@ -168,6 +170,12 @@ async def list_records(
         query = query.filter(owner_id=owner_id)
     if search and search.strip():
         term = search.strip()
+        # Nothing longer can match, and SQLite refuses LIKE patterns over 50,000 bytes.
+        if len(term) > MAX_SEARCH_CHARS:
+            raise invalid_input(
+                f"search is longer than {MAX_SEARCH_CHARS} characters, the longest field it looks in: shorten it.",
+                field="search",
+            )
         query = query.filter(
             Q(first_name__icontains=term)
             | Q(last_name__icontains=term)
@@ -193,10 +201,24 @@ def parse_csv(text: str) -> list[RecordInput]:
     """Parse CSV text with a header row into record inputs.
 
     Recognised headers (any case): last_name/name, first_name, company, primary_email/email,
-    secondary_email. ``last_name`` is required; unknown columns are an error so that a typo
-    does not silently drop data.
+    secondary_email. ``last_name`` is required; unknown or repeated columns are an error so
+    that a typo does not silently drop data, and so is a row with more filled cells than the
+    header has columns. A shorter row leaves its last columns empty, as spreadsheets write them.
+    Anything the CSV reader cannot read (a cell over its 131,072-character limit, usually an
+    unclosed quote) is ``INVALID_INPUT`` naming the line.
     """
     reader = csv.reader(io.StringIO(text.strip()))
+    try:
+        return _csv_rows(reader)
+    except csv.Error as error:
+        raise invalid_input(
+            f"The CSV could not be read at line {reader.line_num}: {error}. "
+            "Check that every quote that opens a cell closes it.",
+            field="csv",
+        ) from None
+
+
+def _csv_rows(reader: Any) -> list[RecordInput]:
     header = next(reader, None)
     if not header:
         raise invalid_input("The CSV is empty: the first line must name the columns.", field="csv")
@@ -206,16 +228,26 @@ def parse_csv(text: str) -> list[RecordInput]:
         match = next((key for key, aliases in _CSV_COLUMNS.items() if name in aliases), None)
         if match is None:
             known = ", ".join(_CSV_COLUMNS)
-            raise invalid_input(f"Unknown CSV column {raw!r}: use {known}.", field="csv")
+            shown = repr(raw) if len(raw) <= 40 else repr(raw[:40]) + "…"
+            raise invalid_input(f"Unknown CSV column {shown}: use {known}.", field="csv")
+        if match in columns:
+            raise invalid_input(f"The CSV names the {match} column twice: keep one.", field="csv")
         columns.append(match)
     if "last_name" not in columns:
         raise invalid_input("The CSV needs a last_name (or name) column.", field="csv")
     rows = []
     for line in reader:
-        if not any(cell.strip() for cell in line):
+        cells = [cell.strip() for cell in line]
+        if not any(cells):
             continue
-        values = dict(zip(columns, (cell.strip() for cell in line), strict=False))
-        rows.append(RecordInput(**values))
+        if any(cells[len(columns):]):
+            raise invalid_input(
+                f"Line {reader.line_num} has more cells than the header has columns ({len(columns)}): "
+                "quote cells that contain commas.",
+                field="csv",
+            )
+        cells += [""] * (len(columns) - len(cells))
+        rows.append(RecordInput(**dict(zip(columns, cells, strict=False))))
     return rows
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from weakref import WeakKeyDictionary
 
 from tortoise import BaseDBAsyncClient, connections
@@ -20,12 +21,14 @@ from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from .errors import invalid_input, not_found
-from .models import Direction, MailAccount, Message, RecordKind, User
+from .models import BIGINT_KEY_MAX, Direction, Folder, MailAccount, Message, RecordKind, User
 from .policy import visible_messages, visible_messages_for_record
 from .records import get_record
 from .sql_fragment import SqlFragment
 
 MAX_PAGE = 100
+_CURSOR_KEY = re.compile(r"[0-9]{1,19}")
+_FOLDER_NAME_MAX: int = Folder._meta.fields_map["name"].max_length  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -65,9 +68,14 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         when, _, key = raw.partition("|")
-        return datetime.fromisoformat(when), int(key)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise invalid_input("This cursor is not valid: start again from the first page.", field="after") from None
+        moment = datetime.fromisoformat(when)
+        # A moment the drivers can send: with its zone, and within years 1-9999 in UTC.
+        # A message key: ASCII digits (int() also reads "١٢") within the bigint column.
+        if moment.tzinfo is not None and _CURSOR_KEY.fullmatch(key) and int(key) <= BIGINT_KEY_MAX:
+            return moment.astimezone(UTC), int(key)
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError):
+        pass
+    raise invalid_input("This cursor is not valid: start again from the first page.", field="after")
 
 
 def beyond(position: tuple[datetime, int], date_field: str, *, ascending: bool = False) -> Q:
@@ -125,6 +133,9 @@ def inbox_query(
     # index newest first instead of sorting all the user's mail.
     query = Message.filter(account_id__in=account_ids)
     if filters.folder:
+        # Tortoise refuses to compare a value longer than the column; no folder is named so.
+        if len(filters.folder) > _FOLDER_NAME_MAX:
+            raise invalid_input(f"A folder name has at most {_FOLDER_NAME_MAX} characters.", field="folder")
         query = query.filter(folder__name=filters.folder)
     if filters.direction is not None:
         query = query.filter(direction=filters.direction)
@@ -160,7 +171,8 @@ def text_search(text: str, *, sqlite_index: bool = False) -> Q:
 
 
 def _search_term(text: str) -> str:
-    return text.strip()[:200]
+    # No stored text holds NUL, and FTS5 would read one as the end of its query.
+    return text.replace("\0", "").strip()[:200]
 
 
 def _fts_phrase(term: str) -> str:

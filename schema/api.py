@@ -34,6 +34,7 @@ from salesinbox.core.settings import Settings
 from .cost import cost_limit
 from .errors import TypedErrors, log_unexpected_errors
 from .execution import LeanExecutionContext
+from .input_guard import StringGuard
 from .accounts import AccountMutations, AccountQueries
 from .messages import MessageMutations
 from .outgoing import OutgoingMutations
@@ -174,7 +175,7 @@ def build_schema(settings: Settings | None = None) -> SalesInboxSchema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[TypedErrors, Authenticated, *_limits(settings)],
+        extensions=[TypedErrors, Authenticated, StringGuard, *_limits(settings)],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=LeanExecutionContext,
     )

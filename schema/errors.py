@@ -32,10 +32,7 @@ class TypedErrors(MaskErrors):
         super().__init__(should_mask_error=_always, error_message="Internal server error.")
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        original = error.original_error
-        # graphql-core wraps resolver exceptions; dig out ours.
-        while isinstance(original, GraphQLError) and original.original_error is not None:
-            original = original.original_error
+        original = _cause(error)
         if isinstance(original, SalesInboxError):
             extensions: dict[str, object] = {"code": original.code.value}
             if original.field:
@@ -43,7 +40,7 @@ class TypedErrors(MaskErrors):
             return GraphQLError(
                 original.message, nodes=error.nodes, path=error.path, extensions=extensions
             )
-        if original is None:
+        if original is None or isinstance(original, GraphQLError):
             code = (error.extensions or {}).get("code", VALIDATION_FAILED)
             return GraphQLError(
                 error.message,
@@ -61,10 +58,19 @@ class TypedErrors(MaskErrors):
         )
 
 
+def _cause(error: GraphQLError) -> Exception | None:
+    """The exception behind ``error``: graphql-core wraps resolver exceptions, and wraps the
+    GraphQL errors of variable coercion ("Expected a value of non-null type…") in others."""
+    original = error.original_error
+    while isinstance(original, GraphQLError) and original.original_error is not None:
+        original = original.original_error
+    return original
+
+
 def log_unexpected_errors(errors: list[GraphQLError]) -> None:
     """Log the errors that are bugs (with traceback); expected ones are not worth a line."""
     for error in errors:
-        original = error.original_error
-        if original is None or isinstance(original, SalesInboxError):
+        original = _cause(error)
+        if original is None or isinstance(original, SalesInboxError | GraphQLError):
             continue
         log.error("Unexpected error in %s", error.path, exc_info=original)

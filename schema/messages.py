@@ -212,7 +212,7 @@ class MessageMutations:
     ) -> MessageType:
         services = info.context.services
         row = await set_message_flags(
-            info.context.user, parse_id(id), seen=seen, flagged=flagged,
+            info.context.user, parse_id(id, big=True), seen=seen, flagged=flagged,
             secrets=services.secrets, policy=services.connect_policy,
         )
         return MessageType.from_model(row)

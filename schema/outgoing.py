@@ -82,7 +82,7 @@ class OutgoingMutations:
         self, info: Info, message_id: strawberry.ID, input: EmailInput, reply_all: bool = False
     ) -> SentEmail:
         copy = await outgoing.reply(
-            info.context.user, parse_id(message_id, field="messageId"), input.to_core(),
+            info.context.user, parse_id(message_id, field="messageId", big=True), input.to_core(),
             info.context.services.mail_services(), reply_all=reply_all,
         )
         return SentEmail.from_copy(copy)

@@ -55,9 +55,9 @@ class ViewQueries:
 
     @strawberry.field(description="One message you may see, with bodies and attachments.")
     async def message(self, info: Info, id: strawberry.ID) -> MessageType:
-        return MessageType.from_model(await views.get_message(info.context.user, parse_id(id)))
+        return MessageType.from_model(await views.get_message(info.context.user, parse_id(id, big=True)))
 
     @strawberry.field(description="The sharing rule applied to you and one message of your organisation.")
     async def explain_visibility(self, info: Info, message_id: strawberry.ID) -> Visibility:
-        result = await explain(info.context.user, parse_id(message_id, field="messageId"))
+        result = await explain(info.context.user, parse_id(message_id, field="messageId", big=True))
         return Visibility(visible=result.visible, code=result.code, reason=result.reason)
