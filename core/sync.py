@@ -125,7 +125,7 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
         # shield: cancelled while logging in, the client the thread opens is still closed.
         client = await asyncio.shield(opening)
     except asyncio.CancelledError:
-        opening.add_done_callback(_close_opened)
+        await _close_when_open(opening)
         raise
     except MailServerError as error:
         if error.code in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.IMAP_DISABLED):
@@ -144,10 +144,14 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
     return report
 
 
-def _close_opened(opening: asyncio.Future[IMAPClient]) -> None:
-    if not opening.cancelled() and opening.exception() is None:
-        # Logging out is network I/O: off the event loop, like every IMAP call.
-        asyncio.get_running_loop().run_in_executor(None, close_quietly, opening.result())
+async def _close_when_open(opening: asyncio.Future[IMAPClient]) -> None:
+    """Wait for a login whose caller was cancelled (bounded by the mail timeout), then log
+    out: a connection left to a callback outlived a stopped scheduler and its event loop."""
+    try:
+        client = await asyncio.shield(opening)
+    except BaseException:  # noqa: BLE001 - the login failed, or we are cancelled again
+        return
+    await asyncio.to_thread(close_quietly, client)
 
 
 async def _needs_reauth(account: MailAccount, services: SyncServices, error: MailServerError) -> None:

@@ -170,3 +170,33 @@ async def test_uidvalidity_log_line_counts_the_messages_deleted(
         await sync_account(account.id, services)
     (line,) = [r.getMessage() for r in caplog.records if "UIDVALIDITY changed" in r.getMessage()]
     assert ", 7 stored messages deleted" in line
+
+
+async def test_a_sync_cancelled_while_logging_in_closes_its_connection_before_it_ends(
+    rep: User, mail_account: TestMailbox, services: SyncServices, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A stopping scheduler cancels syncs anywhere, a login included: the connection that
+    login opens is closed before the cancelled sync returns, not left to a callback of an
+    event loop that may be gone by then (it then leaked, unclosed, at interpreter exit)."""
+    import asyncio
+    import threading
+
+    account = await connect(rep, mail_account, services)
+    logging_in, opened = threading.Event(), []
+    real_open = sync_module.open_imap
+
+    def slow_open(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        logging_in.set()
+        client = real_open(*args, **kwargs)
+        opened.append(client)
+        return client
+
+    monkeypatch.setattr(sync_module, "open_imap", slow_open)
+    task = asyncio.ensure_future(sync_account(account.id, services))
+    while not logging_in.is_set():
+        await asyncio.sleep(0.001)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    (client,) = opened
+    assert client._imap.state == "LOGOUT"
