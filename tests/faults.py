@@ -1,4 +1,4 @@
-"""The seed and the tally of the fault-injection tests (tests/test_fault_injection.py).
+"""Faults for the sync tests, and the seed and tally of tests/test_fault_injection.py.
 
 The seed is new for every run unless ``SALESINBOX_FAULT_SEED`` names one; the tally is
 printed at the end of the run (see ``pytest_terminal_summary`` in conftest.py).
@@ -9,6 +9,11 @@ from __future__ import annotations
 import os
 import random
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from salesinbox.core import sync as sync_module
 
 SEED_ENV = "SALESINBOX_FAULT_SEED"
 _run_seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
@@ -37,3 +42,29 @@ class FaultTally:
 
 
 FAULTS = FaultTally()
+
+
+class Killed(BaseException):
+    """Process death in process: nothing catches it, nothing is saved on the way out."""
+
+
+@contextmanager
+def dying_after_batches(batches: int) -> Iterator[None]:
+    """Within the block, a sync dies (raises :class:`Killed`) right after committing its
+    ``batches``-th batch: what a SIGKILL leaves, without the cost of a process."""
+    real_store = sync_module.store_batch
+    committed = 0
+
+    async def store_then_die(*args: Any, **kwargs: Any) -> Any:
+        nonlocal committed
+        result = await real_store(*args, **kwargs)
+        committed += 1
+        if committed == batches:
+            raise Killed
+        return result
+
+    sync_module.store_batch = store_then_die  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        sync_module.store_batch = real_store

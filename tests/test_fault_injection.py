@@ -50,7 +50,7 @@ from salesinbox.core.store import PLACEHOLDER_UIDVALIDITY
 from salesinbox.core.sync import CONNECTION_ERRORS, SyncServices, sync_account
 
 from .conftest import GraphQLClient
-from .faults import FAULTS, fault_seed
+from .faults import FAULTS, Killed, dying_after_batches, fault_seed
 from .servers.messages import generate_messages
 from .servers.proxy import CuttingProxy
 from .test_sync import connect
@@ -63,10 +63,6 @@ pytestmark = pytest.mark.dovecot
 QUOTA = 18  # faults per scenario: 54 in a run, on each database backend
 FOLDERS = {"INBOX": 240, "Sent": 40}
 IN_PROCESS_BATCH = 20  # small batches in process: many commit points to die between
-
-
-class Killed(BaseException):
-    """Process death in process: nothing catches it, nothing is saved on the way out."""
 
 
 class Harness:
@@ -159,27 +155,13 @@ class Harness:
                 process.stderr.close()
 
     async def _die(self) -> bool:
-        real_store = sync_module.store_batch
         _, let_through = await self._plan()
-        batches = 1 + let_through // IN_PROCESS_BATCH
-        committed = 0
-
-        async def store_then_die(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-            nonlocal committed
-            result = await real_store(*args, **kwargs)
-            committed += 1
-            if committed == batches:
-                raise Killed
-            return result
-
-        sync_module.store_batch = store_then_die  # type: ignore[assignment]
         try:
-            await sync_account(self.account_id, self.services)
+            with dying_after_batches(1 + let_through // IN_PROCESS_BATCH):
+                await sync_account(self.account_id, self.services)
             return False
         except Killed:
             return True
-        finally:
-            sync_module.store_batch = real_store
 
     async def _cancel(self) -> bool:
         newest, let_through = await self._plan()

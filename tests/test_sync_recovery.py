@@ -16,6 +16,7 @@ from salesinbox.core.audit import audit_account
 from salesinbox.core.models import Folder, MailAccount, Message, SyncState, User
 from salesinbox.core.sync import SyncServices, sync_account
 
+from .faults import Killed, dying_after_batches
 from .servers.messages import generate_messages
 from .test_sync import connect, server_uids, stored
 
@@ -23,26 +24,6 @@ if TYPE_CHECKING:
     from .servers.fixtures import MailAccount as TestMailbox
 
 pytestmark = pytest.mark.dovecot
-
-
-class Killed(BaseException):
-    """The process died: nothing catches this, no state is saved on the way out."""
-
-
-def kill_after_batches(monkeypatch: pytest.MonkeyPatch, batches: int) -> None:
-    """Make the sync die right after committing its ``batches``-th batch."""
-    real_store = sync_module.store_batch
-    committed = 0
-
-    async def store_then_die(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
-        nonlocal committed
-        result = await real_store(*args, **kwargs)
-        committed += 1
-        if committed == batches:
-            raise Killed
-        return result
-
-    monkeypatch.setattr(sync_module, "store_batch", store_then_die)
 
 
 async def assert_counts_are_the_stores(account: MailAccount) -> None:
@@ -58,7 +39,7 @@ def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_uidvalidity_resync_killed_midway_resumes_in_full(
     rep: User, mail_account: TestMailbox, services: SyncServices,
-    small_batches: None, monkeypatch: pytest.MonkeyPatch,
+    small_batches: None,
 ) -> None:
     box = mail_account
     box.dovecot.append_many(box.user, "INBOX", generate_messages(60, seed=11, rep=("Rex", box.address)))
@@ -68,10 +49,8 @@ async def test_uidvalidity_resync_killed_midway_resumes_in_full(
     box.dovecot.doveadm("mailbox", "update", "-u", box.user.username, "--uid-validity",
                         str(before.uidvalidity + 500), "INBOX")
 
-    kill_after_batches(monkeypatch, 2)
-    with pytest.raises(Killed):
+    with dying_after_batches(2), pytest.raises(Killed):
         await sync_account(account.id, services)
-    monkeypatch.undo()
 
     folder = await Folder.get(id=before.id)
     assert folder.uidvalidity == before.uidvalidity + 500
@@ -88,7 +67,7 @@ async def test_uidvalidity_resync_killed_midway_resumes_in_full(
 
 async def test_new_mail_pass_killed_after_its_newest_batch_resumes_the_older_ones(
     rep: User, mail_account: TestMailbox, services: SyncServices,
-    small_batches: None, monkeypatch: pytest.MonkeyPatch,
+    small_batches: None,
 ) -> None:
     """New mail is stored newest first: after a cut, the highest UID is stored and older new
     ones are not, so resuming "above the highest stored UID" would skip them for good."""
@@ -98,10 +77,8 @@ async def test_new_mail_pass_killed_after_its_newest_batch_resumes_the_older_one
     await sync_account(account.id, services)
     box.dovecot.append_many(box.user, "INBOX", generate_messages(45, seed=13, rep=("Rex", box.address)))
 
-    kill_after_batches(monkeypatch, 1)
-    with pytest.raises(Killed):
+    with dying_after_batches(1), pytest.raises(Killed):
         await sync_account(account.id, services)
-    monkeypatch.undo()
     await assert_counts_are_the_stores(account)
 
     await sync_account(account.id, services)
