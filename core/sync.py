@@ -207,8 +207,6 @@ async def _sync_folders(
             folder.retry_at = datetime.now(UTC) + timedelta(minutes=5)
         folder.last_synced_at = datetime.now(UTC)
         await folder.save(update_fields=list(_FOLDER_STATE))
-        # The store's count, as committed (the in-memory one may lag behind other writers).
-        folder.messages_synced = await Folder.get(id=folder.id).values_list("messages_synced", flat=True)
         folder_report.messages = folder.messages_synced
     await _finish_pass(account, services, report, folders)
 
@@ -405,7 +403,7 @@ async def _reconcile(
     on_server = set(await asyncio.to_thread(fetch.list_uids, client))
     gone = stored - on_server
     if gone:
-        await delete_uids(folder.id, target.uidvalidity, gone)
+        folder.messages_synced -= await delete_uids(folder.id, target.uidvalidity, gone)
         _publish(services, account, "MESSAGES_REMOVED")
     window = _sync_window(account)
     wanted = set(await asyncio.to_thread(fetch.list_uids, client, window)) if window else on_server
