@@ -5,14 +5,9 @@ XOAUTH2/OAUTHBEARER, and a consent clicked in headless Chromium."""
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import signal
 import smtplib
-import subprocess
 import time
-from contextlib import suppress
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -21,7 +16,7 @@ import pytest
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from tests.servers.dovecot import DovecotServer
+from tests.servers.browser import ChromiumPage
 from tests.servers.fixtures import MailAccount
 from tests.servers.oauth import OAuthServer, pkce_pair
 from tests.servers.smtp import SmtpServer
@@ -330,3 +325,34 @@ def test_smtp_token_of_another_user_is_refused(oauth_server: OAuthServer,
     token = oauth_server.issue_tokens("mallory@example.test")["access_token"]
     with pytest.raises(smtplib.SMTPAuthenticationError):
         smtp_token_login(oauth_smtp, "ann@example.test", token, "XOAUTH2")
+
+
+# ------------------------------------------------------------------ browser
+
+
+@pytest.mark.browser
+@pytest.mark.dovecot
+def test_consent_approved_in_chromium_gives_a_token_that_logs_in(
+        http: httpx.Client, oauth_server: OAuthServer, oauth_account: MailAccount,
+        tmp_path: Path) -> None:
+    chromium = find_chromium()
+    verifier, challenge = pkce_pair()
+    params = authorize_params(oauth_server, challenge)
+    callback = oauth_server.url("/callback")
+    with ChromiumPage(chromium, tmp_path / "profile") as page:
+        page.open(f"{oauth_server.url('/authorize')}?{urlencode(params)}")
+        # the consent page is pre-filled with the fixture's current user
+        assert page.evaluate("document.getElementById('email').value") == oauth_account.address
+        page.evaluate("document.getElementById('approve').click()")
+        landed = page.wait_for(f"location.href.startsWith({json.dumps(callback + '?')}) && "
+                               "document.readyState === 'complete' && location.href")
+        shown = page.evaluate("document.getElementById('code').textContent")
+    query = {k: v[0] for k, v in parse_qs(urlsplit(landed).query).items()}
+    assert query["state"] == "st-42" and query["code"] == shown
+    assert oauth_server.callbacks == [query]
+    token = http.post(oauth_server.url("/token"), auth=client_auth(oauth_server), data={
+        "grant_type": "authorization_code", "code": query["code"],
+        "redirect_uri": callback, "code_verifier": verifier}).json()
+    with imap(oauth_account) as client:
+        client.oauth2_login(oauth_account.address, token["access_token"])
+        client.select_folder("INBOX")
