@@ -161,7 +161,7 @@ mail_fsync = never
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
-  mechanisms = plain login
+{"  mechanisms = plain login" if self.oauth2_introspection_url else ""}
 }}
 {self._oauth2_passdb()}userdb {{
   driver = passwd-file
@@ -207,6 +207,9 @@ service imap-login {{
         #   client must answer it with an empty line before it gets NO [AUTHENTICATIONFAILED];
         # - a non-2xx or unreachable endpoint gives NO [UNAVAILABLE] (temporary), not a refusal;
         # - an invalid introspection_mode kills the auth service (the server never greets).
+        # Without the oauth2 passdb, Dovecot checks an XOAUTH2 token like a password
+        # against the passwd-file (tests/test_imap.py uses that); with it, passwords are for
+        # PLAIN/LOGIN only and tokens go to introspection.
         # The file holds a client secret, so like the passwd-files: root:dovecot 0640.
         path = self.root / "oauth2.conf.ext"
         path.write_text(
