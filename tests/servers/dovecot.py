@@ -99,8 +99,14 @@ class DovecotServer:
         separator: str = "/",  # what Gmail/Outlook/Yahoo/Zoho report; Dovecot's own default is "."
         extra_config: str = "",
         root: str | Path | None = None,
+        oauth2_introspection_url: str | None = None,
+        oauth2_client_id: str = "",
+        oauth2_client_secret: str = "",
     ) -> None:
         self.certs = certs
+        self.oauth2_introspection_url = oauth2_introspection_url
+        self.oauth2_client_id = oauth2_client_id
+        self.oauth2_client_secret = oauth2_client_secret
         self.untrusted_cert = untrusted_cert
         self.separator = separator
         self.extra_config = extra_config
@@ -140,8 +146,9 @@ ssl_key = <{key}
 ssl_dh = <{DH_PARAMS}
 
 # Tests also cover the no-TLS path; PLAIN and LOGIN are what passwd-file supports.
+# (XOAUTH2/OAUTHBEARER count as plaintext too: with `yes` they need TLS.)
 disable_plaintext_auth = no
-auth_mechanisms = plain login
+auth_mechanisms = plain login{" xoauth2 oauthbearer" if self.oauth2_introspection_url else ""}
 # Wrong-password tests must not sleep 2 s per failure (2.3.19 still answers a
 # failure on its next 0.5 s flush tick).
 auth_failure_delay = 0
@@ -154,8 +161,9 @@ mail_fsync = never
 passdb {{
   driver = passwd-file
   args = scheme=PLAIN username_format=%u {self.passwd_dir}/%u
+{"  mechanisms = plain login" if self.oauth2_introspection_url else ""}
 }}
-userdb {{
+{self._oauth2_passdb()}userdb {{
   driver = passwd-file
   args = username_format=%u {self.passwd_dir}/%u
 }}
@@ -185,6 +193,43 @@ service imap-login {{
 {self.extra_config}
 """
         )
+
+    def _oauth2_passdb(self) -> str:
+        """The oauth2 passdb (tokens checked by RFC 7662 introspection at every login), or ""."""
+        if not self.oauth2_introspection_url:
+            return ""
+        # Facts of Dovecot 2.3 that shape this (each seen in its log):
+        # - it ignores `exp`: the provider must answer active=false for expired tokens;
+        # - a missing `active` field counts as active, even with active_attribute set;
+        # - no auth cache here (the default): with auth_cache_size > 0 a revoked token would
+        #   keep logging in for auth_cache_ttl; a session already logged in is never re-checked;
+        # - a refusal costs an extra round: the server sends a JSON error challenge and the
+        #   client must answer it with an empty line before it gets NO [AUTHENTICATIONFAILED];
+        # - a non-2xx or unreachable endpoint gives NO [UNAVAILABLE] (temporary), not a refusal;
+        # - an invalid introspection_mode kills the auth service (the server never greets).
+        # Without the oauth2 passdb, Dovecot checks an XOAUTH2 token like a password
+        # against the passwd-file (tests/test_imap.py uses that); with it, passwords are for
+        # PLAIN/LOGIN only and tokens go to introspection.
+        # The file holds a client secret, so like the passwd-files: root:dovecot 0640.
+        path = self.root / "oauth2.conf.ext"
+        path.write_text(
+            f"introspection_url = {self.oauth2_introspection_url}\n"
+            "introspection_mode = post\n"
+            f"client_id = {self.oauth2_client_id}\n"
+            f"client_secret = {self.oauth2_client_secret}\n"
+            "username_attribute = email\n"
+            "username_format = %Lu\n"
+            "active_attribute = active\n"
+            "active_value = true\n"
+        )
+        os.chown(path, 0, grp.getgrnam("dovecot").gr_gid)
+        path.chmod(0o640)
+        return f"""passdb {{
+  driver = oauth2
+  mechanisms = xoauth2 oauthbearer
+  args = {path}
+}}
+"""
 
     def start(self, timeout: float = 10.0) -> "DovecotServer":
         """Start Dovecot and wait until both listeners greet; raise DovecotError otherwise."""

@@ -16,6 +16,18 @@ Session-scoped servers, function-scoped users, so tests never share a mailbox:
 - `smtp_factory(users=None, **options) -> SmtpServer`   same for SMTP, e.g.
    require_starttls=False, auth_require_tls=False
 
+OAuth2 ("Sign in with Google/Microsoft" without the internet):
+
+- `oauth_server`  -> OAuthServer         local authorisation server (tests/servers/oauth.py)
+   for the session, reset before each test (tokens, counters, switches); its default
+   client is `oauth_server.client`, redirect_uri `oauth_server.url("/callback")`
+- `oauth_dovecot` -> DovecotServer       a second session Dovecot whose users log in with
+   a password or with XOAUTH2/OAUTHBEARER tokens it introspects at `oauth_server`
+- `oauth_smtp`    -> SmtpServer          aiosmtpd (STARTTLS optional, AUTH required) taking
+   passwords and XOAUTH2/OAUTHBEARER tokens the same way, reset before each test
+- `oauth_account` -> MailAccount         a fresh user on `oauth_dovecot` and `oauth_smtp`;
+   get it tokens through the consent page or `oauth_server.issue_tokens(account.address)`
+
 If Dovecot cannot run here (not installed, not root) the fixtures skip, unless
 SALESINBOX_REQUIRE_SERVERS=1 (set in CI), in which case they fail.
 
@@ -39,7 +51,8 @@ from .certs import CertBundle, make_certs
 from .dovecot import DovecotServer, MailUser, unavailable_reason
 from .proxy import CuttingProxy
 
-if TYPE_CHECKING:  # aiosmtpd is a test extra: import smtp.py only when a fixture needs it
+if TYPE_CHECKING:  # aiosmtpd/Authlib are test extras: import only when a fixture needs them
+    from .oauth import OAuthServer
     from .smtp import SmtpServer, SmtpUser
 
 REQUIRE_ENV = "SALESINBOX_REQUIRE_SERVERS"
@@ -192,3 +205,79 @@ def proxy(mail_account: MailAccount) -> Iterator[CuttingProxy]:
     relay = CuttingProxy("127.0.0.1", mail_account.dovecot.port)
     yield relay
     relay.close()
+
+
+# ------------------------------------------------------------------------- OAuth2
+
+
+@pytest.fixture(scope="session")
+def _oauth_session_server() -> Iterator[OAuthServer]:
+    try:
+        from .oauth import OAuthServer
+    except ImportError as exc:  # Authlib is a test extra
+        require_or_skip(f"Authlib is not installed ({exc})")
+    server = OAuthServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oauth_server(_oauth_session_server: OAuthServer) -> OAuthServer:
+    """The session's OAuthServer, reset: no tokens, zero counters, switches off, access
+    tokens living `access_token_lifetime` = 3600 s (set it lower in the test)."""
+    _oauth_session_server.reset()
+    return _oauth_session_server
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(server_certs: CertBundle,
+                  _oauth_session_server: OAuthServer) -> Iterator[DovecotServer]:
+    """A session Dovecot taking passwords and XOAUTH2/OAUTHBEARER tokens (introspected at
+    `oauth_server` as its `resource_client`); its users come from `oauth_account`."""
+    reason = unavailable_reason()
+    if reason:
+        require_or_skip(reason)
+    resource = _oauth_session_server.resource_client
+    server = DovecotServer(server_certs,
+                           oauth2_introspection_url=_oauth_session_server.introspection_url,
+                           oauth2_client_id=resource.client_id,
+                           oauth2_client_secret=resource.client_secret)
+    try:
+        server.start()
+    except BaseException:
+        server.stop()
+        raise
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def _oauth_smtp_session(server_certs: CertBundle,
+                        _oauth_session_server: OAuthServer) -> Iterator[SmtpServer]:
+    from .smtp import SmtpServer
+
+    resource = _oauth_session_server.resource_client
+    server = SmtpServer(server_certs, require_starttls=False, auth_require_tls=False,
+                        oauth2_introspection_url=_oauth_session_server.introspection_url,
+                        oauth2_client_id=resource.client_id,
+                        oauth2_client_secret=resource.client_secret).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def oauth_smtp(_oauth_smtp_session: SmtpServer) -> SmtpServer:
+    """The session's token-accepting SmtpServer, with no captured messages."""
+    _oauth_smtp_session.reset()
+    return _oauth_smtp_session
+
+
+@pytest.fixture
+def oauth_account(oauth_server: OAuthServer, oauth_dovecot: DovecotServer,
+                  oauth_smtp: SmtpServer) -> MailAccount:
+    """A fresh mailbox on `oauth_dovecot` + `oauth_smtp` (same password on both), whose
+    address is also the e-mail to sign in as at `oauth_server` (it is its `current_user`)."""
+    user = oauth_dovecot.add_user(_unique("oauth"), secrets.token_urlsafe(12))
+    oauth_smtp.add_user(user.username, user.password)
+    oauth_server.current_user = user.address
+    return MailAccount(user=user, dovecot=oauth_dovecot, smtp=oauth_smtp)

@@ -6,7 +6,7 @@
 * `ssl_port`   SMTPS: implicit TLS, like port 465
 
 Both use the certificates from certs.py, offer AUTH PLAIN/LOGIN against
-`users`, capture every accepted message in `messages`, and can refuse chosen
+`users` (and XOAUTH2/OAUTHBEARER when given an introspection URL, see smtp_oauth.py), capture every accepted message in `messages`, and can refuse chosen
 recipients with 550 (for RECIPIENT_REFUSED tests).
 """
 
@@ -25,6 +25,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from .certs import CertBundle, client_ssl_context, server_ssl_context
+from .smtp_oauth import MECHANISMS as OAUTH_MECHANISMS
+from .smtp_oauth import Introspector, OAuthLogin, OAuthMechanisms
 
 
 @dataclass(frozen=True)
@@ -63,12 +65,15 @@ class _State:
         self.arrived = threading.Condition(self.lock)
 
 
-class _Handler:
-    """aiosmtpd handler: refuses configured recipients, records messages."""
+class _Handler(OAuthMechanisms):
+    """aiosmtpd handler: refuses configured recipients, records messages, and checks
+    XOAUTH2/OAUTHBEARER tokens when it has an introspector."""
 
-    def __init__(self, state: _State, implicit_tls: bool) -> None:
+    def __init__(self, state: _State, implicit_tls: bool,
+                 introspector: Introspector | None = None) -> None:
         self.state = state
         self.implicit_tls = implicit_tls  # session.ssl is only set by STARTTLS
+        self.introspector = introspector
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str,
@@ -81,7 +86,7 @@ class _Handler:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         auth = session.auth_data
-        login = auth.login.decode() if isinstance(auth, LoginPassword) else None
+        login = auth.login.decode() if isinstance(auth, (LoginPassword, OAuthLogin)) else None
         sock = server.transport.get_extra_info("sockname") if server.transport else None
         msg = ReceivedMessage(
             mail_from=envelope.mail_from or "",
@@ -140,6 +145,9 @@ class SmtpServer:
     - `auth_require_tls`: AUTH is only offered/accepted over TLS.
     - `untrusted_cert`: present the self-signed cert (clients trusting the CA fail).
     - `max_message_size`: advertised as SIZE; larger messages get 552 (MESSAGE_TOO_LARGE).
+    - `oauth2_introspection_url` (+ `oauth2_client_id`/`oauth2_client_secret`, the
+      introspecting client): also offer AUTH XOAUTH2 and OAUTHBEARER, accepting a token
+      that the RFC 7662 endpoint calls active for the same e-mail (see smtp_oauth.py).
     """
 
     host = "127.0.0.1"
@@ -155,8 +163,14 @@ class SmtpServer:
         untrusted_cert: bool = False,
         max_message_size: int = 32 * 1024 * 1024,
         hostname: str = "smtp.example.test",
+        oauth2_introspection_url: str | None = None,
+        oauth2_client_id: str = "",
+        oauth2_client_secret: str = "",
     ) -> None:
         self.certs = certs
+        self.introspector = (
+            Introspector(oauth2_introspection_url, oauth2_client_id, oauth2_client_secret)
+            if oauth2_introspection_url else None)
         self._state = _State(users=dict(users or {}))
         self.require_starttls = require_starttls
         self.auth_required = auth_required
@@ -189,6 +203,8 @@ class SmtpServer:
             decode_data=False,
             data_size_limit=self.max_message_size,
             ready_timeout=10.0,
+            # the handler always has auth_XOAUTH2/auth_OAUTHBEARER; offer them only if used
+            auth_exclude_mechanism=[] if self.introspector else list(OAUTH_MECHANISMS),
         )
         try:
             for implicit in (False, True):
@@ -198,7 +214,8 @@ class SmtpServer:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 sock.bind((self.host, 0))
                 port = sock.getsockname()[1]
-                handler = _Handler(self._state, implicit_tls=implicit)
+                handler = _Handler(self._state, implicit_tls=implicit,
+                                   introspector=self.introspector)
                 if implicit:
                     # aiosmtpd only counts STARTTLS as TLS for auth_require_tls, so
                     # on the already-encrypted SMTPS port AUTH must not require it.
