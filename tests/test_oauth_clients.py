@@ -6,7 +6,9 @@ stored encrypted, never returned nor logged; endpoints and tenant may be overrid
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+from pathlib import Path
 
 import pytest
 from tortoise import connections
@@ -16,6 +18,8 @@ from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.models import User
 from salesinbox.core.oauth_clients import (
     OAuthClientInput,
+    delete_oauth_client,
+    list_oauth_clients,
     oauth_client_for_sign_in,
     redirect_url,
     set_oauth_client,
@@ -344,3 +348,43 @@ async def test_sign_in_settings_need_an_admin_to_have_set_the_client(db: Setting
     assert config.token_url == "https://login.microsoftonline.com/common/oauth2/v2.0/token"
     assert config.server.scopes[0] == "https://outlook.office.com/IMAP.AccessAsUser.All"
     assert secret.reveal() == SECRET and SECRET not in repr(config) + repr(secret)
+
+
+# -- a third-party provider -------------------------------------------------------------------
+
+
+def thirdparty_registry() -> ProviderRegistry:
+    """The built-ins plus tests/thirdparty_provider, loaded from its file (not installed)."""
+    path = Path(__file__).parent / "thirdparty_provider" / "salesinbox_acme_mail" / "__init__.py"
+    spec = importlib.util.spec_from_file_location("acme_mail_plugin_under_test", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(module, name="salesinbox_acme_mail")
+    return ProviderRegistry(pm)
+
+
+async def test_a_thirdparty_provider_gets_oauth_settings_with_no_core_change(db: Settings, admin: User) -> None:
+    acme = thirdparty_registry()
+    secrets = SecretBox.from_settings(db)
+    row = await set_oauth_client(
+        admin,
+        OAuthClientInput(provider="acme_mail", client_id="acme-client", client_secret=SECRET,
+                         userinfo_url="https://idp.acme.test/me"),
+        registry=acme, secrets=secrets, settings=db,
+    )
+    assert (row.authorization_url, row.token_url) == (
+        "https://auth.acme-mail.example/oauth2/authorize", "https://auth.acme-mail.example/oauth2/token"
+    )
+    assert row.userinfo_url == "https://idp.acme.test/me" and row.overrides == ("userinfo_url",)
+    assert row.server.address_claims == ("mailbox",) and row.tenant is None
+    _, secret = await oauth_client_for_sign_in(
+        admin.organisation_id, "acme_mail", registry=acme, secrets=secrets, settings=db
+    )
+    assert secret.reveal() == SECRET
+    # Once the plugin is uninstalled its client is inert: not listed, still removable.
+    assert await list_oauth_clients(admin, registry=registry(), settings=db) == []
+    assert [r.provider for r in await list_oauth_clients(admin, registry=acme, settings=db)] == ["acme_mail"]
+    assert await delete_oauth_client(admin, "acme_mail") is True
+    assert await raw_rows() == []
