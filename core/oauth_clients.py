@@ -24,7 +24,7 @@ from .credentials import Secret, SecretBox
 from .errors import ErrorCode, SalesInboxError, invalid_input
 from .models import OAuthClient, User
 from .oauth_urls import check_admin_url, check_frontend_url, check_tenant, fill_tenant, split_url
-from .provider_registry import ProviderRegistry
+from .provider_registry import PROVIDER_KEY_PATTERN, ProviderRegistry
 from .providers import OAuthServer
 from .settings import Settings
 from .users import require_admin
@@ -249,9 +249,15 @@ async def delete_oauth_client(actor: User, provider: str) -> bool:
     provider's plugin is gone. Users then can no longer connect with that sign-in.
 
     :return: whether there was one.
-    :raises SalesInboxError: ``FORBIDDEN`` for a non-admin.
+    :raises SalesInboxError: ``FORBIDDEN`` for a non-admin; ``INVALID_INPUT`` for text that
+        is no provider key.
     """
     require_admin(actor, "remove OAuth sign-in settings")
+    if not isinstance(provider, str) or not PROVIDER_KEY_PATTERN.fullmatch(provider):
+        raise invalid_input(
+            "Give a provider key such as gmail, outlook or office365 (see oauthClients).",
+            field="provider",
+        )
     deleted = await OAuthClient.filter(organisation_id=actor.organisation_id, provider=provider).delete()
     if deleted:
         log.info("OAuth client for provider %s removed by user %s", provider, actor.id)

@@ -92,6 +92,9 @@ async def test_admin_sets_reads_overrides_and_deletes(
 
     assert (await api.ok(DELETE, {"p": "gmail"}, token=admin_token)) == {"deleteOAuthClient": True}
     assert (await api.ok(DELETE, {"p": "gmail"}, token=admin_token)) == {"deleteOAuthClient": False}
+    for not_a_key in ("x" * 100, "Gmail", ""):
+        error = await api.error(DELETE, {"p": not_a_key}, token=admin_token)
+        assert error["extensions"] == {"code": "INVALID_INPUT", "field": "provider"}
     assert (await api.ok(LIST, token=admin_token))["oauthClients"] == []
     assert await raw_rows() == []
 
