@@ -40,6 +40,17 @@ def salesinbox_providers() -> list[ProviderSpec]:
     Every plugin that adds a provider implements this. All results are collected (this is not
     ``firstresult``); the core checks that keys are unique across plugins.
 
+    A provider whose users may connect with "Sign in with …" (OAuth2) sets
+    ``ProviderSpec.oauth`` to an :class:`~salesinbox.core.providers.OAuthServer`: its
+    authorisation and token endpoints (``https://``; revocation and userinfo optional), the
+    scopes for IMAP, SMTP, a refresh token and the address, the SASL mechanism (XOAUTH2 or
+    OAUTHBEARER), extra consent-URL parameters (not the ones the core sets: ``client_id``,
+    ``redirect_uri``, ``scope``, ``state``…), the claims that hold the mailbox address, and,
+    when the URLs hold ``{tenant}``, the default tenant. Such a provider must list
+    ``AuthKind.XOAUTH2`` in ``auth_kinds``. The organisation's client id and secret are not
+    part of the declaration: an admin enters them (``setOAuthClient``) and may override the
+    endpoints and the tenant. A malformed declaration is a ``ProviderDeclarationError``.
+
     :return: a list of :class:`ProviderSpec`, usually with one element.
     """
 

@@ -78,6 +78,35 @@ class Organisation(Model):
         table = "organisation"
 
 
+class OAuthClient(Model):
+    """The organisation's OAuth client at one provider's authorisation server, set by an admin.
+
+    Endpoint overrides are ``None`` when the provider's declaration applies (see
+    :mod:`salesinbox.core.oauth_clients`).
+    """
+
+    id = fields.IntField(primary_key=True)
+    organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
+        "salesinbox.Organisation", related_name="oauth_clients", on_delete=fields.CASCADE
+    )
+    provider = fields.CharField(max_length=64)
+    client_id = fields.CharField(max_length=500)
+    client_secret = fields.TextField()  # Fernet token, never the clear secret
+    authorization_url = fields.CharField(max_length=2000, null=True)
+    token_url = fields.CharField(max_length=2000, null=True)
+    revocation_url = fields.CharField(max_length=2000, null=True)
+    userinfo_url = fields.CharField(max_length=2000, null=True)
+    tenant = fields.CharField(max_length=128, null=True)
+    # where the browser goes after the consent (the frontend's page), None: a plain page
+    frontend_redirect_url = fields.CharField(max_length=2000, null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "oauth_client"
+        unique_together = (("organisation", "provider"),)
+
+
 class OrganisationDomain(Model):
     """A company domain or an excluded domain of the organisation."""
 

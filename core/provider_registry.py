@@ -16,11 +16,14 @@ import pluggy
 from .addresses import email_domain_lenient, normalise_email_lenient
 from .errors import ErrorCode, SalesInboxError, invalid_input
 from .plugins import get_plugin_manager
+from .oauth_urls import RESERVED_AUTHORIZATION_PARAMS, TENANT_PATTERN, declared_url_problem
 from .providers import (
     AuthFailureContext,
     AuthKind,
     FolderRole,
     LoginPlan,
+    OAuthMechanism,
+    OAuthServer,
     ProviderEndpoints,
     ProviderSpec,
 )
@@ -123,6 +126,28 @@ class ProviderRegistry:
                     f"provider {spec.key!r}: the default {option.default!r} of option "
                     f"{option.name!r} is not one of its choices"
                 )
+        if spec.oauth is not None:
+            problem = _oauth_problem(spec)
+            if problem:
+                raise ProviderDeclarationError(
+                    f"plugin {plugin!r}, provider {spec.key!r}: its OAuth server {problem}"
+                )
+
+    def oauth_server(self, key: str) -> OAuthServer:
+        """The OAuth2 server provider ``key`` declares.
+
+        :raises SalesInboxError: ``UNKNOWN_PROVIDER``, or ``INVALID_INPUT`` (field
+            ``provider``) when the provider offers no OAuth sign-in, naming those that do.
+        """
+        spec = self.get(key)
+        if spec.oauth is None:
+            offering = ", ".join(k for k, s in self.providers().items() if s.oauth) or "none"
+            raise invalid_input(
+                f"{spec.display_name} offers no OAuth sign-in through SalesInbox. Providers "
+                f"that do: {offering}.",
+                field="provider",
+            )
+        return spec.oauth
 
     def get(self, key: str) -> ProviderSpec:
         """The spec of provider ``key``.
@@ -271,3 +296,44 @@ class ProviderRegistry:
         generic hint answers then.
         """
         return self.pm.hook.salesinbox_auth_failure_hint(context=context)
+
+
+def _oauth_problem(spec: ProviderSpec) -> str | None:
+    """What is wrong with ``spec.oauth`` (completing "its OAuth server …"), or ``None``."""
+    oauth = spec.oauth
+    if not isinstance(oauth, OAuthServer):
+        return f"must be an OAuthServer, not {type(oauth).__name__}"
+    if AuthKind.XOAUTH2 not in spec.auth_kinds:
+        return "is declared but auth_kinds lacks AuthKind.XOAUTH2 (the kind tokens are stored as)"
+    for name, url in oauth.urls().items():
+        if url is None and name in ("authorization_url", "token_url"):
+            return f"has no {name}"
+        problem = url is not None and declared_url_problem(url)
+        if problem:
+            return f"{name}: {problem}"
+    if oauth.setup_url is not None and declared_url_problem(oauth.setup_url):
+        return f"setup_url {oauth.setup_url!r} must be an https:// URL"
+    if oauth.has_tenant != (oauth.default_tenant is not None):
+        return "must give default_tenant exactly when a URL holds {tenant}"
+    if oauth.default_tenant is not None and not TENANT_PATTERN.fullmatch(oauth.default_tenant):
+        return f"has the malformed default_tenant {oauth.default_tenant!r}"
+    if not isinstance(oauth.scopes, tuple) or not oauth.scopes:
+        return "declares no scopes (a tuple of strings)"
+    if any(not isinstance(s, str) or not s or any(c.isspace() for c in s) for s in oauth.scopes):
+        return f"has an empty scope or one with spaces: {oauth.scopes!r}"
+    if len(set(oauth.scopes)) != len(oauth.scopes):
+        return f"repeats a scope: {oauth.scopes!r}"
+    if oauth.mechanism not in set(OAuthMechanism):
+        return f"has the unknown SASL mechanism {oauth.mechanism!r} (XOAUTH2 or OAUTHBEARER)"
+    pairs = oauth.authorization_params
+    if not all(isinstance(p, tuple) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in pairs):
+        return f"authorization_params must be (name, value) pairs of strings: {pairs!r}"
+    names = [name for name, _value in pairs]
+    if len(set(names)) != len(names) or not all(names):
+        return f"has empty or repeated authorization_params: {names!r}"
+    reserved = sorted(RESERVED_AUTHORIZATION_PARAMS.intersection(names))
+    if reserved:
+        return f"sets {reserved}, which the core sets itself"
+    if not oauth.address_claims or not all(isinstance(c, str) and c for c in oauth.address_claims):
+        return "names no address_claims (the ID-token claims holding the mailbox address)"
+    return None

@@ -33,6 +33,13 @@ class LoginMechanism(StrEnum):
     XOAUTH2 = "XOAUTH2"  #: SASL XOAUTH2 with username + access token
 
 
+class OAuthMechanism(StrEnum):
+    """The SASL mechanism that presents an OAuth2 access token to IMAP and SMTP."""
+
+    XOAUTH2 = "XOAUTH2"  #: Google's and Microsoft's mechanism (``user=…^Aauth=Bearer …``)
+    OAUTHBEARER = "OAUTHBEARER"  #: the standard one, RFC 7628
+
+
 class FolderRole(StrEnum):
     """The role of a mailbox folder, as SPECIAL-USE (RFC 6154) names them."""
 
@@ -77,6 +84,67 @@ class ProviderOption:
     default: str
 
 
+#: the placeholder an :class:`OAuthServer` URL may hold for a Microsoft-style tenant
+TENANT_PLACEHOLDER = "{tenant}"
+
+
+@dataclass(frozen=True, slots=True)
+class OAuthServer:
+    """The OAuth2 authorisation server that signs users in to a provider's IMAP and SMTP.
+
+    Declared as ``ProviderSpec.oauth``. The organisation registers its own OAuth client with
+    this server (client id and secret, entered by an admin); the core runs the consent flow,
+    stores and refreshes the tokens, and logs in with :attr:`mechanism`.
+
+    :param authorization_url: where the user's browser is sent to consent (``https://``).
+    :param token_url: where codes and refresh tokens are exchanged for access tokens.
+    :param scopes: every scope to ask for: IMAP and SMTP access, the scope that yields a
+        refresh token when the server needs one (Microsoft's ``offline_access``), and the
+        OpenID scopes that reveal the mailbox address (``openid``, ``email``).
+    :param mechanism: the SASL mechanism the servers accept the token with.
+    :param revocation_url: the RFC 7009 endpoint to revoke a token when an account is
+        removed, or ``None`` when the server has none.
+    :param userinfo_url: the OpenID Connect userinfo endpoint, asked for the address when
+        the ID token carries none of :attr:`address_claims`; ``None`` when there is none
+        usable with these scopes.
+    :param authorization_params: extra query parameters of the consent URL, as
+        ``(name, value)`` pairs (Google: ``access_type=offline``, ``prompt=consent`` to get
+        a refresh token every time).
+    :param address_claims: the claims that hold the mailbox address, in the ID token then
+        in the userinfo answer, first present wins (``email``; Microsoft also
+        ``preferred_username``).
+    :param default_tenant: the value of ``{tenant}`` in the URLs (Microsoft: ``common``,
+        ``organizations``, ``consumers`` or a tenant id/domain); an admin may set another.
+        Required when a URL holds ``{tenant}``, and ``None`` otherwise.
+    :param setup_url: where an admin registers the OAuth client (a console or a guide).
+    """
+
+    authorization_url: str
+    token_url: str
+    scopes: tuple[str, ...]
+    mechanism: OAuthMechanism = OAuthMechanism.XOAUTH2
+    revocation_url: str | None = None
+    userinfo_url: str | None = None
+    authorization_params: tuple[tuple[str, str], ...] = ()
+    address_claims: tuple[str, ...] = ("email",)
+    default_tenant: str | None = None
+    setup_url: str | None = None
+
+    def urls(self) -> dict[str, str | None]:
+        """The endpoint URLs by field name, as declared (``{tenant}`` not filled in)."""
+        return {
+            "authorization_url": self.authorization_url,
+            "token_url": self.token_url,
+            "revocation_url": self.revocation_url,
+            "userinfo_url": self.userinfo_url,
+        }
+
+    @property
+    def has_tenant(self) -> bool:
+        """Whether some URL holds the ``{tenant}`` placeholder."""
+        return any(TENANT_PLACEHOLDER in url for url in self.urls().values() if url)
+
+
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
     """Everything a provider plugin declares about one mail service.
@@ -94,6 +162,9 @@ class ProviderSpec:
     :param help_url: the provider's own page on IMAP/SMTP access.
     :param notes: a short sentence shown next to the preset (e.g. "enable IMAP first").
     :param user_supplies_servers: ``True`` when the user types server details (custom IMAP).
+    :param oauth: the provider's OAuth2 authorisation server, when users may connect with
+        "Sign in with …"; ``None`` when they paste a password or token. A provider that
+        declares one accepts ``AuthKind.XOAUTH2`` (the token is stored under that kind).
     """
 
     key: str
@@ -108,6 +179,7 @@ class ProviderSpec:
     help_url: str | None = None
     notes: str | None = None
     user_supplies_servers: bool = False
+    oauth: OAuthServer | None = None
 
 
 @dataclass(frozen=True, slots=True)

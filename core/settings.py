@@ -39,6 +39,9 @@ class Settings:
     secret_key_file: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    #: the address browsers reach this server at (behind a proxy: the proxy's https:// URL,
+    #: with its path prefix); OAuth providers send users back to ``<public_url>/oauth/callback``
+    public_url: str = "http://127.0.0.1:8000"
     #: seconds allowed for each IMAP/SMTP network operation
     mail_timeout: float = 20.0
     #: an extra CA bundle (PEM) trusted for IMAP/SMTP besides the system store

@@ -37,6 +37,7 @@ from .execution import LeanExecutionContext
 from .input_guard import StringGuard
 from .accounts import AccountMutations, AccountQueries
 from .messages import MessageMutations
+from .oauth import OAuthMutations, OAuthQueries
 from .outgoing import OutgoingMutations
 from .providers import ProviderQueries
 from .scalars import SCALAR_MAP
@@ -50,13 +51,14 @@ SDL_PATH = Path(__file__).with_name("schema.graphql")
 
 Query = merge_types(
     "Query",
-    (UserQueries, RecordQueries, ProviderQueries, AccountQueries, SyncQueries, ViewQueries, SharingQueries),
+    (UserQueries, RecordQueries, ProviderQueries, AccountQueries, SyncQueries, ViewQueries, SharingQueries,
+     OAuthQueries),
 )
 Mutation = merge_types(
     "Mutation",
     (
         UserMutations, RecordMutations, AccountMutations, MessageMutations, SyncMutations,
-        OutgoingMutations, SharingMutations,
+        OutgoingMutations, SharingMutations, OAuthMutations,
     ),
 )
 Subscription = merge_types("Subscription", (SyncSubscriptions,))

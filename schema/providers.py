@@ -14,6 +14,7 @@ from salesinbox.core.providers import (
 )
 
 from .context import Info
+from .oauth import ProviderOAuthType
 
 SecurityEnum = strawberry.enum(Security, name="Security", description="Transport security.")
 AuthKindEnum = strawberry.enum(AuthKind, name="AuthKind", description="How a user logs in.")
@@ -76,6 +77,9 @@ class ProviderType:
     help_url: str | None
     notes: str | None
     user_supplies_servers: bool
+    oauth: ProviderOAuthType | None = strawberry.field(
+        description="Its OAuth2 server, when users may connect with “Sign in with …”."
+    )
 
     @classmethod
     def from_spec(cls, spec: ProviderSpec) -> ProviderType:
@@ -92,6 +96,7 @@ class ProviderType:
             help_url=spec.help_url,
             notes=spec.notes,
             user_supplies_servers=spec.user_supplies_servers,
+            oauth=ProviderOAuthType.from_server(spec.key, spec.oauth) if spec.oauth else None,
         )
 
 

@@ -20,6 +20,7 @@ from salesinbox.core import (
     AuthKind,
     FolderRole,
     LoginMechanism,
+    OAuthServer,
     ProviderOption,
     ProviderSpec,
     Security,
@@ -160,6 +161,62 @@ def test_bad_declarations_are_errors(
 ) -> None:
     pm.register(Declares(declared), name="bad-plugin")
     with pytest.raises(ProviderDeclarationError, match=message):
+        ProviderRegistry(pm).providers()
+
+
+OAUTH = OAuthServer(
+    authorization_url="https://auth.extra.example/authorize",
+    token_url="https://auth.extra.example/token",
+    scopes=("mail",),
+)
+
+
+def oauth(**changes: object) -> OAuthServer:
+    """A valid OAuth declaration, changed as the test needs."""
+    return OAuthServer(**{**{f: getattr(OAUTH, f) for f in OAuthServer.__slots__}, **changes})  # type: ignore[arg-type]
+
+
+def test_an_oauth_declaration_is_accepted(pm: pluggy.PluginManager) -> None:
+    pm.register(Declares(spec(auth_kinds=(AuthKind.XOAUTH2,), oauth=OAUTH)), name="oauth-plugin")
+    registry = ProviderRegistry(pm)
+    assert registry.oauth_server("extra") == OAUTH
+    with pytest.raises(SalesInboxError) as raised:
+        registry.oauth_server("yahoo")
+    assert (raised.value.code, raised.value.field) == (ErrorCode.INVALID_INPUT, "provider")
+    assert "gmail, outlook, office365, extra" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    ("declared", "message"),
+    [
+        (oauth(), "auth_kinds lacks AuthKind.XOAUTH2"),
+        ("https://auth.extra.example/token", "must be an OAuthServer"),
+        (oauth(token_url="http://auth.extra.example/token"), "token_url: .* must use https://"),
+        (oauth(authorization_url="auth.extra.example"), "authorization_url: .* not an absolute URL"),
+        (oauth(revocation_url="https://u:p@auth.extra.example/r"), "revocation_url"),
+        (oauth(token_url="https://auth.extra.example/{tenant}/token"), "default_tenant exactly when"),
+        (oauth(default_tenant="common"), "default_tenant exactly when"),
+        (
+            oauth(token_url="https://a.example/{tenant}/t", default_tenant="a/b"),
+            "malformed default_tenant",
+        ),
+        (oauth(scopes=()), "no scopes"),
+        (oauth(scopes=("mail read",)), "scope .* with spaces"),
+        (oauth(scopes=("mail", "mail")), "repeats a scope"),
+        (oauth(mechanism="PLAIN"), "unknown SASL mechanism"),
+        (oauth(authorization_params=(("prompt", "x"), ("prompt", "y"))), "repeated"),
+        (oauth(authorization_params=(("redirect_uri", "https://evil.example"),)), "the core sets"),
+        (oauth(authorization_params=(("prompt",),)), "pairs of strings"),
+        (oauth(address_claims=()), "no address_claims"),
+        (oauth(setup_url="http://console.extra.example"), "setup_url"),
+    ],
+)
+def test_bad_oauth_declarations_are_errors(
+    pm: pluggy.PluginManager, declared: object, message: str
+) -> None:
+    kinds = (AuthKind.PASSWORD,) if message.startswith("auth_kinds") else (AuthKind.XOAUTH2,)
+    pm.register(Declares(spec(auth_kinds=kinds, oauth=declared)), name="bad-oauth-plugin")
+    with pytest.raises(ProviderDeclarationError, match=f"'bad-oauth-plugin', provider 'extra'.*{message}"):
         ProviderRegistry(pm).providers()
 
 
@@ -447,6 +504,8 @@ LIST_PROVIDERS_SCRIPT = textwrap.dedent(
         "detected": with_eps.detect_provider("wile@acme-mail.example"),
         "sent_folders": with_eps.folder_names("acme_mail", "SENT"),
         "imap_host": with_eps.resolve_endpoints("acme_mail", "wile@acme-mail.example").imap.host,
+        "oauth_token_url": with_eps.oauth_server("acme_mail").token_url,
+        "oauth_scopes": list(with_eps.oauth_server("acme_mail").scopes),
     }))
     """
 )
@@ -478,3 +537,6 @@ def test_installed_thirdparty_plugin_appears_alongside_the_builtins(tmp_path: Pa
     assert result["detected"] == "acme_mail"
     assert result["sent_folders"] == ["Outbox Archive"]
     assert result["imap_host"] == "imap.acme-mail.example"
+    # Its OAuth server is declared with no change to the core.
+    assert result["oauth_token_url"] == "https://auth.acme-mail.example/oauth2/token"
+    assert result["oauth_scopes"] == ["mail.imap", "mail.smtp", "offline"]

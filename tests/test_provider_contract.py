@@ -17,12 +17,15 @@ from salesinbox.core import (
     AuthKind,
     FolderRole,
     LoginMechanism,
+    OAuthMechanism,
+    OAuthServer,
     ProviderEndpoints,
     ProviderSpec,
     Security,
     ServerEndpoint,
 )
 from salesinbox.core.plugins import get_plugin_manager
+from salesinbox.core.oauth_urls import RESERVED_AUTHORIZATION_PARAMS, TENANT_PATTERN, fill_tenant
 from salesinbox.core.provider_registry import PROVIDER_KEY_PATTERN, ProviderRegistry
 
 # Built at collection time so each provider gets its own test ids; entry points are loaded
@@ -69,6 +72,7 @@ def assert_endpoints_valid(endpoints: ProviderEndpoints | None) -> None:
 
 def test_there_are_providers_to_check() -> None:
     assert {"zoho_mail", "gmail", "outlook", "office365", "yahoo", "custom_imap"} <= set(SPECS)
+    assert {"gmail", "outlook", "office365"} <= {key for key, spec in SPECS.items() if spec.oauth}
 
 
 @pytest.mark.parametrize("spec", PROVIDERS)
@@ -164,3 +168,76 @@ def test_folder_names_for_every_role(spec: ProviderSpec) -> None:
 @pytest.mark.parametrize("spec", PROVIDERS)
 def test_stores_sent_mail_is_a_bool(spec: ProviderSpec) -> None:
     assert isinstance(REGISTRY.stores_sent_mail(spec.key), bool)
+
+
+OAUTH_PROVIDERS = [pytest.param(spec, id=key) for key, spec in SPECS.items() if spec.oauth]
+
+
+@pytest.mark.parametrize("spec", OAUTH_PROVIDERS)
+def test_oauth_server_is_well_formed(spec: ProviderSpec) -> None:
+    oauth = spec.oauth
+    assert isinstance(oauth, OAuthServer)
+    assert AuthKind.XOAUTH2 in spec.auth_kinds, "OAuth tokens are stored as AuthKind.XOAUTH2"
+    assert isinstance(oauth.mechanism, OAuthMechanism)
+    tenant = oauth.default_tenant
+    assert oauth.has_tenant == (tenant is not None)
+    if tenant is not None:
+        assert TENANT_PATTERN.fullmatch(tenant)
+    for name, url in oauth.urls().items():
+        if name in ("authorization_url", "token_url"):
+            assert url, f"{name} is required"
+        if url is None:
+            continue
+        filled = fill_tenant(url, tenant)
+        assert filled is not None and filled.startswith("https://"), f"{name} must use https: {url}"
+        host = filled.split("/", 3)[2]
+        assert HOSTNAME.fullmatch(host), f"{name} has no plain host name: {url}"
+        assert "#" not in filled and "{" not in filled
+    assert oauth.setup_url is None or oauth.setup_url.startswith("https://")
+    assert oauth.scopes and all(scope and scope == scope.strip() and " " not in scope for scope in oauth.scopes)
+    assert len(set(oauth.scopes)) == len(oauth.scopes)
+    names = [name for name, _value in oauth.authorization_params]
+    assert len(set(names)) == len(names)
+    assert not RESERVED_AUTHORIZATION_PARAMS.intersection(names), "the core sets these itself"
+    assert oauth.address_claims and all(claim.strip() for claim in oauth.address_claims)
+    if "openid" not in oauth.scopes:
+        assert oauth.userinfo_url, "without an ID token the address must come from userinfo"
+
+
+@pytest.mark.parametrize(
+    ("key", "tenant", "token_url", "scopes"),
+    [  # the providers' published endpoints and scopes (see each plugin's docstring)
+        ("gmail", None, "https://oauth2.googleapis.com/token", ("https://mail.google.com/", "openid", "email")),
+        (
+            "outlook",
+            "consumers",
+            "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+            (
+                "https://outlook.office.com/IMAP.AccessAsUser.All",
+                "https://outlook.office.com/SMTP.Send",
+                "offline_access",
+                "openid",
+                "email",
+            ),
+        ),
+        (
+            "office365",
+            "organizations",
+            "https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+            (
+                "https://outlook.office.com/IMAP.AccessAsUser.All",
+                "https://outlook.office.com/SMTP.Send",
+                "offline_access",
+                "openid",
+                "email",
+            ),
+        ),
+    ],
+)
+def test_builtin_oauth_servers_match_the_published_ones(
+    key: str, tenant: str | None, token_url: str, scopes: tuple[str, ...]
+) -> None:
+    oauth = SPECS[key].oauth
+    assert oauth is not None
+    assert (oauth.default_tenant, oauth.token_url, oauth.scopes) == (tenant, token_url, scopes)
+    assert oauth.mechanism == OAuthMechanism.XOAUTH2

@@ -3,6 +3,11 @@
 Servers per the Thunderbird ISPDB and Google's help: ``imap.gmail.com:993`` and
 ``smtp.gmail.com:465``, implicit TLS. Google no longer accepts the account password from
 mail apps: an app password (which needs 2-Step Verification) or Google sign-in (OAuth2).
+Google sign-in (``oauth``) per Google's "Using OAuth 2.0 for Web Server Applications" and
+"OAuth 2.0 Mechanism" (IMAP/SMTP) pages: the scope for IMAP and SMTP is
+``https://mail.google.com/`` (a restricted scope), ``access_type=offline`` asks for a
+refresh token and ``prompt=consent`` makes Google send one again on every consent (it sends
+one only on the first consent otherwise). The address is the ID token's ``email`` claim.
 Gmail files a copy of mail sent through its SMTP server in "Sent Mail" itself, so the core
 must not APPEND one. Gmail's system folders sit under "[Gmail]/" ("[Google Mail]/" in
 accounts opened in Germany and the UK); Gmail also announces SPECIAL-USE flags.
@@ -14,6 +19,8 @@ from salesinbox.core import (
     AuthFailureContext,
     AuthKind,
     FolderRole,
+    OAuthMechanism,
+    OAuthServer,
     ProviderSpec,
     Security,
     ServerEndpoint,
@@ -37,6 +44,18 @@ def _system_folder(name: str) -> list[str]:
     """Both spellings of a Gmail system folder."""
     return [f"[Gmail]/{name}", f"[Google Mail]/{name}"]
 
+
+OAUTH = OAuthServer(
+    authorization_url="https://accounts.google.com/o/oauth2/v2/auth",
+    token_url="https://oauth2.googleapis.com/token",
+    revocation_url="https://oauth2.googleapis.com/revoke",
+    userinfo_url="https://openidconnect.googleapis.com/v1/userinfo",
+    scopes=("https://mail.google.com/", "openid", "email"),
+    mechanism=OAuthMechanism.XOAUTH2,
+    authorization_params=(("access_type", "offline"), ("prompt", "consent")),
+    address_claims=("email",),
+    setup_url="https://console.cloud.google.com/apis/credentials",
+)
 
 FOLDER_NAMES: dict[FolderRole, list[str]] = {
     FolderRole.SENT: _system_folder("Sent Mail"),
@@ -64,6 +83,7 @@ def salesinbox_providers() -> list[ProviderSpec]:
                 "Use an app password (2-Step Verification must be on) or Google sign-in. "
                 "Google Workspace addresses on your own domain use the same servers."
             ),
+            oauth=OAUTH,
         )
     ]
 

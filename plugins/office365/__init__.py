@@ -6,6 +6,11 @@ IMAP in every tenant, and for SMTP AUTH client submission since April 2026: only
 XOAUTH2 with a Microsoft sign-in token works. Business mailboxes are on the customer's own
 domain, so no consumer domain is declared; only tenants' initial ``*.onmicrosoft.com``
 addresses are recognised. Exchange files sent mail in "Sent Items" itself.
+
+Microsoft sign-in (``oauth``) per Microsoft's "Authenticate an IMAP, POP or SMTP connection
+using OAuth" and the identity platform v2 endpoints. The tenant is ``organizations`` (any
+work or school account); an admin may set the organisation's own tenant id or domain, which
+single-tenant app registrations need.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ from salesinbox.core import (
     AuthFailureContext,
     AuthKind,
     FolderRole,
+    OAuthMechanism,
+    OAuthServer,
     ProviderSpec,
     Security,
     ServerEndpoint,
@@ -25,6 +32,25 @@ KEY = "office365"
 HINT = (
     "Office 365 and Outlook.com no longer accept passwords over IMAP: "
     "connect with Microsoft sign-in (OAuth2)."
+)
+
+#: Microsoft identity platform v2; no revocation endpoint, and its userinfo endpoint answers
+#: only Microsoft Graph tokens, so the address comes from the ID token
+OAUTH = OAuthServer(
+    authorization_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
+    token_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+    scopes=(
+        "https://outlook.office.com/IMAP.AccessAsUser.All",
+        "https://outlook.office.com/SMTP.Send",
+        "offline_access",
+        "openid",
+        "email",
+    ),
+    mechanism=OAuthMechanism.XOAUTH2,
+    authorization_params=(("prompt", "select_account"),),
+    address_claims=("email", "preferred_username"),
+    default_tenant="organizations",
+    setup_url="https://learn.microsoft.com/entra/identity-platform/quickstart-register-app",
 )
 
 #: Exchange's folder names (English mailboxes; localised mailboxes announce SPECIAL-USE)
@@ -56,6 +82,7 @@ def salesinbox_providers() -> list[ProviderSpec]:
                 "Sign in with your work account (OAuth2). Your administrator may need to "
                 "allow IMAP and SMTP AUTH for the mailbox."
             ),
+            oauth=OAUTH,
         )
     ]
 

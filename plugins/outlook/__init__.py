@@ -6,6 +6,13 @@ Servers per Microsoft's "POP, IMAP, and SMTP settings for Outlook.com" page:
 Since September 2024 Outlook.com accepts only Microsoft sign-in (OAuth2, SASL XOAUTH2) over
 IMAP and SMTP: no passwords, no app passwords. Exchange files mail sent through its SMTP
 server in "Sent Items" itself, so the core must not APPEND a copy.
+
+Microsoft sign-in (``oauth``) per Microsoft's "Authenticate an IMAP, POP or SMTP connection
+using OAuth" (which covers Outlook.com users too) and the identity platform v2 endpoints. The
+tenant is ``consumers``: this preset is for personal Microsoft accounts, and ``consumers``
+makes the sign-in page refuse work accounts, which belong to the Office 365 preset (its SMTP
+host and hints differ); an app registration that accepts personal accounts serves it, the
+same one as for ``common``. An admin may set another tenant (e.g. ``common``).
 """
 
 from __future__ import annotations
@@ -14,6 +21,8 @@ from salesinbox.core import (
     AuthFailureContext,
     AuthKind,
     FolderRole,
+    OAuthMechanism,
+    OAuthServer,
     ProviderSpec,
     Security,
     ServerEndpoint,
@@ -25,6 +34,25 @@ KEY = "outlook"
 HINT = (
     "Office 365 and Outlook.com no longer accept passwords over IMAP: "
     "connect with Microsoft sign-in (OAuth2)."
+)
+
+#: Microsoft identity platform v2; no revocation endpoint, and its userinfo endpoint answers
+#: only Microsoft Graph tokens, so the address comes from the ID token
+OAUTH = OAuthServer(
+    authorization_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
+    token_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
+    scopes=(
+        "https://outlook.office.com/IMAP.AccessAsUser.All",
+        "https://outlook.office.com/SMTP.Send",
+        "offline_access",
+        "openid",
+        "email",
+    ),
+    mechanism=OAuthMechanism.XOAUTH2,
+    authorization_params=(("prompt", "select_account"),),
+    address_claims=("email", "preferred_username"),
+    default_tenant="consumers",
+    setup_url="https://learn.microsoft.com/entra/identity-platform/quickstart-register-app",
 )
 
 #: Exchange's folder names (English mailboxes; localised mailboxes announce SPECIAL-USE)
@@ -83,6 +111,7 @@ def salesinbox_providers() -> list[ProviderSpec]:
                 "pop-imap-and-smtp-settings-for-outlook-com-d088b986-291d-42b8-9564-9c414e2aa040"
             ),
             notes="Sign in with your Microsoft account (OAuth2); passwords are not accepted.",
+            oauth=OAUTH,
         )
     ]
 
