@@ -245,6 +245,38 @@ class MailAccount(Model):
         unique_together = (("user", "email"),)
 
 
+class OAuthGrant(Model):
+    """An account's OAuth2 grant ("Sign in with Google/Microsoft"): the tokens that log it in.
+
+    One per mail account. Tokens are Fernet tokens (:mod:`salesinbox.core.credentials`),
+    never clear text. ``serial`` grows with every change of the tokens, so a holder that
+    re-reads the row can tell that another one refreshed meanwhile (see
+    :mod:`salesinbox.core.oauth_tokens`). ``invalid_at`` is set when the provider refused the
+    refresh token (consent withdrawn, password changed): nothing is tried again until a new
+    consent replaces the tokens.
+    """
+
+    id = fields.IntField(primary_key=True)
+    account: fields.OneToOneRelation[MailAccount] = fields.OneToOneField(
+        "salesinbox.MailAccount", related_name="oauth_grant", on_delete=fields.CASCADE
+    )
+    provider = fields.CharField(max_length=64)
+    refresh_token = fields.TextField(null=True)  # Fernet token; None: the provider gave none
+    access_token = fields.TextField()  # Fernet token
+    #: when the access token expires (None: the provider did not say)
+    access_token_expires_at = fields.DatetimeField(null=True)
+    #: when the access token was issued: with the expiry, its lifetime (for the refresh margin)
+    access_token_issued_at = fields.DatetimeField()
+    scopes = fields.TextField(default="")  # space-separated, as granted
+    serial = fields.IntField(default=0)
+    invalid_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "oauth_grant"
+
+
 class FromAddress(Model):
     """An address the account may send as, exactly one per account is the default."""
 
