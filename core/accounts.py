@@ -9,6 +9,7 @@ may manage anyone's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -29,6 +30,9 @@ from .providers import (
     ServerEndpoint,
     UsernameFormat,
 )
+
+if TYPE_CHECKING:  # oauth_tokens imports this module
+    from .oauth_tokens import OAuthTokens
 
 
 @dataclass(frozen=True)
@@ -312,8 +316,14 @@ async def update_credentials(
     return account
 
 
-async def disconnect_account(actor: User, account_id: int, *, confirm_email: str) -> None:
-    """Remove an account with all its synced mail. ``confirm_email`` must repeat its address."""
+async def disconnect_account(
+    actor: User, account_id: int, *, confirm_email: str, tokens: OAuthTokens | None = None
+) -> None:
+    """Remove an account with all its synced mail. ``confirm_email`` must repeat its address.
+
+    An account signed in with OAuth has its refresh token revoked at the provider (with
+    ``tokens``), after the deletion and best effort: a failed revocation is only logged.
+    """
     account = await get_account(actor, account_id)
     try:
         confirmed = normalise_email(confirm_email, field="confirmEmail")
@@ -325,4 +335,7 @@ async def disconnect_account(actor: User, account_id: int, *, confirm_email: str
             "synced mail will be deleted from the CRM (not from the mail server).",
             field="confirmEmail",
         )
+    revoke = await tokens.prepare_revocation(account.id) if tokens is not None else None
     await account.delete()
+    if revoke is not None:
+        await revoke()

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from imapclient import IMAPClient
 
 from .backoff import backoff_delay
-from .errors import ErrorCode
+from .errors import ErrorCode, SalesInboxError
 from .imap import close_quietly, open_imap
-from .mailserver import ConnectPolicy, MailServerError, ServerLogin
+from .mailserver import ConnectPolicy, ServerLogin
 
 __all__ = ["IdleTiming", "watch_mailbox"]
 
@@ -64,7 +64,7 @@ class _ConnectionLost(Exception):
 
 
 def watch_mailbox(
-    login: ServerLogin,
+    login: ServerLogin | Callable[[], ServerLogin],
     policy: ConnectPolicy,
     on_change: Callable[[], None],
     stop: threading.Event,
@@ -79,14 +79,19 @@ def watch_mailbox(
     unanswered within ``policy.timeout``) is replaced after a backoff wait, which ``stop``
     ends at once. A failure the sync pass must report (refused login, TLS, an address not
     allowed) ends the watcher after one last ``on_change``, so the sync pass meets it.
+
+    ``login`` may be a callable called for each (re)connection: an account signed in with
+    OAuth gets a current access token each time. Its ``SalesInboxError`` counts like a
+    failed connection (``CONNECTION_FAILED``/``TIMEOUT`` are retried, others end the watcher).
     """
     _Watcher(login, policy, on_change, stop, timing, folder).run()
 
 
 class _Watcher:
-    def __init__(self, login: ServerLogin, policy: ConnectPolicy, on_change: Callable[[], None],
+    def __init__(self, login: ServerLogin | Callable[[], ServerLogin], policy: ConnectPolicy, on_change: Callable[[], None],
                  stop: threading.Event, timing: IdleTiming, folder: str) -> None:
-        self.login = login
+        self._login = login
+        self.endpoint = getattr(login, "endpoint", "the mail server")  # for the logs
         self.policy = policy
         self.on_change = on_change
         self.stop = stop
@@ -97,10 +102,12 @@ class _Watcher:
     def run(self) -> None:
         while not self.stop.is_set():
             try:
-                client = open_imap(self.login, self.policy)
-            except MailServerError as error:
+                login = self._login() if callable(self._login) else self._login
+                self.endpoint = login.endpoint
+                client = open_imap(login, self.policy)
+            except SalesInboxError as error:  # MailServerError, or no token to log in with
                 if error.code not in _TRANSIENT:
-                    log.info("IDLE watcher for %s ends: %s", self.login.endpoint, error.message)
+                    log.info("IDLE watcher for %s ends: %s", self.endpoint, error.message)
                     self.on_change()
                     return
                 self._back_off(error.message)
@@ -122,14 +129,14 @@ class _Watcher:
         # One line per outage; the attempts that follow are debug detail.
         level = logging.INFO if self.failures == 1 else logging.DEBUG
         log.log(level, "IDLE watcher for %s has no connection (%s): reconnecting in %.1f s",
-                self.login.endpoint, reason, delay)
+                self.endpoint, reason, delay)
         self.stop.wait(delay)
 
     def _watch(self, client: IMAPClient) -> None:
         """IDLE on ``client`` until ``stop`` (returns) or the connection is lost (raises)."""
         client.select_folder(self.folder, readonly=True)
         if self.failures:
-            log.info("IDLE watcher reconnected to %s", self.login.endpoint)
+            log.info("IDLE watcher reconnected to %s", self.endpoint)
         self.on_change()  # catch up: what changed before IDLE began went unseen
         with selectors.DefaultSelector() as readable:
             readable.register(client.socket(), selectors.EVENT_READ)

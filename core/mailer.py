@@ -13,10 +13,10 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, formataddr, make_msgid
 
-from .accounts import stored_logins
 from .credentials import SecretBox
 from .mailserver import ConnectPolicy
 from .models import Folder, MailAccount, Message
+from .oauth_tokens import OAuthTokens, account_logins
 from .smtp import send_smtp
 
 
@@ -89,13 +89,15 @@ def build_mime(
 
 
 async def send_email(
-    account: MailAccount, email: OutgoingEmail, *, secrets: SecretBox, policy: ConnectPolicy
+    account: MailAccount, email: OutgoingEmail, *, secrets: SecretBox, policy: ConnectPolicy,
+    tokens: OAuthTokens | None = None,
 ) -> SentEmail:
-    """Send ``email`` through ``account``'s SMTP server; raise a typed error if refused."""
+    """Send ``email`` through ``account``'s SMTP server; raise a typed error if refused.
+    An account with an OAuth grant logs in with a current access token from ``tokens``."""
     now = datetime.now(UTC)
     message_id = make_msgid(domain=email.from_address.rpartition("@")[2] or None)
     raw = build_mime(email, message_id=message_id, date=now)
-    login = stored_logins(account, secrets).smtp
+    login = (await account_logins(account, secrets, tokens)).smtp
     await asyncio.to_thread(
         send_smtp, login, policy,
         envelope_from=email.from_address, recipients=email.recipients, message=raw,
@@ -142,9 +144,9 @@ async def sync_report_lines(account_id: int) -> list[tuple[str, int, int, int]]:
 
 
 async def send_sync_confirmation(
-    account: MailAccount, *, secrets: SecretBox, policy: ConnectPolicy
+    account: MailAccount, *, secrets: SecretBox, policy: ConnectPolicy, tokens: OAuthTokens | None = None
 ) -> SentEmail:
     """Email the account owner (at the account's address, through its own SMTP) the report
     of the completed initial sync."""
     email = confirmation_email(account, await sync_report_lines(account.id))
-    return await send_email(account, email, secrets=secrets, policy=policy)
+    return await send_email(account, email, secrets=secrets, policy=policy, tokens=tokens)

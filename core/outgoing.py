@@ -17,6 +17,7 @@ from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .mailer import OutgoingAttachment, OutgoingEmail, build_mime, send_email
 from .mailserver import ConnectPolicy
 from .models import AddressRole, FromAddress, MailAccount, Message, MessageAddress, MessageBody, User
+from .oauth_tokens import OAuthTokens
 from .policy import can_see
 from .provider_registry import ProviderRegistry
 from .sent_copy import SentCopy, record_sent_copy
@@ -51,6 +52,8 @@ class MailServices:
     registry: ProviderRegistry
     policy: ConnectPolicy
     max_message_bytes: int = 25 * 1024 * 1024
+    #: access tokens of accounts signed in with OAuth (None: stored secrets only)
+    tokens: OAuthTokens | None = None
 
 
 def _check_attachments(attachments: tuple[OutgoingAttachment, ...]) -> None:
@@ -128,13 +131,14 @@ async def _deliver(account: MailAccount, email: OutgoingEmail, services: MailSer
         raise invalid_input("Add at least one recipient.", field="to")
     if len(email.recipients) > MAX_RECIPIENTS:
         raise invalid_input(f"At most {MAX_RECIPIENTS} recipients per message.", field="to")
-    sent = await send_email(account, email, secrets=services.secrets, policy=services.policy)
+    sent = await send_email(account, email, secrets=services.secrets, policy=services.policy,
+                            tokens=services.tokens)
     # The copy kept in Sent (and in the CRM) shows Bcc, as mail clients do; the wire copy did not.
     with_bcc = build_mime(email, message_id=sent.message_id, date=sent.sent_at, include_bcc=True)
     return await record_sent_copy(
         account, with_bcc,
         append_to_server=not services.registry.stores_sent_mail(account.provider),
-        secrets_box=services.secrets, policy=services.policy,
+        secrets_box=services.secrets, policy=services.policy, tokens=services.tokens,
     )
 
 

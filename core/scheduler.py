@@ -11,16 +11,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
+from concurrent.futures import CancelledError as FutureCancelled
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from tortoise.exceptions import DoesNotExist
 
 from .accounts import stored_logins
+from .errors import ErrorCode
 from .backoff import backoff_delay
 from .idle import IdleTiming, watch_mailbox
 from .imap_fetch import shutdown_parse_pool, start_parse_pool
+from .mailserver import ServerLogin
 from .models import Folder, MailAccount, SyncState
+from .oauth_tokens import OAuthTokens, TokenEndpointUnavailable
 from .sync import SyncServices, sync_account
 
 log = logging.getLogger(__name__)
@@ -129,8 +135,11 @@ class InProcessScheduler:
         account = await MailAccount.get_or_none(id=account_id)
         if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
             return None
-        login = stored_logins(account, self.services.secrets).imap
+        login: ServerLogin | Callable[[], ServerLogin] = stored_logins(account, self.services.secrets).imap
         loop = asyncio.get_running_loop()
+        tokens = self.services.tokens
+        if tokens is not None and await tokens.has_grant(account_id):
+            login = _token_login(login, tokens, account_id, loop, self.services.policy.timeout)
 
         def on_change() -> None:
             try:
@@ -146,3 +155,23 @@ class InProcessScheduler:
         )
         thread.start()
         return thread
+
+
+def _token_login(
+    login: ServerLogin, tokens: OAuthTokens, account_id: int, loop: asyncio.AbstractEventLoop,
+    timeout: float,
+) -> Callable[[], ServerLogin]:
+    """For the IDLE thread: ``login`` with a current access token, fetched through the event
+    loop (where the grant's lock and the database live) at each (re)connection."""
+
+    def current() -> ServerLogin:
+        try:
+            future = asyncio.run_coroutine_threadsafe(tokens.current_access_token(account_id), loop)
+            token = future.result(timeout=timeout * 2)
+        except (TimeoutError, FutureCancelled, RuntimeError):  # slow endpoint, loop stopping
+            raise TokenEndpointUnavailable(
+                ErrorCode.TIMEOUT, "No access token in time for the IDLE connection: retrying."
+            ) from None
+        return login if token is None else replace(login, secret=token)
+
+    return current

@@ -21,12 +21,12 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 
-from .accounts import stored_logins
 from .credentials import SecretBox
 from .imap import close_quietly, open_imap
 from .linking import own_addresses
 from .mailserver import ConnectPolicy
 from .models import Folder, MailAccount, Message
+from .oauth_tokens import OAuthTokens, account_logins
 from .parsing import parse_message
 from .providers import FolderRole
 from .store import PLACEHOLDER_UIDVALIDITY, FetchedMessage, FolderTarget, store_batch
@@ -66,6 +66,7 @@ async def record_sent_copy(
     append_to_server: bool,
     secrets_box: SecretBox,
     policy: ConnectPolicy,
+    tokens: OAuthTokens | None = None,
 ) -> SentCopy:
     """Save a just-sent message: APPEND it to Sent (when ``append_to_server``) and store it.
 
@@ -76,7 +77,7 @@ async def record_sent_copy(
     location: tuple[int, int] | None = None
     warning = None
     if append_to_server:
-        login = stored_logins(account, secrets_box).imap
+        login = (await account_logins(account, secrets_box, tokens)).imap
 
         def append() -> tuple[int, int] | None:
             client = open_imap(login, policy)

@@ -36,14 +36,14 @@ from datetime import UTC, date, datetime, timedelta
 from imapclient import IMAPClient
 
 from . import imap_fetch as fetch
-from .accounts import stored_logins
 from .credentials import SecretBox
-from .errors import ErrorCode
+from .errors import ErrorCode, SalesInboxError
 from .events import EventBus, MailEvent
 from .imap import close_quietly, open_imap
 from .linking import own_addresses
 from .mailserver import ConnectPolicy, MailServerError
 from .models import Folder, MailAccount, SyncState
+from .oauth_tokens import OAuthReconnectNeeded, OAuthTokens, account_logins
 from .provider_registry import ProviderRegistry
 from .providers import AuthFailureContext, FolderRole
 from .sent_copy import replace_placeholders
@@ -82,6 +82,8 @@ class SyncServices:
     events: EventBus
     #: called once when an account's initial sync completes (sends the confirmation email)
     on_initial_sync_complete: Callable[[MailAccount, AccountSyncReport], Awaitable[None]] | None = None
+    #: access tokens of accounts signed in with OAuth (None: stored secrets only)
+    tokens: OAuthTokens | None = None
 
 
 @dataclass
@@ -119,7 +121,16 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
     if account.sync_state == SyncState.NEEDS_REAUTH:
         report.error = account.sync_error
         return report  # never retry a refused password: providers lock such accounts
-    logins = stored_logins(account, services.secrets)
+    try:
+        logins = await account_logins(account, services.secrets, services.tokens)
+    except OAuthReconnectNeeded:  # the grant was refused: the account is in NEEDS_REAUTH
+        await account.refresh_from_db(fields=["sync_state", "sync_error"])
+        _publish(services, account, "SYNC_STATE")
+        report.state, report.error = account.sync_state, account.sync_error
+        return report
+    except SalesInboxError as error:  # token endpoint down, client not set up: retried
+        await _record_account_error(account, services, error.message)
+        raise
     opening = asyncio.ensure_future(asyncio.to_thread(open_imap, logins.imap, services.policy))
     try:
         # shield: cancelled while logging in, the client the thread opens is still closed.

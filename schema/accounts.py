@@ -223,7 +223,10 @@ class AccountMutations:
 
     @strawberry.mutation(description="Remove an account and its synced mail; confirm with its address.")
     async def disconnect_mail_account(self, info: Info, id: strawberry.ID, confirm_email: str) -> strawberry.ID:
-        await accounts.disconnect_account(info.context.user, parse_id(id), confirm_email=confirm_email)
+        await accounts.disconnect_account(
+            info.context.user, parse_id(id), confirm_email=confirm_email,
+            tokens=info.context.services.oauth_tokens,
+        )
         return id
 
     @strawberry.mutation(description="Add an address this account may send as.")

@@ -116,7 +116,8 @@ def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | No
         policy = services.connect_policy
 
         async def confirm(account: MailAccount, report: AccountSyncReport) -> None:
-            await send_sync_confirmation(account, secrets=services.secrets, policy=policy)
+            await send_sync_confirmation(account, secrets=services.secrets, policy=policy,
+                                         tokens=services.oauth_tokens)
 
         services.scheduler = InProcessScheduler(
             SyncServices(
@@ -125,6 +126,7 @@ def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | No
                 policy=policy,
                 events=services.events,
                 on_initial_sync_complete=confirm,
+                tokens=services.oauth_tokens,
             ),
             poll_interval=settings.sync_poll_interval,
             idle_timing=IdleTiming(probe_interval=settings.idle_probe_interval),

@@ -12,6 +12,7 @@ from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.events import EventBus
 from salesinbox.core.mailserver import ConnectPolicy
 from salesinbox.core.models import User
+from salesinbox.core.oauth_tokens import OAuthTokens
 from salesinbox.core.outgoing import MailServices
 from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.scheduler import SyncScheduler
@@ -31,6 +32,14 @@ class Services:
     secrets: SecretBox
     events: EventBus = field(default_factory=EventBus)
     scheduler: SyncScheduler | None = None
+    oauth_tokens: OAuthTokens = field(init=False)
+
+    def __post_init__(self) -> None:
+        # one per process: its locks make concurrent refreshes of an account one
+        self.oauth_tokens = OAuthTokens(
+            secrets=self.secrets, registry=self.providers, settings=self.settings,
+            policy=self.connect_policy,
+        )
 
     @property
     def connect_policy(self) -> ConnectPolicy:
@@ -40,14 +49,15 @@ class Services:
     def sync_services(self) -> SyncServices:
         """What a sync pass or an audit run from a request needs."""
         return SyncServices(
-            secrets=self.secrets, registry=self.providers, policy=self.connect_policy, events=self.events
+            secrets=self.secrets, registry=self.providers, policy=self.connect_policy, events=self.events,
+            tokens=self.oauth_tokens,
         )
 
     def mail_services(self) -> MailServices:
         """What sending and replying need."""
         return MailServices(
             secrets=self.secrets, registry=self.providers, policy=self.connect_policy,
-            max_message_bytes=self.settings.max_outgoing_bytes,
+            max_message_bytes=self.settings.max_outgoing_bytes, tokens=self.oauth_tokens,
         )
 
     def request_sync(self, account_id: int) -> None:
