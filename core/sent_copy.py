@@ -30,6 +30,7 @@ from .oauth_tokens import OAuthTokens, account_logins
 from .parsing import parse_message
 from .providers import FolderRole
 from .store import PLACEHOLDER_UIDVALIDITY, FetchedMessage, FolderTarget, store_batch
+from .uninterrupted import uninterrupted
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,7 @@ async def record_sent_copy(
     return SentCopy(message=stored, saved_on_server=warning is None and append_to_server, warning=warning)
 
 
+@uninterrupted
 async def replace_placeholders(folder_id: int, inserted_ids: tuple[int, ...]) -> int:
     """Delete the placeholders of ``folder_id`` whose Message-ID a newly synced message has.
 

@@ -3,6 +3,9 @@
 A message's identity is (folder, UIDVALIDITY, UID). Storing a batch twice stores nothing
 the second time, so a sync that crashed mid-batch simply runs the batch again.
 
+Every write here runs to its commit even if its caller is cancelled (see
+:mod:`.uninterrupted`).
+
 ``Folder.messages_synced`` is the number of the folder's rows under its current UIDVALIDITY
 (placeholders of just-sent mail excluded). Every function here that adds or removes such rows
 changes that count in the same transaction, so the count the API shows is the store's, at
@@ -35,6 +38,7 @@ from .models import (
     SyncState,
 )
 from .parsing import Address, ParsedMessage, direction_for
+from .uninterrupted import uninterrupted
 
 # UIDVALIDITY of rows stored before the server gave them a UID (sent mail, see sent_copy).
 PLACEHOLDER_UIDVALIDITY = 0
@@ -214,6 +218,7 @@ async def plan_for_values(connection: BaseDBAsyncClient) -> None:
         await connection.execute_script("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
+@uninterrupted
 async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> StoreResult:
     """Insert the messages of ``batch`` not yet stored, with bodies, addresses, attachments
     and links, in one transaction. Returns the new message ids."""
@@ -260,6 +265,7 @@ async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> 
     return StoreResult(new_ids, len(existing), warned)
 
 
+@uninterrupted
 async def apply_flags(
     folder_id: int, uidvalidity: int, current: Mapping[int, tuple[frozenset[str], int | None]]
 ) -> int:
@@ -294,6 +300,7 @@ async def _count_rows(folder_id: int, change: int) -> None:
         await Folder.filter(id=folder_id).update(messages_synced=F("messages_synced") + change)
 
 
+@uninterrupted
 async def delete_uids(folder_id: int, uidvalidity: int, uids: Iterable[int]) -> int:
     """Delete messages expunged on the server (their links, bodies… cascade)."""
     wanted = list(uids)
@@ -314,6 +321,7 @@ async def delete_uids(folder_id: int, uidvalidity: int, uids: Iterable[int]) -> 
     return deleted
 
 
+@uninterrupted
 async def restart_for_uidvalidity(folder_id: int, uidvalidity: int) -> int:
     """The server renumbered the folder: forget it and start its initial sync again.
 
