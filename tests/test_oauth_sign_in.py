@@ -262,3 +262,16 @@ async def test_sign_in_in_chromium_with_the_app_under_uvicorn(
     oauth_account.dovecot.append(oauth_account.user, "INBOX", build_message(subject="via chromium"))
     await sync_account(account.id, app.state.services.sync_services())
     assert await Message.filter(account_id=account.id).count() == 1
+
+
+async def test_a_server_refusing_the_new_token_saves_nothing(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
+) -> None:
+    closed = {"host": "localhost", "port": free_port(), "security": "STARTTLS"}
+    started = await start(api, rep_token, oauth_account, outgoing=closed)
+    page = await callback(ready, consent(started["authorizationUrl"]))
+    assert page.status_code == 400 and "CONNECTION_FAILED" in page.text
+    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
+    assert polled["status"] == "FAILED" and polled["errorCode"] == "CONNECTION_FAILED"
+    assert not await MailAccount.exists(email=oauth_account.address)
+    assert not await OAuthGrant.exists()
