@@ -250,13 +250,10 @@ async def _complete(row: OAuthSignIn, query: Mapping[str, str], *, registry: Pro
             f"You signed in to {name} as {address}, but this reconnects {target.email}: sign in "
             f"again and choose {target.email} at {name}."), field="accountId")
     existing = target or await MailAccount.get_or_none(user_id=user.id, email=address)
-    if existing is not None:
-        if existing.imap_auth_kind != AuthKind.XOAUTH2:
-            raise SalesInboxError(ErrorCode.ALREADY_EXISTS, (
-                f"{address} is already connected with a password: disconnect it first to connect "
-                f"it with {name} sign-in, or keep using the password."), field="email")
+    if existing is not None:  # renewed; an account that used a password now signs in with OAuth
         account = await update_credentials(user, existing.id, secret=access, smtp_secret=None,
-                                           secrets=secrets, registry=registry, policy=policy)
+                                           secrets=secrets, registry=registry, policy=policy,
+                                           auth_kind=AuthKind.XOAUTH2)
     else:
         account = await connect_account(user, ConnectAccountInput(
             provider=row.provider, email=address, secret=access, display_name=saved.get("display_name") or "",

@@ -5,6 +5,7 @@ SMTP server: in headless Chromium with the app under uvicorn, and over HTTP for 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -93,8 +94,9 @@ async def ready(admin: User, oauth_server: OAuthServer, app: Starlette, db: Sett
 
 async def test_sign_in_connects_the_account_with_a_grant_and_it_syncs(
     ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
-    oauth_server: OAuthServer, db: Settings,
+    oauth_server: OAuthServer, db: Settings, caplog: pytest.LogCaptureFixture,
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     started = await start(api, rep_token, oauth_account, email=oauth_account.address,
                           displayName="Rex G", sharing="PRIVATE", syncDaysLimit=30, options=[])
     query = parse_qs(urlsplit(started["authorizationUrl"]).query)
@@ -112,6 +114,14 @@ async def test_sign_in_connects_the_account_with_a_grant_and_it_syncs(
     oauth_account.dovecot.append(oauth_account.user, "INBOX", build_message(subject="hello"))
     await sync_account(account.id, ready.state.services.sync_services())
     assert await Message.filter(account_id=account.id).count() == 1
+    row = await OAuthSignIn.get(id=int(started["signIn"]["id"]))
+    issued = [t.value for t in oauth_server.tokens_of(oauth_account.address)]
+    assert issued
+    for token in issued:
+        assert token not in page.text and token not in str(row.request)
+        # every log line but the test IdP's own (Authlib's server logs what it issues)
+        assert not [r.name for r in caplog.records if token in r.getMessage() and not r.name.startswith("authlib")]
+    assert "code_verifier" not in started["authorizationUrl"]  # only its S256 challenge
     # the state is single use: the same return again is refused, the outcome stays
     again = await callback(ready, consent(started["authorizationUrl"]))
     assert again.status_code == 400 and "OAUTH_STATE_INVALID" in again.text
@@ -275,3 +285,22 @@ async def test_a_server_refusing_the_new_token_saves_nothing(
     assert polled["status"] == "FAILED" and polled["errorCode"] == "CONNECTION_FAILED"
     assert not await MailAccount.exists(email=oauth_account.address)
     assert not await OAuthGrant.exists()
+
+
+async def test_signing_in_to_a_password_account_switches_it_to_oauth(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
+) -> None:
+    connect = """mutation($input: ConnectMailAccountInput!) { connectMailAccount(input: $input) { id } }"""
+    data = await api.ok(connect, {"input": {
+        "provider": "gmail", "email": oauth_account.address, "password": oauth_account.user.password,
+        "authKind": "APP_PASSWORD", **servers_of(oauth_account)}}, rep_token)
+    account_id = int(data["connectMailAccount"]["id"])
+    started = await start(api, rep_token, oauth_account)
+    page = await callback(ready, consent(started["authorizationUrl"]))
+    assert page.status_code == 200, page.text
+    account = await MailAccount.get(email=oauth_account.address)
+    assert account.id == account_id and account.imap_auth_kind == account.smtp_auth_kind == "XOAUTH2"
+    assert await OAuthGrant.exists(account_id=account_id)
+    oauth_account.dovecot.append(oauth_account.user, "INBOX", build_message(subject="switched"))
+    assert (await sync_account(account_id, ready.state.services.sync_services())).state == SyncState.COMPLETE
+    assert await Message.filter(account_id=account_id).count() == 1
