@@ -288,24 +288,36 @@ async def update_credentials(
     secrets: SecretBox,
     registry: ProviderRegistry,
     policy: ConnectPolicy,
+    auth_kind: AuthKind | None = None,
 ) -> MailAccount:
     """Replace the stored password/token after verifying it on both servers.
 
     ``smtp_secret`` is for accounts whose outgoing server has its own credentials; when
     ``None`` the new secret is used for both (if they shared it) or only for IMAP. An
-    account waiting in ``NEEDS_REAUTH`` becomes ready to sync again.
+    account waiting in ``NEEDS_REAUTH`` becomes ready to sync again. ``auth_kind`` switches
+    how the account logs in (a password account signed in with OAuth: ``XOAUTH2``, the
+    secret then used on both servers).
     """
     if not secret:
         raise invalid_input("The new password (or access token) is required.", field="password")
     account = await get_account(actor, account_id)
     current = stored_logins(account, secrets)
-    new_smtp_secret = smtp_secret or (secret if account.smtp_same_credentials else current.smtp.secret)
+    kind = auth_kind or account.imap_auth_kind
+    if kind != account.imap_auth_kind or kind != account.smtp_auth_kind:
+        mechanism = _mechanism(kind)
+        current = replace(current, imap=replace(current.imap, mechanism=mechanism),
+                          smtp=replace(current.smtp, mechanism=mechanism), auth_kind=kind,
+                          smtp_same_credentials=True)
+    same = current.smtp_same_credentials
+    new_smtp_secret = smtp_secret or (secret if same else current.smtp.secret)
     servers = replace(
         current,
         imap=replace(current.imap, secret=secret),
         smtp=replace(current.smtp, secret=new_smtp_secret),
     )
-    verified = await verify_servers(registry, account.provider, account.imap_auth_kind, servers, policy)
+    verified = await verify_servers(registry, account.provider, kind, servers, policy)
+    account.imap_auth_kind = account.smtp_auth_kind = kind
+    account.smtp_same_credentials = same
     account.imap_secret = secrets.encrypt(secret)
     account.smtp_secret = secrets.encrypt(new_smtp_secret)
     account.capabilities = verified.capabilities

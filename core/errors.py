@@ -36,6 +36,14 @@ class ErrorCode(StrEnum):
     BAD_REQUEST = "BAD_REQUEST"
     #: the request body or WebSocket message is over SALESINBOX_MAX_REQUEST_BYTES
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    #: the user declined the "Sign in with …" consent (or the provider refused to ask)
+    OAUTH_DENIED = "OAUTH_DENIED"
+    #: the consent's return carries an unknown or already used state: start the sign-in again
+    OAUTH_STATE_INVALID = "OAUTH_STATE_INVALID"
+    #: the consent took longer than its 10 minutes: start the sign-in again
+    OAUTH_STATE_EXPIRED = "OAUTH_STATE_EXPIRED"
+    #: a reconnect signed in to another mailbox than the account's
+    WRONG_MAILBOX = "WRONG_MAILBOX"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

@@ -277,6 +277,45 @@ class OAuthGrant(Model):
         table = "oauth_grant"
 
 
+class OAuthSignInStatus(StrEnum):
+    """Where a "Sign in with …" consent stands."""
+
+    PENDING = "PENDING"  #: the browser has not come back to the callback yet
+    CONNECTED = "CONNECTED"  #: the account is connected (or reconnected) and syncing
+    FAILED = "FAILED"  #: see ``error_code`` and ``error_message``
+
+
+class OAuthSignIn(Model):
+    """One "Sign in with Google/Microsoft" consent a user started (core/oauth_sign_in.py).
+
+    ``state`` is the random value the provider echoes to the callback: it binds the browser's
+    return to this user, is used once (``used_at``) and expires at ``expires_at``. The PKCE
+    verifier is a Fernet token. ``request`` holds what the user asked for besides the
+    provider (sharing, display name, server overrides), never a secret. ``target_account``
+    is the account to reconnect, if any; ``account`` the one connected in the end.
+    """
+
+    id = fields.IntField(primary_key=True)
+    user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
+        "salesinbox.User", related_name="oauth_sign_ins", on_delete=fields.CASCADE
+    )
+    provider = fields.CharField(max_length=64)
+    state = fields.CharField(max_length=128, unique=True)
+    code_verifier = fields.TextField()  # Fernet token
+    request = fields.JSONField(default=dict)
+    target_account_id = fields.IntField(null=True)  # the account to reconnect
+    account_id = fields.IntField(null=True)  # the account connected
+    status = fields.CharEnumField(OAuthSignInStatus, max_length=16, default=OAuthSignInStatus.PENDING)
+    error_code = fields.CharField(max_length=64, null=True)
+    error_message = fields.TextField(null=True)
+    expires_at = fields.DatetimeField()
+    used_at = fields.DatetimeField(null=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "oauth_sign_in"
+
+
 class FromAddress(Model):
     """An address the account may send as, exactly one per account is the default."""
 

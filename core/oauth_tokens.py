@@ -59,8 +59,11 @@ __all__ = [
     "OAuthReconnectNeeded",
     "OAuthTokens",
     "TokenEndpointUnavailable",
+    "check_endpoint_host",
+    "reconnect_hint",
     "reconnect_message",
     "store_grant",
+    "token_client",
 ]
 
 log = logging.getLogger(__name__)
@@ -85,13 +88,41 @@ class TokenEndpointUnavailable(SalesInboxError):
 
 
 def reconnect_message(provider_name: str, reconnect_hint: str | None = None) -> str:
-    """What a user reads when the grant was refused. ``reconnect_hint`` is where the
-    consent flow (a later change) says how to start it again, e.g. a URL or mutation name."""
+    """What a user reads when the grant was refused. ``reconnect_hint`` says how to start the
+    consent again (:func:`reconnect_hint`: the mutation ``startOAuthSignIn``)."""
     how = reconnect_hint or f'reconnect the account with "Sign in with {provider_name}"'
     return (
         f"{provider_name} no longer accepts this account's sign-in (the access was withdrawn "
         f"or the password changed): {how} to renew it."
     )
+
+
+def reconnect_hint(provider_name: str, provider: str, account_id: int) -> str:
+    """How a user renews a refused grant: the consent flow (core/oauth_sign_in.py) started
+    again for the same account."""
+    return (
+        f'reconnect it with "Sign in with {provider_name}" (the app\'s "Connect with '
+        f'{provider_name}", i.e. the mutation startOAuthSignIn with provider "{provider}" and '
+        f'accountId "{account_id}")'
+    )
+
+
+def token_client(client_id: str, client_secret: Secret, policy: ConnectPolicy, **kwargs: Any) -> AsyncOAuth2Client:
+    """An Authlib client of the organisation's OAuth client (``client_secret_post``, the
+    mail timeout, no redirects followed); use it as an async context manager."""
+    return AsyncOAuth2Client(
+        client_id=client_id, client_secret=client_secret.reveal(),
+        token_endpoint_auth_method="client_secret_post", timeout=policy.timeout,
+        follow_redirects=False, **kwargs,
+    )
+
+
+async def check_endpoint_host(url: str, policy: ConnectPolicy) -> None:
+    """The SSRF guard on an OAuth endpoint's host (``HOST_NOT_ALLOWED`` for a private
+    address unless ``SALESINBOX_ALLOW_PRIVATE_HOSTS``)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    await asyncio.to_thread(resolve_mail_host, parts.hostname or "", port, policy)
 
 
 def _now() -> datetime:
@@ -300,18 +331,10 @@ class OAuthTokens:
             ) from None
 
     def _client(self, client_id: str, client_secret: Secret) -> AsyncOAuth2Client:
-        return AsyncOAuth2Client(
-            client_id=client_id, client_secret=client_secret.reveal(),
-            token_endpoint_auth_method="client_secret_post", timeout=self.policy.timeout,
-            follow_redirects=False,
-        )
+        return token_client(client_id, client_secret, self.policy)
 
     async def _check_host(self, url: str) -> None:
-        """The SSRF guard on the endpoint's host (``HOST_NOT_ALLOWED`` for a private address
-        unless ``SALESINBOX_ALLOW_PRIVATE_HOSTS``)."""
-        parts = urlsplit(url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        await asyncio.to_thread(resolve_mail_host, parts.hostname or "", port, self.policy)
+        await check_endpoint_host(url, self.policy)
 
     async def _invalidate(self, grant: OAuthGrant, conn: Any) -> OAuthReconnectNeeded:
         error = self._reconnect(grant)
@@ -325,8 +348,9 @@ class OAuthTokens:
         return error
 
     def _reconnect(self, grant: OAuthGrant) -> OAuthReconnectNeeded:
+        name = self._name(grant.provider)
         return OAuthReconnectNeeded(
-            grant.account_id, grant.provider, reconnect_message(self._name(grant.provider))
+            grant.account_id, grant.provider, reconnect_message(name, reconnect_hint(name, grant.provider, grant.account_id))
         )
 
     def _name(self, provider: str) -> str:

@@ -38,6 +38,7 @@ from .input_guard import StringGuard
 from .accounts import AccountMutations, AccountQueries
 from .messages import MessageMutations
 from .oauth import OAuthMutations, OAuthQueries
+from .oauth_sign_in import OAuthSignInMutations, OAuthSignInQueries
 from .outgoing import OutgoingMutations
 from .providers import ProviderQueries
 from .scalars import SCALAR_MAP
@@ -52,13 +53,13 @@ SDL_PATH = Path(__file__).with_name("schema.graphql")
 Query = merge_types(
     "Query",
     (UserQueries, RecordQueries, ProviderQueries, AccountQueries, SyncQueries, ViewQueries, SharingQueries,
-     OAuthQueries),
+     OAuthQueries, OAuthSignInQueries),
 )
 Mutation = merge_types(
     "Mutation",
     (
         UserMutations, RecordMutations, AccountMutations, MessageMutations, SyncMutations,
-        OutgoingMutations, SharingMutations, OAuthMutations,
+        OutgoingMutations, SharingMutations, OAuthMutations, OAuthSignInMutations,
     ),
 )
 Subscription = merge_types("Subscription", (SyncSubscriptions,))

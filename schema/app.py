@@ -28,6 +28,8 @@ from salesinbox.core.db import open_database
 from salesinbox.core.idle import IdleTiming
 from salesinbox.core.mailer import send_sync_confirmation
 from salesinbox.core.models import MailAccount
+from salesinbox.core.oauth_clients import CALLBACK_PATH
+from salesinbox.core.oauth_sign_in import complete_sign_in
 from salesinbox.core.plugins import get_plugin_manager
 from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.scheduler import InProcessScheduler
@@ -38,6 +40,7 @@ from .api import build_schema
 from .context import Context, Services
 from .graphiql import graphiql_static_mount, render_graphiql_page
 from .http_limits import RequestLimits
+from .oauth_sign_in import callback_response
 from .http_requests import check_content_type, decode_body, loads, refusal_response, request_data
 from .websocket import TransportWSHandler, offers_supported_protocol, refuse_handshake
 
@@ -101,6 +104,17 @@ async def healthz(request: Request) -> JSONResponse:
         log.exception("Health check: database unreachable")
         return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ok", "database": "ok"})
+
+
+async def oauth_callback(request: Request) -> Response:
+    """``GET /oauth/callback``: where the provider sends the browser back after a consent
+    (core/oauth_sign_in.py does the work; the answer is a page or a frontend redirect)."""
+    services: Services = request.app.state.services
+    outcome = await complete_sign_in(
+        request.query_params, registry=services.providers, secrets=services.secrets,
+        settings=services.settings, policy=services.connect_policy, request_sync=services.request_sync,
+    )
+    return callback_response(outcome)
 
 
 def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | None = None) -> Services:
@@ -177,6 +191,7 @@ def create_app(
             Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
             WebSocketRoute(GRAPHQL_PATH, graphql),
             Route("/healthz", healthz, methods=["GET"]),
+            Route(CALLBACK_PATH, oauth_callback, methods=["GET"]),
             graphiql_static_mount(),
         ]
     )

@@ -38,6 +38,11 @@ class Served:
         raise AssertionError("no VmHWM in /proc status")
 
 
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free right now (to know a server's URL before it starts)."""
+    return _free_port()
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -45,10 +50,12 @@ def _free_port() -> int:
 
 
 @asynccontextmanager
-async def serve(settings: Settings, log_file: Path, **overrides: str) -> AsyncIterator[Served]:
+async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
+                **overrides: str) -> AsyncIterator[Served]:
     """Run ``salesinbox serve`` on ``settings``' database (with sync off), plus
-    ``SALESINBOX_<NAME>`` ``overrides``, until the block ends; then fail if it logged an error."""
-    port = _free_port()
+    ``SALESINBOX_<NAME>`` ``overrides``, until the block ends; then fail if it logged an error.
+    ``port``: the port to listen on (default: a free one)."""
+    port = port or _free_port()
     env = {
         **os.environ,
         "SALESINBOX_DATA_DIR": str(settings.data_dir),
