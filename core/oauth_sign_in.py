@@ -249,6 +249,11 @@ async def _complete(row: OAuthSignIn, query: Mapping[str, str], *, registry: Pro
         raise SalesInboxError(ErrorCode.WRONG_MAILBOX, (
             f"You signed in to {name} as {address}, but this reconnects {target.email}: sign in "
             f"again and choose {target.email} at {name}."), field="accountId")
+    declared = saved.get("email")
+    if target is None and declared and declared != address:
+        raise SalesInboxError(ErrorCode.WRONG_MAILBOX, (
+            f"You signed in to {name} as {address}, but asked to connect {declared}: sign in "
+            f"again and choose {declared} at {name}, or start without an address."), field="email")
     existing = target or await MailAccount.get_or_none(user_id=user.id, email=address)
     if existing is not None:  # renewed; an account that used a password now signs in with OAuth
         account = await update_credentials(user, existing.id, secret=access, smtp_secret=None,

@@ -219,6 +219,16 @@ async def test_reconnect_to_another_mailbox_is_refused(
     assert polled["errorCode"] == "WRONG_MAILBOX"
 
 
+async def test_a_new_connection_to_another_mailbox_than_declared_is_refused(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
+) -> None:
+    started = await start(api, rep_token, oauth_account, email=oauth_account.address)
+    page = await callback(ready, consent(started["authorizationUrl"], email="someone.else@example.test"))
+    assert page.status_code == 400 and "WRONG_MAILBOX" in page.text
+    assert "someone.else@example.test" in page.text and oauth_account.address in page.text
+    assert await MailAccount.filter(email="someone.else@example.test").count() == 0
+
+
 async def test_frontend_redirect_mode(
     admin: User, app: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
     oauth_server: OAuthServer, db: Settings,
