@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 import httpx2
 import pytest
-from tortoise import connections
 
 from salesinbox.core import oauth_tokens as oauth_tokens_module
 from salesinbox.core.accounts import disconnect_account
@@ -204,12 +203,11 @@ async def test_disconnecting_revokes_the_grant(
     assert all(t.revoked for t in oauth_server.tokens_of(oauth_account.address))
 
 
+@pytest.mark.postgres_only  # the row lock is PostgreSQL's; on SQLite one process is the deployment
 async def test_two_processes_refresh_once_on_postgresql(
     admin: User, rep: User, oauth_account: TestMailbox, oauth_server: OAuthServer,
     with_tokens: SyncServices, db: Settings,
 ) -> None:
-    if connections.get("default").capabilities.dialect != "postgres":
-        pytest.skip("the row lock is PostgreSQL's; on SQLite one process is the deployment")
     oauth_server.access_token_lifetime = 2
     account = await signed_in(admin, rep, oauth_account, oauth_server, with_tokens, db)
     # Two instances: two sets of asyncio locks, as in two server processes; only the row
