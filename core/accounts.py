@@ -26,9 +26,11 @@ from .providers import (
     AuthKind,
     FolderRole,
     LoginMechanism,
+    OAuthMechanism,
     Security,
     ServerEndpoint,
     UsernameFormat,
+    token_mechanism,
 )
 
 if TYPE_CHECKING:  # oauth_tokens imports this module
@@ -254,15 +256,21 @@ async def _create_folders(account: MailAccount, verified: VerifiedServers) -> No
         )
 
 
-def stored_logins(account: MailAccount, secrets: SecretBox) -> AccountServers:
-    """The account's logins with decrypted secrets: only for code that connects."""
+def stored_logins(
+    account: MailAccount, secrets: SecretBox, registry: ProviderRegistry | None = None
+) -> AccountServers:
+    """The account's logins with decrypted secrets: only for code that connects.
+
+    An access token logs in with the mechanism the provider's OAuth declaration names
+    (OAUTHBEARER or XOAUTH2), looked up in ``registry``; XOAUTH2 without one."""
+    declared = _declared_mechanism(registry, account.provider)
     imap = ServerLogin(
         host=account.imap_host,
         port=account.imap_port,
         security=account.imap_security,
         username=account.imap_username,
         secret=secrets.decrypt(account.imap_secret),
-        mechanism=_mechanism(account.imap_auth_kind),
+        mechanism=_mechanism(account.imap_auth_kind, declared),
     )
     smtp = ServerLogin(
         host=account.smtp_host,
@@ -270,13 +278,25 @@ def stored_logins(account: MailAccount, secrets: SecretBox) -> AccountServers:
         security=account.smtp_security,
         username=account.smtp_username,
         secret=secrets.decrypt(account.smtp_secret),
-        mechanism=_mechanism(account.smtp_auth_kind),
+        mechanism=_mechanism(account.smtp_auth_kind, declared),
     )
     return AccountServers(imap, smtp, account.imap_auth_kind, account.smtp_same_credentials)
 
 
-def _mechanism(kind: AuthKind) -> LoginMechanism:
-    return LoginMechanism.XOAUTH2 if kind == AuthKind.XOAUTH2 else LoginMechanism.LOGIN
+def _mechanism(kind: AuthKind, declared: OAuthMechanism | None = None) -> LoginMechanism:
+    return token_mechanism(declared) if kind == AuthKind.XOAUTH2 else LoginMechanism.LOGIN
+
+
+def _declared_mechanism(registry: ProviderRegistry | None, provider: str) -> OAuthMechanism | None:
+    """The OAuth mechanism ``provider`` declares; ``None`` without a registry, for a
+    provider whose plugin is gone, or one that declares no OAuth server."""
+    if registry is None:
+        return None
+    try:
+        oauth = registry.get(provider).oauth
+    except SalesInboxError:
+        return None
+    return oauth.mechanism if oauth is not None else None
 
 
 async def update_credentials(
@@ -301,10 +321,10 @@ async def update_credentials(
     if not secret:
         raise invalid_input("The new password (or access token) is required.", field="password")
     account = await get_account(actor, account_id)
-    current = stored_logins(account, secrets)
+    current = stored_logins(account, secrets, registry)
     kind = auth_kind or account.imap_auth_kind
     if kind != account.imap_auth_kind or kind != account.smtp_auth_kind:
-        mechanism = _mechanism(kind)
+        mechanism = _mechanism(kind, _declared_mechanism(registry, account.provider))
         current = replace(current, imap=replace(current.imap, mechanism=mechanism),
                           smtp=replace(current.smtp, mechanism=mechanism), auth_kind=kind,
                           smtp_same_credentials=True)

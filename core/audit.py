@@ -18,10 +18,10 @@ from email.parser import BytesHeaderParser
 from imapclient import IMAPClient
 
 from . import imap_fetch as fetch
-from .accounts import stored_logins
 from .imap import close_quietly, open_imap
 from .linking import own_addresses
 from .models import Folder, MailAccount, SyncState
+from .oauth_tokens import account_logins
 from .providers import FolderRole
 from .store import FolderTarget, store_batch, stored_uids
 from .sync import BATCH_SIZE, SyncServices
@@ -79,9 +79,11 @@ def _describe(client: IMAPClient, uids: list[int]) -> list[MissingMessage]:
 
 async def audit_account(account_id: int, services: SyncServices, *, backfill: bool = False) -> list[FolderAudit]:
     """Compare server and store for every folder of the account; with ``backfill``, fetch
-    and store what is missing. Raises the connection error if the server is unreachable."""
+    and store what is missing. Raises the connection error if the server is unreachable.
+    An account signed in with OAuth logs in as the sync does: with a current access token
+    from ``services.tokens`` (refreshed when expired)."""
     account = await MailAccount.get(id=account_id).select_related("user")
-    login = stored_logins(account, services.secrets).imap
+    login = (await account_logins(account, services.secrets, services.tokens)).imap
     since = None
     if account.sync_days_limit:
         since = (datetime.now(UTC) - timedelta(days=account.sync_days_limit)).date()

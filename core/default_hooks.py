@@ -24,6 +24,7 @@ from .providers import (
     ProviderEndpoints,
     ProviderSpec,
     UsernameFormat,
+    token_mechanism,
 )
 
 #: Folder names seen across common IMAP servers (Dovecot, Courier, Exchange, cPanel…), most
@@ -82,15 +83,18 @@ class CoreDefaults:
     def salesinbox_login_plan(
         self, provider: str, email: str, auth_kind: AuthKind, protocol: str
     ) -> LoginPlan:
-        """SASL XOAUTH2 for OAuth tokens, LOGIN otherwise; username per the spec's format.
+        """For OAuth tokens the mechanism the provider's :class:`OAuthServer` declares
+        (XOAUTH2 when it declares none), LOGIN otherwise; username per the spec's format.
 
         The username is the full email address unless the provider declares
         ``UsernameFormat.LOCAL_PART``. For ``UsernameFormat.CUSTOM`` it is the email address
         as a starting point: the core replaces it with the username the user typed.
         """
-        oauth = auth_kind == AuthKind.XOAUTH2
-        mechanism = LoginMechanism.XOAUTH2 if oauth else LoginMechanism.LOGIN
         spec = self._spec(provider)
+        mechanism = LoginMechanism.LOGIN
+        if auth_kind == AuthKind.XOAUTH2:
+            declared = spec.oauth.mechanism if spec is not None and spec.oauth is not None else None
+            mechanism = token_mechanism(declared)
         username = email
         if spec is not None and spec.username_format == UsernameFormat.LOCAL_PART:
             username = email.rpartition("@")[0] or email

@@ -26,6 +26,7 @@ from imapclient.exceptions import LoginError
 
 from .errors import ErrorCode
 from .mailserver import (
+    TOKEN_MECHANISMS,
     ConnectPolicy,
     MailServerError,
     ServerLogin,
@@ -34,6 +35,7 @@ from .mailserver import (
     plan_connection,
     scrub,
     sendall_chunked,
+    token_initial_response,
     transport_error,
 )
 from .netguard import connect_pinned
@@ -147,12 +149,13 @@ class _PinnedIMAPClient(IMAPClient):
         return _PinnedIMAP4(self.host, self.port, self._pinned_connect, tls)
 
 
-class _XOAuth2:
-    """SASL XOAUTH2: send the token once; answer an error challenge with an empty line (as
-    the mechanism requires) and keep the challenge, which explains the refusal."""
+class _TokenSasl:
+    """SASL XOAUTH2 or OAUTHBEARER (RFC 7628): send the token once; answer an error
+    challenge as the mechanism requires (XOAUTH2: an empty line, OAUTHBEARER: ``%x01``) and
+    keep the challenge, which explains the refusal."""
 
-    def __init__(self, username: str, token: str) -> None:
-        self._initial = f"user={username}\1auth=Bearer {token}\1\1"
+    def __init__(self, mechanism: LoginMechanism, username: str, token: str) -> None:
+        self._initial, self._error_answer = token_initial_response(mechanism, username, token)
         self.sent = False
         self.error_challenge = b""
 
@@ -161,7 +164,7 @@ class _XOAuth2:
             self.sent = True
             return self._initial
         self.error_challenge = challenge
-        return ""
+        return self._error_answer
 
 
 def open_imap(login: ServerLogin, policy: ConnectPolicy) -> IMAPClient:
@@ -251,10 +254,10 @@ def _connect(login: ServerLogin, policy: ConnectPolicy) -> tuple[IMAPClient, tup
 
 def _login(client: _PinnedIMAPClient, login: ServerLogin, capabilities: tuple[str, ...]) -> None:
     secret = login.secret.reveal()
-    if login.mechanism is LoginMechanism.XOAUTH2:
-        mech = _XOAuth2(login.username, secret)
+    if login.mechanism in TOKEN_MECHANISMS:
+        mech = _TokenSasl(login.mechanism, login.username, secret)
         try:
-            client.sasl_login("XOAUTH2", mech)
+            client.sasl_login(login.mechanism.value, mech)
         except LoginError as exc:
             detail = mech.error_challenge.decode("utf-8", "replace")
             raise LoginError(f"{exc} {detail}".strip()) from None

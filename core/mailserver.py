@@ -22,6 +22,8 @@ from .providers import LoginMechanism, Security
 from .settings import Settings
 
 __all__ = [
+    "TOKEN_MECHANISMS",
+    "token_initial_response",
     "ConnectPolicy",
     "MailServerError",
     "ServerLogin",
@@ -284,3 +286,18 @@ def decode_text(parts: Iterable[bytes | str | None]) -> str:
         if text and text not in texts:
             texts.append(text)
     return "; ".join(texts)
+
+
+#: the mechanisms that log in with an OAuth2 access token
+TOKEN_MECHANISMS = frozenset({LoginMechanism.XOAUTH2, LoginMechanism.OAUTHBEARER})
+
+
+def token_initial_response(mechanism: LoginMechanism, username: str, token: str) -> tuple[str, str]:
+    """The client's first message of SASL ``mechanism`` (XOAUTH2 or OAUTHBEARER) presenting
+    the access token, and its answer to an error challenge."""
+    if mechanism is LoginMechanism.OAUTHBEARER:
+        # RFC 7628 §3.1: a GS2 header naming the user (RFC 5801 escapes "," and "="), then
+        # the bearer token between ^A separators; an error challenge is answered with ^A.
+        user = username.replace("=", "=3D").replace(",", "=2C")
+        return f"n,a={user},\1auth=Bearer {token}\1\1", "\1"
+    return f"user={username}\1auth=Bearer {token}\1\1", ""

@@ -12,12 +12,12 @@ import asyncio
 from imapclient import IMAPClient
 
 from . import imap_fetch as fetch
-from .accounts import stored_logins
 from .credentials import SecretBox
 from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .imap import close_quietly, open_imap
 from .mailserver import ConnectPolicy
 from .models import Message, User
+from .oauth_tokens import OAuthTokens, account_logins
 
 
 def _set_on_server(client: IMAPClient, folder: str, uidvalidity: int, uid: int,
@@ -33,11 +33,12 @@ def _set_on_server(client: IMAPClient, folder: str, uidvalidity: int, uid: int,
 
 async def set_message_flags(
     actor: User, message_id: int, *, seen: bool | None, flagged: bool | None,
-    secrets: SecretBox, policy: ConnectPolicy,
+    secrets: SecretBox, policy: ConnectPolicy, tokens: OAuthTokens | None = None,
 ) -> Message:
     """Set or clear \\Seen and \\Flagged on one of the actor's own messages, on the server
     and in the store. Colleagues' shared mail is ``NOT_FOUND`` here: they may read it, not
-    change the owner's mailbox."""
+    change the owner's mailbox. An account signed in with OAuth logs in with a current access
+    token from ``tokens``, as the sync does."""
     if seen is None and flagged is None:
         raise invalid_input("Say what to change: seen and/or flagged.", field="seen")
     message = await Message.get_or_none(id=message_id, account__user_id=actor.id).select_related(
@@ -45,7 +46,7 @@ async def set_message_flags(
     )
     if message is None:
         raise not_found("message")
-    login = stored_logins(message.account, secrets).imap
+    login = (await account_logins(message.account, secrets, tokens)).imap
 
     def change() -> None:
         client = open_imap(login, policy)

@@ -195,7 +195,7 @@ async def account_logins(
     :raises OAuthReconnectNeeded: see :meth:`OAuthTokens.current_access_token`.
     :raises TokenEndpointUnavailable: idem.
     """
-    logins = stored_logins(account, secrets)
+    logins = stored_logins(account, secrets, tokens.registry if tokens is not None else None)
     if tokens is None or account.imap_auth_kind != AuthKind.XOAUTH2:
         return logins
     token = await tokens.current_access_token(account.id)

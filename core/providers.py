@@ -31,6 +31,7 @@ class LoginMechanism(StrEnum):
 
     LOGIN = "LOGIN"  #: IMAP LOGIN / SMTP AUTH PLAIN or LOGIN with username + secret
     XOAUTH2 = "XOAUTH2"  #: SASL XOAUTH2 with username + access token
+    OAUTHBEARER = "OAUTHBEARER"  #: SASL OAUTHBEARER (RFC 7628) with username + access token
 
 
 class OAuthMechanism(StrEnum):
@@ -38,6 +39,14 @@ class OAuthMechanism(StrEnum):
 
     XOAUTH2 = "XOAUTH2"  #: Google's and Microsoft's mechanism (``user=…^Aauth=Bearer …``)
     OAUTHBEARER = "OAUTHBEARER"  #: the standard one, RFC 7628
+
+
+def token_mechanism(declared: OAuthMechanism | None) -> LoginMechanism:
+    """How an access token logs in, given the provider's declared :class:`OAuthMechanism`
+    (``None``: no declaration, XOAUTH2 as Google and Microsoft use)."""
+    if declared == OAuthMechanism.OAUTHBEARER:
+        return LoginMechanism.OAUTHBEARER
+    return LoginMechanism.XOAUTH2
 
 
 class FolderRole(StrEnum):

@@ -22,6 +22,7 @@ from typing import Any
 from .errors import ErrorCode, invalid_input
 from .mailserver import (
     SEND_CHUNK,
+    TOKEN_MECHANISMS,
     ConnectPolicy,
     MailServerError,
     ServerLogin,
@@ -29,10 +30,11 @@ from .mailserver import (
     log_failure,
     plan_connection,
     scrub,
+    token_initial_response,
     transport_error,
 )
 from .netguard import connect_pinned
-from .providers import LoginMechanism, Security
+from .providers import Security
 from .tls import client_ssl_context
 
 __all__ = ["SmtpProbe", "probe_smtp", "send_smtp"]
@@ -218,8 +220,9 @@ def _describe(client: smtplib.SMTP) -> SmtpProbe:
 
 def _authenticate(client: smtplib.SMTP, login: ServerLogin, probe: SmtpProbe) -> None:
     user, secret = login.username, login.secret.reveal()
-    if login.mechanism is LoginMechanism.XOAUTH2:
-        _sasl(client, "XOAUTH2", f"user={user}\1auth=Bearer {secret}\1\1".encode())
+    if login.mechanism in TOKEN_MECHANISMS:
+        initial, error_answer = token_initial_response(login.mechanism, user, secret)
+        _sasl(client, login.mechanism.value, initial.encode(), error_answer.encode())
     elif "AUTH" not in probe.extensions:
         raise MailServerError(
             ErrorCode.INVALID_INPUT,
@@ -240,9 +243,10 @@ def _authenticate(client: smtplib.SMTP, login: ServerLogin, probe: SmtpProbe) ->
         )
 
 
-def _sasl(client: smtplib.SMTP, mechanism: str, initial: bytes) -> None:
+def _sasl(client: smtplib.SMTP, mechanism: str, initial: bytes, error_answer: bytes = b"") -> None:
     """AUTH with an initial response (RFC 4954). A 334 challenge after it carries error
-    details (XOAUTH2): answer with an empty line, as the mechanism requires."""
+    details (XOAUTH2, OAUTHBEARER): answer with ``error_answer``, as the mechanism requires
+    (XOAUTH2: an empty line; OAUTHBEARER: ``%x01``, RFC 7628 §3.2.3)."""
     encoded = base64.b64encode(initial).decode("ascii") or "="
     code, reply = client.docmd("AUTH", f"{mechanism} {encoded}")
     details = b""
@@ -253,7 +257,7 @@ def _sasl(client: smtplib.SMTP, mechanism: str, initial: bytes) -> None:
             details = base64.b64decode(reply, validate=True)
         except ValueError:
             details = reply
-        code, reply = client.docmd("")
+        code, reply = client.docmd(base64.b64encode(error_answer).decode("ascii"))
     if code not in (235, 503):  # 503: already authenticated
         raise smtplib.SMTPAuthenticationError(code, reply + (b" " + details if details else b""))
 

@@ -213,6 +213,6 @@ class MessageMutations:
         services = info.context.services
         row = await set_message_flags(
             info.context.user, parse_id(id, big=True), seen=seen, flagged=flagged,
-            secrets=services.secrets, policy=services.connect_policy,
+            secrets=services.secrets, policy=services.connect_policy, tokens=services.oauth_tokens,
         )
         return MessageType.from_model(row)

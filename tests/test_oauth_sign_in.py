@@ -40,12 +40,21 @@ POLL = "query($id: ID!) { oauthSignIn(id: $id) { id status errorCode errorMessag
 ACCOUNT = "query($id: ID!) { mailAccount(id: $id) { id email syncState syncError } }"
 
 
+#: every built-in OAuth provider: a query parameter of its consent URL and a scope it asks
+PROVIDERS = {
+    "gmail": (("access_type", "offline"), "https://mail.google.com/"),
+    "outlook": (("prompt", "select_account"), "https://outlook.office.com/IMAP.AccessAsUser.All"),
+    "office365": (("prompt", "select_account"), "https://outlook.office.com/IMAP.AccessAsUser.All"),
+}
+
+
 async def configure(admin: User, server: OAuthServer, settings: Settings, services: object,
-                    frontend: str | None = None) -> None:
-    """The admin points Gmail's OAuth client at ``server``, registered with our callback."""
+                    frontend: str | None = None, provider: str = "gmail") -> None:
+    """The admin points ``provider``'s OAuth client at ``server`` (every endpoint overridden,
+    Microsoft's ``{tenant}`` URLs too), registered with our callback."""
     client = server.register_client(redirect_uris=(redirect_url(settings),))
     await set_oauth_client(admin, OAuthClientInput(
-        provider="gmail", client_id=client.client_id, client_secret=client.client_secret,
+        provider=provider, client_id=client.client_id, client_secret=client.client_secret,
         authorization_url=server.url("/authorize"), token_url=server.url("/token"),
         revocation_url=server.url("/revoke"), userinfo_url=server.url("/userinfo"),
         frontend_redirect_url=frontend,
@@ -58,8 +67,9 @@ def servers_of(box: TestMailbox) -> dict:
             "outgoing": {"host": "localhost", "port": box.smtp.port, "security": "STARTTLS"}}
 
 
-async def start(api: GraphQLClient, token: str, box: TestMailbox, **extra: object) -> dict:
-    data = await api.ok(START, {"input": {"provider": "gmail", **servers_of(box), **extra}}, token)
+async def start(api: GraphQLClient, token: str, box: TestMailbox, provider: str = "gmail",
+                **extra: object) -> dict:
+    data = await api.ok(START, {"input": {"provider": provider, **servers_of(box), **extra}}, token)
     return data["startOAuthSignIn"]
 
 
@@ -87,22 +97,32 @@ async def callback(app: Starlette, location: str) -> httpx.Response:
 
 
 @pytest.fixture
-async def ready(admin: User, oauth_server: OAuthServer, app: Starlette, db: Settings) -> Starlette:
-    await configure(admin, oauth_server, db, app.state.services)
+def provider() -> str:
+    """The provider the admin configures (tests parametrize it over :data:`PROVIDERS`)."""
+    return "gmail"
+
+
+@pytest.fixture
+async def ready(admin: User, oauth_server: OAuthServer, app: Starlette, db: Settings,
+                provider: str) -> Starlette:
+    await configure(admin, oauth_server, db, app.state.services, provider=provider)
     return app
 
 
+@pytest.mark.parametrize("provider", sorted(PROVIDERS))
 async def test_sign_in_connects_the_account_with_a_grant_and_it_syncs(
     ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
-    oauth_server: OAuthServer, db: Settings, caplog: pytest.LogCaptureFixture,
+    oauth_server: OAuthServer, db: Settings, caplog: pytest.LogCaptureFixture, provider: str,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    started = await start(api, rep_token, oauth_account, email=oauth_account.address,
+    started = await start(api, rep_token, oauth_account, provider, email=oauth_account.address,
                           displayName="Rex G", sharing="PRIVATE", syncDaysLimit=30, options=[])
+    assert urlsplit(started["authorizationUrl"]).netloc == urlsplit(oauth_server.base_url).netloc
     query = parse_qs(urlsplit(started["authorizationUrl"]).query)
     assert query["code_challenge_method"] == ["S256"] and query["login_hint"] == [oauth_account.address]
-    assert query["access_type"] == ["offline"] and "https://mail.google.com/" in query["scope"][0].split()
-    assert started["signIn"]["status"] == "PENDING" and started["signIn"]["provider"] == "gmail"
+    (param, value), scope = PROVIDERS[provider]
+    assert query[param] == [value] and scope in query["scope"][0].split()
+    assert started["signIn"]["status"] == "PENDING" and started["signIn"]["provider"] == provider
     page = await callback(ready, consent(started["authorizationUrl"]))
     assert page.status_code == 200, page.text
     assert "is connected" in page.text and "access_token" not in page.text
@@ -110,7 +130,7 @@ async def test_sign_in_connects_the_account_with_a_grant_and_it_syncs(
     assert polled["status"] == "CONNECTED" and polled["errorCode"] is None
     account = await MailAccount.get(id=int(polled["accountId"]))
     assert account.email == oauth_account.address and account.display_name == "Rex G"
-    assert await OAuthGrant.exists(account_id=account.id)
+    assert account.provider == provider and await OAuthGrant.exists(account_id=account.id, provider=provider)
     oauth_account.dovecot.append(oauth_account.user, "INBOX", build_message(subject="hello"))
     await sync_account(account.id, ready.state.services.sync_services())
     assert await Message.filter(account_id=account.id).count() == 1

@@ -15,8 +15,10 @@ import pytest
 
 from salesinbox.core import oauth_tokens as oauth_tokens_module
 from salesinbox.core.accounts import disconnect_account
+from salesinbox.core.audit import audit_account
 from salesinbox.core.errors import ErrorCode
 from salesinbox.core.mailer import OutgoingEmail, send_email
+from salesinbox.core.message_flags import set_message_flags
 from salesinbox.core.models import Folder, MailAccount, Message, OAuthGrant, SyncState, User
 from salesinbox.core.oauth_clients import OAuthClientInput, set_oauth_client
 from salesinbox.core.oauth_tokens import OAuthTokens, TokenEndpointUnavailable, store_grant
@@ -45,17 +47,17 @@ def with_tokens(services: SyncServices, tokens: OAuthTokens) -> SyncServices:
 
 
 async def signed_in(admin: User, rep: User, box: TestMailbox, server: OAuthServer,
-                    services: SyncServices, db: Settings) -> MailAccount:
-    """A Gmail account of ``rep`` whose admin pointed Gmail's OAuth client at ``server``,
-    with a grant as the consent flow will store it."""
+                    services: SyncServices, db: Settings, provider: str = "gmail") -> MailAccount:
+    """A ``provider`` account of ``rep`` whose admin pointed the provider's OAuth client at
+    ``server``, with a grant as the consent flow will store it."""
     await set_oauth_client(admin, OAuthClientInput(
-        provider="gmail", client_id=server.client.client_id, client_secret=server.client.client_secret,
+        provider=provider, client_id=server.client.client_id, client_secret=server.client.client_secret,
         authorization_url=server.url("/authorize"), token_url=server.url("/token"),
         revocation_url=server.url("/revoke"),
     ), registry=services.registry, secrets=services.secrets, settings=db)
     common = dict(security=Security.STARTTLS, username=box.username, auth=AuthKind.XOAUTH2)
     account = await MailAccount.create(
-        user=rep, provider="gmail", display_name="Rex", email=box.address,
+        user=rep, provider=provider, display_name="Rex", email=box.address,
         imap_host="localhost", imap_port=box.dovecot.port, imap_security=common["security"],
         imap_username=box.username, imap_auth_kind=AuthKind.XOAUTH2,
         imap_secret=services.secrets.encrypt("not-a-token"),
@@ -64,7 +66,7 @@ async def signed_in(admin: User, rep: User, box: TestMailbox, server: OAuthServe
         smtp_secret=services.secrets.encrypt("not-a-token"), capabilities=["IDLE"],
     )
     await Folder.create(account=account, name="INBOX", role=FolderRole.INBOX)
-    await store_grant(account.id, "gmail", server.issue_tokens(box.address), services.secrets)
+    await store_grant(account.id, provider, server.issue_tokens(box.address), services.secrets)
     return account
 
 
@@ -85,12 +87,13 @@ async def wait_until_expired(account_id: int) -> None:
     await asyncio.sleep(max(left, 0) + 0.05)
 
 
+@pytest.mark.parametrize("provider", ["gmail", "outlook", "office365"])
 async def test_one_refresh_per_expiry_across_syncs_and_sends(
     admin: User, rep: User, oauth_account: TestMailbox, oauth_server: OAuthServer,
-    with_tokens: SyncServices, db: Settings,
+    with_tokens: SyncServices, db: Settings, provider: str,
 ) -> None:
     oauth_server.access_token_lifetime = 3
-    account = await signed_in(admin, rep, oauth_account, oauth_server, with_tokens, db)
+    account = await signed_in(admin, rep, oauth_account, oauth_server, with_tokens, db, provider)
     expiries = 5
     for round_ in range(expiries):
         await wait_until_expired(account.id)
@@ -106,6 +109,29 @@ async def test_one_refresh_per_expiry_across_syncs_and_sends(
     assert await Message.filter(account_id=account.id).count() == expiries
     assert len(oauth_account.smtp.messages) == expiries
     assert oauth_server.token_requests["refresh_token"] == expiries  # one per expiry crossed
+
+
+async def test_audit_and_flag_changes_log_in_with_the_current_token(
+    admin: User, rep: User, oauth_account: TestMailbox, oauth_server: OAuthServer,
+    with_tokens: SyncServices, db: Settings,
+) -> None:
+    oauth_server.access_token_lifetime = 2
+    account = await signed_in(admin, rep, oauth_account, oauth_server, with_tokens, db)
+    oauth_account.dovecot.append(oauth_account.user, "INBOX", build_message(subject="audited"))
+    assert (await sync_account(account.id, with_tokens)).state == SyncState.COMPLETE
+    await wait_until_expired(account.id)  # the first access token is dead now
+    (inbox,) = [a for a in await audit_account(account.id, with_tokens) if a.folder == "INBOX"]
+    assert (inbox.on_server, inbox.stored, inbox.missing_count) == (1, 1, 0)
+    await wait_until_expired(account.id)
+    message = await Message.get(account_id=account.id)
+    changed = await set_message_flags(rep, message.id, seen=True, flagged=True, secrets=with_tokens.secrets,
+                                      policy=with_tokens.policy, tokens=with_tokens.tokens)
+    assert changed.seen and changed.flagged
+    with oauth_account.dovecot.imap_client(oauth_account.user) as client:
+        client.select_folder("INBOX", readonly=True)
+        (flags,) = [f[b"FLAGS"] for f in client.fetch([message.uid], ["FLAGS"]).values()]
+    assert {b"\\Seen", b"\\Flagged"} <= set(flags)
+    assert oauth_server.token_requests["refresh_token"] == 2  # one per expiry crossed
 
 
 async def test_concurrent_callers_share_one_refresh_and_rotation_is_saved(

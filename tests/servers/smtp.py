@@ -39,6 +39,7 @@ class ReceivedMessage:
     login: str | None  # the AUTH user, or None when unauthenticated
     tls: bool  # whether the session was encrypted (STARTTLS or implicit TLS)
     port: int  # which listener received it
+    mechanism: str | None = None  # the SASL mechanism of a token login (XOAUTH2, OAUTHBEARER)
 
 
 @dataclass(frozen=True)
@@ -95,6 +96,7 @@ class _Handler(OAuthMechanisms):
             login=login,
             tls=self.implicit_tls or session.ssl is not None,
             port=sock[1] if sock else 0,
+            mechanism=auth.mechanism if isinstance(auth, OAuthLogin) else None,
         )
         with self.state.arrived:
             self.state.messages.append(msg)
