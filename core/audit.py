@@ -20,10 +20,10 @@ from imapclient import IMAPClient
 from . import imap_fetch as fetch
 from .imap import close_quietly, open_imap
 from .linking import own_addresses
-from .models import Folder, MailAccount, SyncState
+from .models import Folder, MailAccount
 from .oauth_tokens import account_logins
 from .providers import FolderRole
-from .store import FolderTarget, store_batch, stored_uids
+from .store import FolderTarget, reopen_folder, store_batch, stored_uids
 from .sync import BATCH_SIZE, SyncServices
 
 REPORTED_MISSING = 50
@@ -51,13 +51,6 @@ class FolderAudit:
     def coverage(self) -> float:
         """Share of the server's messages that are stored (1.0 when the folder is empty)."""
         return 1.0 if self.on_server == 0 else (self.on_server - self.missing_count) / self.on_server
-
-
-async def _not_complete(account: MailAccount, folder: Folder) -> None:
-    """The audit found mail missing from a folder: it is not done, and the account not
-    COMPLETE, until a sync pass has reconciled it (the next pass fetches what is missing)."""
-    await Folder.filter(id=folder.id).update(initial_sync_done=False)
-    await MailAccount.filter(id=account.id, sync_state=SyncState.COMPLETE).update(sync_state=SyncState.SYNCING)
 
 
 def _describe(client: IMAPClient, uids: list[int]) -> list[MissingMessage]:
@@ -113,7 +106,7 @@ async def audit_account(account_id: int, services: SyncServices, *, backfill: bo
                     fetched = await asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
                     audit.backfilled += len((await store_batch(target, fetched)).inserted_ids)
             if audit.missing_count > audit.backfilled and folder.uidvalidity == snapshot.uidvalidity:
-                await _not_complete(account, folder)
+                await reopen_folder(folder.id)
             results.append(audit)
         return results
     finally:

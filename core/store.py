@@ -349,8 +349,21 @@ async def restart_for_uidvalidity(folder_id: int, uidvalidity: int) -> int:
             uidvalidity=uidvalidity, uidnext=None, highestmodseq=None, lowest_synced_uid=None,
             initial_sync_done=False, messages_synced=current,
         )
-        # A folder being fetched again is missing mail: its account is not COMPLETE meanwhile.
-        await MailAccount.filter(id=account_id, sync_state=SyncState.COMPLETE).update(
-            sync_state=SyncState.SYNCING
-        )
+        await _account_not_complete(account_id)
     return removed
+
+
+async def _account_not_complete(account_id: int | None) -> None:
+    """A folder being fetched again is missing mail: its account is SYNCING, not COMPLETE,
+    until a sync pass has fetched it."""
+    await MailAccount.filter(id=account_id, sync_state=SyncState.COMPLETE).update(
+        sync_state=SyncState.SYNCING
+    )
+
+
+async def reopen_folder(folder_id: int) -> None:
+    """Mark a folder found missing mail (by the audit) not done, and its account not
+    COMPLETE, in one transaction: the next sync pass fetches what is missing."""
+    async with in_transaction():
+        await Folder.filter(id=folder_id).update(initial_sync_done=False)
+        await _account_not_complete(await _account_id(folder_id))

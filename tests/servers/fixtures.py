@@ -99,13 +99,13 @@ def server_certs(tmp_path_factory: pytest.TempPathFactory) -> CertBundle:
     return make_certs(tmp_path_factory.mktemp("certs"))
 
 
-@pytest.fixture(scope="session")
-def dovecot(server_certs: CertBundle) -> Iterator[DovecotServer]:
-    """A private Dovecot for the whole session (plain+STARTTLS `port`, IMAPS `ssl_port`)."""
+def _running_dovecot(certs: CertBundle, **options: object) -> Iterator[DovecotServer]:
+    """Start a DovecotServer with ``options`` (or skip/fail where Dovecot cannot run), yield
+    it, stop it; a server that failed to start is stopped too."""
     reason = unavailable_reason()
     if reason:
         require_or_skip(reason)
-    server = DovecotServer(server_certs)
+    server = DovecotServer(certs, **options)  # type: ignore[arg-type]
     try:
         server.start()
     except BaseException:
@@ -113,6 +113,12 @@ def dovecot(server_certs: CertBundle) -> Iterator[DovecotServer]:
         raise
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot(server_certs: CertBundle) -> Iterator[DovecotServer]:
+    """A private Dovecot for the whole session (plain+STARTTLS `port`, IMAPS `ssl_port`)."""
+    yield from _running_dovecot(server_certs)
 
 
 @pytest.fixture
@@ -234,21 +240,11 @@ def oauth_dovecot(server_certs: CertBundle,
                   _oauth_session_server: OAuthServer) -> Iterator[DovecotServer]:
     """A session Dovecot taking passwords and XOAUTH2/OAUTHBEARER tokens (introspected at
     `oauth_server` as its `resource_client`); its users come from `oauth_account`."""
-    reason = unavailable_reason()
-    if reason:
-        require_or_skip(reason)
     resource = _oauth_session_server.resource_client
-    server = DovecotServer(server_certs,
-                           oauth2_introspection_url=_oauth_session_server.introspection_url,
-                           oauth2_client_id=resource.client_id,
-                           oauth2_client_secret=resource.client_secret)
-    try:
-        server.start()
-    except BaseException:
-        server.stop()
-        raise
-    yield server
-    server.stop()
+    yield from _running_dovecot(server_certs,
+                                oauth2_introspection_url=_oauth_session_server.introspection_url,
+                                oauth2_client_id=resource.client_id,
+                                oauth2_client_secret=resource.client_secret)
 
 
 @pytest.fixture(scope="session")
