@@ -44,6 +44,8 @@ class ErrorCode(StrEnum):
     OAUTH_STATE_EXPIRED = "OAUTH_STATE_EXPIRED"
     #: a reconnect signed in to another mailbox than the account's
     WRONG_MAILBOX = "WRONG_MAILBOX"
+    #: the consent came back to another browser than the one that opened the sign-in link
+    OAUTH_BROWSER_MISMATCH = "OAUTH_BROWSER_MISMATCH"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

@@ -290,7 +290,10 @@ class OAuthSignIn(Model):
 
     ``state`` is the random value the provider echoes to the callback: it binds the browser's
     return to this user, is used once (``used_at``) and expires at ``expires_at``. The PKCE
-    verifier is a Fernet token. ``request`` holds what the user asked for besides the
+    verifier is a Fernet token. ``launch_ticket`` is the digest of the single-use link the
+    user's browser opens (core/oauth_launch.py); opening it (``launched_at``) sends the
+    browser on to ``authorization_url`` and binds it: ``browser_binding`` is the digest of
+    the secret in that browser's cookie, which the callback requires. ``request`` holds what the user asked for besides the
     provider (sharing, display name, server overrides), never a secret. ``target_account``
     is the account to reconnect, if any; ``account`` the one connected in the end.
     """
@@ -302,6 +305,10 @@ class OAuthSignIn(Model):
     provider = fields.CharField(max_length=64)
     state = fields.CharField(max_length=128, unique=True)
     code_verifier = fields.TextField()  # Fernet token
+    launch_ticket = fields.CharField(max_length=64, unique=True, null=True)  # SHA-256 hex
+    authorization_url = fields.TextField(null=True)  # the provider's consent URL
+    browser_binding = fields.CharField(max_length=64, null=True)  # SHA-256 hex of the cookie
+    launched_at = fields.DatetimeField(null=True)
     request = fields.JSONField(default=dict)
     target_account_id = fields.IntField(null=True)  # the account to reconnect
     account_id = fields.IntField(null=True)  # the account connected

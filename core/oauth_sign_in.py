@@ -37,6 +37,7 @@ from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .mailserver import ConnectPolicy
 from .models import MailAccount, OAuthSignIn, OAuthSignInStatus, SharingPermission, User
 from .oauth_clients import OAuthClientSettings, oauth_client_for_sign_in
+from .oauth_launch import browser_matches, browser_mismatch, launch_url, new_ticket, start_again
 from .oauth_tokens import check_endpoint_host, store_grant, token_client
 from .provider_registry import ProviderRegistry
 from .providers import AuthKind, Security
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: how long a started sign-in waits for the browser to come back
 SIGN_IN_LIFETIME = timedelta(minutes=10)
+#: how long a finished or expired sign-in stays for a frontend to poll, then it is deleted
+SIGN_IN_RETENTION = timedelta(days=7)
 _PROVIDER_ERROR = re.compile(r"[a-z_]{1,64}")
 
 
@@ -68,7 +71,8 @@ class SignInRequest:
 
 @dataclass(frozen=True)
 class StartedSignIn:
-    """The consent URL to open in the user's browser, and the sign-in to poll."""
+    """The link to open in the user's browser (this server's ``/oauth/start``, which
+    binds the browser and redirects to the provider's consent), and the sign-in to poll."""
 
     sign_in: OAuthSignIn
     authorization_url: str
@@ -84,6 +88,7 @@ class SignInOutcome:
     account_id: int | None = None
     email: str | None = None
     frontend_redirect_url: str | None = None
+    sign_in_id: int | None = None  # None when the state named no sign-in
 
 
 def _now() -> datetime:
@@ -110,7 +115,9 @@ async def start_sign_in(
     actor: User, request: SignInRequest, *, registry: ProviderRegistry, secrets: SecretBox,
     settings: Settings, policy: ConnectPolicy,
 ) -> StartedSignIn:
-    """Record a sign-in for ``actor`` and build the provider's consent URL.
+    """Record a sign-in for ``actor``, build the provider's consent URL and answer the
+    single-use link that opens it in a browser (core/oauth_launch.py). Sign-ins that ended
+    more than :data:`SIGN_IN_RETENTION` ago are deleted on the way.
 
     :raises SalesInboxError: ``UNKNOWN_PROVIDER``; ``INVALID_INPUT`` for a provider without
         OAuth, a reconnect of an account of another provider, a bad address or day limit;
@@ -144,12 +151,16 @@ async def start_sign_in(
         url, _ = client.create_authorization_url(
             config.authorization_url, state=state, code_verifier=verifier, **params
         )
+    ticket, ticket_digest = new_ticket()
+    link = launch_url(settings, ticket)
+    await OAuthSignIn.filter(expires_at__lt=_now() - SIGN_IN_RETENTION).delete()
     row = await OAuthSignIn.create(
         user=actor, provider=request.provider, state=state, code_verifier=secrets.encrypt(verifier),
+        launch_ticket=ticket_digest, authorization_url=url,
         request=saved, target_account_id=request.account_id, expires_at=_now() + SIGN_IN_LIFETIME,
     )
     log.info("OAuth sign-in %s started by user %s for provider %s", row.id, actor.id, request.provider)
-    return StartedSignIn(row, url)
+    return StartedSignIn(row, link)
 
 
 async def get_sign_in(actor: User, sign_in_id: int) -> OAuthSignIn:
@@ -166,26 +177,27 @@ class _Failed(Exception):
 
 
 async def complete_sign_in(
-    query: Mapping[str, str], *, registry: ProviderRegistry, secrets: SecretBox, settings: Settings,
-    policy: ConnectPolicy, request_sync: Callable[[int], None],
+    query: Mapping[str, str], cookies: Mapping[str, str], *, registry: ProviderRegistry,
+    secrets: SecretBox, settings: Settings, policy: ConnectPolicy, request_sync: Callable[[int], None],
 ) -> SignInOutcome:
     """Finish the sign-in the callback's ``query`` (``state`` with ``code`` or ``error``)
-    belongs to; never raises a :class:`SalesInboxError`: a failure is the outcome (saved on
-    the sign-in when the state was known and unused)."""
+    belongs to, in the browser whose ``cookies`` hold the sign-in's binding (else
+    ``OAUTH_BROWSER_MISMATCH``); never raises a :class:`SalesInboxError`: a failure is the
+    outcome (saved on the sign-in when the state was known and unused)."""
     state = query.get("state") or ""
     row = await OAuthSignIn.get_or_none(state=state).select_related("user") if state else None
     if row is None:
-        return SignInOutcome(OAuthSignInStatus.FAILED, _again(
+        return SignInOutcome(OAuthSignInStatus.FAILED, start_again(
             "This sign-in is unknown to the server (an old or altered link)."),
             ErrorCode.OAUTH_STATE_INVALID.value)
     frontend = await _frontend_url(row, registry, secrets, settings)
     claimed = await OAuthSignIn.filter(id=row.id, used_at=None).update(used_at=_now())
     if not claimed:
-        return SignInOutcome(OAuthSignInStatus.FAILED, _again(
+        return SignInOutcome(OAuthSignInStatus.FAILED, start_again(
             "This sign-in was already used (a reloaded page or a repeated link)."),
-            ErrorCode.OAUTH_STATE_INVALID.value, frontend_redirect_url=frontend)
+            ErrorCode.OAUTH_STATE_INVALID.value, frontend_redirect_url=frontend, sign_in_id=row.id)
     try:
-        account = await _complete(row, query, registry=registry, secrets=secrets, settings=settings,
+        account = await _complete(row, query, cookies, registry=registry, secrets=secrets, settings=settings,
                                   policy=policy)
     except _Failed as failed:
         return await _finish_failed(row, failed.error, frontend)
@@ -198,11 +210,7 @@ async def complete_sign_in(
     return SignInOutcome(OAuthSignInStatus.CONNECTED,
                          f"{account.email} is connected: its mail is being synced into the CRM. "
                          "You can close this page.", account_id=account.id, email=account.email,
-                         frontend_redirect_url=frontend)
-
-
-def _again(reason: str) -> str:
-    return f"{reason} Start again from the app (\"Connect with …\", i.e. startOAuthSignIn)."
+                         frontend_redirect_url=frontend, sign_in_id=row.id)
 
 
 async def _frontend_url(row: OAuthSignIn, registry: ProviderRegistry, secrets: SecretBox,
@@ -220,19 +228,23 @@ async def _finish_failed(row: OAuthSignIn, error: SalesInboxError, frontend: str
     await row.save(update_fields=["status", "error_code", "error_message"])
     log.info("OAuth sign-in %s failed: %s", row.id, error.code.value)
     return SignInOutcome(OAuthSignInStatus.FAILED, error.message, error.code.value,
-                         account_id=row.target_account_id, frontend_redirect_url=frontend)
+                         account_id=row.target_account_id, frontend_redirect_url=frontend,
+                         sign_in_id=row.id)
 
 
-async def _complete(row: OAuthSignIn, query: Mapping[str, str], *, registry: ProviderRegistry,
-                    secrets: SecretBox, settings: Settings, policy: ConnectPolicy) -> MailAccount:
+async def _complete(row: OAuthSignIn, query: Mapping[str, str], cookies: Mapping[str, str], *,
+                    registry: ProviderRegistry, secrets: SecretBox, settings: Settings,
+                    policy: ConnectPolicy) -> MailAccount:
     if row.expires_at <= _now():
-        raise _Failed(SalesInboxError(ErrorCode.OAUTH_STATE_EXPIRED, _again(
+        raise _Failed(SalesInboxError(ErrorCode.OAUTH_STATE_EXPIRED, start_again(
             f"The sign-in waited more than {int(SIGN_IN_LIFETIME.total_seconds() // 60)} minutes.")))
+    if not browser_matches(row, dict(cookies)):
+        raise _Failed(browser_mismatch())
     if query.get("error"):
         raise _Failed(_provider_refusal(query["error"], registry.get(row.provider).display_name))
     code = query.get("code")
     if not code:
-        raise _Failed(SalesInboxError(ErrorCode.OAUTH_STATE_INVALID, _again(
+        raise _Failed(SalesInboxError(ErrorCode.OAUTH_STATE_INVALID, start_again(
             "The provider sent the browser back without an authorisation code.")))
     user: User = row.user
     config, client_secret = await oauth_client_for_sign_in(
@@ -293,7 +305,7 @@ async def _exchange(config: OAuthClientSettings, client_secret: Secret, code: st
                                              code=code, code_verifier=verifier.reveal())
     except OAuthError as error:
         if error.error in {"invalid_grant", "invalid_request"}:
-            raise SalesInboxError(ErrorCode.AUTHENTICATION_FAILED, _again(
+            raise SalesInboxError(ErrorCode.AUTHENTICATION_FAILED, start_again(
                 f"{name} did not accept the sign-in's code (it expired or was already used).")) from None
         if error.error in {"invalid_client", "unauthorized_client"}:
             raise SalesInboxError(ErrorCode.AUTHENTICATION_FAILED, (
@@ -306,7 +318,7 @@ async def _exchange(config: OAuthClientSettings, client_secret: Secret, code: st
         log.warning("OAuth code exchange failed: %s", type(error).__name__)
         raise _unavailable(ErrorCode.CONNECTION_FAILED, name) from None
     if not token.get("access_token"):
-        raise SalesInboxError(ErrorCode.AUTHENTICATION_FAILED, _again(f"{name} gave no access token."))
+        raise SalesInboxError(ErrorCode.AUTHENTICATION_FAILED, start_again(f"{name} gave no access token."))
     return token
 
 

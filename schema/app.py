@@ -25,10 +25,12 @@ from tortoise import connections
 from salesinbox.core import tokens
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.db import open_database
+from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.idle import IdleTiming
 from salesinbox.core.mailer import send_sync_confirmation
 from salesinbox.core.models import MailAccount
 from salesinbox.core.oauth_clients import CALLBACK_PATH
+from salesinbox.core.oauth_launch import START_PATH, cookie_name, cookie_path, launch_sign_in
 from salesinbox.core.oauth_sign_in import complete_sign_in
 from salesinbox.core.plugins import get_plugin_manager
 from salesinbox.core.provider_registry import ProviderRegistry
@@ -40,8 +42,8 @@ from .api import build_schema
 from .context import Context, Services
 from .graphiql import graphiql_static_mount, render_graphiql_page
 from .http_limits import RequestLimits
-from .oauth_sign_in import callback_response
 from .http_requests import check_content_type, decode_body, loads, refusal_response, request_data
+from .oauth_sign_in import callback_response, launch_response
 from .websocket import TransportWSHandler, offers_supported_protocol, refuse_handshake
 
 GRAPHQL_PATH = "/graphql"
@@ -111,10 +113,24 @@ async def oauth_callback(request: Request) -> Response:
     (core/oauth_sign_in.py does the work; the answer is a page or a frontend redirect)."""
     services: Services = request.app.state.services
     outcome = await complete_sign_in(
-        request.query_params, registry=services.providers, secrets=services.secrets,
+        request.query_params, request.cookies, registry=services.providers, secrets=services.secrets,
         settings=services.settings, policy=services.connect_policy, request_sync=services.request_sync,
     )
-    return callback_response(outcome)
+    response = callback_response(outcome)
+    if outcome.sign_in_id is not None:  # the binding has served: the browser forgets it
+        response.delete_cookie(cookie_name(outcome.sign_in_id), path=cookie_path(services.settings))
+    return response
+
+
+async def oauth_start(request: Request) -> Response:
+    """``GET /oauth/start?ticket=…``: the link ``startOAuthSignIn`` answers; binds this
+    browser to the sign-in (a cookie, core/oauth_launch.py) and redirects to the provider."""
+    settings = request.app.state.services.settings
+    try:
+        launch = await launch_sign_in(request.query_params.get("ticket", ""), settings)
+    except SalesInboxError as error:
+        return launch_response(None, error)
+    return launch_response(launch, None)
 
 
 def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | None = None) -> Services:
@@ -192,6 +208,7 @@ def create_app(
             WebSocketRoute(GRAPHQL_PATH, graphql),
             Route("/healthz", healthz, methods=["GET"]),
             Route(CALLBACK_PATH, oauth_callback, methods=["GET"]),
+            Route(START_PATH, oauth_start, methods=["GET"]),
             graphiql_static_mount(),
         ]
     )

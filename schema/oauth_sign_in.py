@@ -11,7 +11,9 @@ import strawberry
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from salesinbox.core import oauth_sign_in
+from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.models import OAuthSignIn, OAuthSignInStatus, SharingPermission
+from salesinbox.core.oauth_launch import Launch
 from salesinbox.core.oauth_sign_in import SignInOutcome
 
 from .accounts import ServerInput, SharingEnum
@@ -48,9 +50,12 @@ class OAuthSignInType:
         )
 
 
-@strawberry.type(name="OAuthSignInStart", description="Open authorizationUrl in the user's browser.")
+@strawberry.type(name="OAuthSignInStart", description="Open authorizationUrl in the user's browser at once.")
 class OAuthSignInStartType:
-    authorization_url: str = strawberry.field(description="The provider's consent page for this sign-in.")
+    authorization_url: str = strawberry.field(description=(
+        "This server's single-use link (/oauth/start) that binds the browser opening it to the "
+        "sign-in and forwards it to the provider's consent page; the consent must be finished "
+        "in that browser. Do not pass it on: whoever opens it first gets to finish the sign-in."))
     expires_at: datetime
     sign_in: OAuthSignInType = strawberry.field(description="Poll it with oauthSignIn(id).")
 
@@ -113,6 +118,32 @@ code{{background:#eee;padding:0 .2em}}</style></head>
 <body><h1>{title}</h1><p id="message">{message}</p>{code}</body></html>"""
 
 
+_NO_STORE = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+_PAGE_CSP = "default-src 'none'; style-src 'unsafe-inline'"
+
+
+def launch_response(launch: Launch | None, error: SalesInboxError | None) -> Response:
+    """``/oauth/start``'s answer: a 303 to the provider's consent page that sets the
+    browser's binding cookie (HttpOnly, SameSite=Lax so that it comes back with the
+    provider's top-level redirect to the callback), or the error page."""
+    if launch is None:
+        assert error is not None
+        return _page("The sign-in could not start", error.message, error.code.value)
+    response = RedirectResponse(launch.provider_url, 303, headers=_NO_STORE)
+    binding = launch.binding
+    response.set_cookie(binding.name, binding.value, path=binding.path, secure=binding.secure,
+                        httponly=True, samesite="lax", max_age=binding.max_age)
+    return response
+
+
+def _page(title: str, message: str, error_code: str | None) -> HTMLResponse:
+    """A small self-contained page (no external assets, text escaped, never cached)."""
+    code = "" if error_code is None else f'<p>Error code: <code id="code">{html.escape(error_code)}</code></p>'
+    page = _PAGE.format(title=title, message=html.escape(message), code=code)
+    return HTMLResponse(page, 200 if error_code is None else 400,
+                        headers={**_NO_STORE, "Content-Security-Policy": _PAGE_CSP})
+
+
 def callback_response(outcome: SignInOutcome) -> Response:
     """The callback's answer: a 303 to the admin's frontend page when one is set, else a
     small self-contained page (no external assets, text escaped, never cached)."""
@@ -123,11 +154,7 @@ def callback_response(outcome: SignInOutcome) -> Response:
             query = {"status": "error", "code": outcome.error_code or ""}
         separator = "&" if "?" in outcome.frontend_redirect_url else "?"
         return RedirectResponse(f"{outcome.frontend_redirect_url}{separator}{urlencode(query)}", 303,
-                                headers={"Cache-Control": "no-store"})
-    connected = outcome.status == OAuthSignInStatus.CONNECTED
-    code = "" if connected else f'<p>Error code: <code id="code">{html.escape(outcome.error_code or "")}</code></p>'
-    page = _PAGE.format(title="Mailbox connected" if connected else "The mailbox was not connected",
-                        message=html.escape(outcome.message), code=code)
-    return HTMLResponse(page, 200 if connected else 400, headers={
-        "Cache-Control": "no-store", "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'",
-    })
+                                headers=_NO_STORE)
+    if outcome.status == OAuthSignInStatus.CONNECTED:
+        return _page("Mailbox connected", outcome.message, None)
+    return _page("The mailbox was not connected", outcome.message, outcome.error_code or "")

@@ -4,6 +4,7 @@ SMTP server: in headless Chromium with the app under uvicorn, and over HTTP for 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import replace
@@ -18,6 +19,7 @@ from starlette.applications import Starlette
 
 from salesinbox.core.models import MailAccount, Message, OAuthGrant, OAuthSignIn, SyncState, User
 from salesinbox.core.oauth_clients import OAuthClientInput, redirect_url, set_oauth_client
+from salesinbox.core.oauth_launch import launch_sign_in
 from salesinbox.core.settings import Settings
 from salesinbox.core.sync import sync_account
 
@@ -88,12 +90,36 @@ def consent(url: str, decision: str = "approve", email: str | None = None) -> st
     return answer.headers["location"]
 
 
-async def callback(app: Starlette, location: str) -> httpx.Response:
-    """Our callback, reached by the browser's redirect (in process)."""
-    parts = urlsplit(location)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        return await http.get(f"{parts.path}?{parts.query}")
+class Browser:
+    """One browser: its cookie jar for our app (in process) across the trip to the IdP."""
+
+    def __init__(self, app: Starlette) -> None:
+        self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
+
+    async def get(self, url: str) -> httpx.Response:
+        parts = urlsplit(url)
+        return await self.http.get(f"{parts.path}?{parts.query}")
+
+    async def open(self, link: str) -> str:
+        """Open the sign-in link startOAuthSignIn answered; the provider URL it redirects to."""
+        answer = await self.get(link)
+        assert answer.status_code == 303, answer.text
+        return answer.headers["location"]
+
+    async def approve(self, link: str, decision: str = "approve", email: str | None = None) -> str:
+        """Open the link and answer the IdP's consent page; the callback URL it sends us to."""
+        return consent(await self.open(link), decision, email)
+
+    async def callback(self, location: str) -> httpx.Response:
+        """Our callback, reached by the IdP's redirect."""
+        return await self.get(location)
+
+
+async def sign_in(app: Starlette, started: dict, decision: str = "approve",
+                  email: str | None = None) -> httpx.Response:
+    """The whole consent in a fresh browser: the callback's answer."""
+    browser = Browser(app)
+    return await browser.callback(await browser.approve(started["authorizationUrl"], decision, email))
 
 
 @pytest.fixture
@@ -117,13 +143,17 @@ async def test_sign_in_connects_the_account_with_a_grant_and_it_syncs(
     caplog.set_level(logging.DEBUG)
     started = await start(api, rep_token, oauth_account, provider, email=oauth_account.address,
                           displayName="Rex G", sharing="PRIVATE", syncDaysLimit=30, options=[])
-    assert urlsplit(started["authorizationUrl"]).netloc == urlsplit(oauth_server.base_url).netloc
-    query = parse_qs(urlsplit(started["authorizationUrl"]).query)
+    assert started["authorizationUrl"].startswith(f"{db.public_url}/oauth/start?ticket=")
+    browser = Browser(ready)
+    consent_url = await browser.open(started["authorizationUrl"])
+    assert urlsplit(consent_url).netloc == urlsplit(oauth_server.base_url).netloc
+    query = parse_qs(urlsplit(consent_url).query)
     assert query["code_challenge_method"] == ["S256"] and query["login_hint"] == [oauth_account.address]
     (param, value), scope = PROVIDERS[provider]
     assert query[param] == [value] and scope in query["scope"][0].split()
     assert started["signIn"]["status"] == "PENDING" and started["signIn"]["provider"] == provider
-    page = await callback(ready, consent(started["authorizationUrl"]))
+    location = consent(consent_url)
+    page = await browser.callback(location)
     assert page.status_code == 200, page.text
     assert "is connected" in page.text and "access_token" not in page.text
     polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
@@ -141,9 +171,9 @@ async def test_sign_in_connects_the_account_with_a_grant_and_it_syncs(
         assert token not in page.text and token not in str(row.request)
         # every log line but the test IdP's own (Authlib's server logs what it issues)
         assert not [r.name for r in caplog.records if token in r.getMessage() and not r.name.startswith("authlib")]
-    assert "code_verifier" not in started["authorizationUrl"]  # only its S256 challenge
+    assert "code_verifier" not in consent_url  # only its S256 challenge
     # the state is single use: the same return again is refused, the outcome stays
-    again = await callback(ready, consent(started["authorizationUrl"]))
+    again = await browser.callback(location)
     assert again.status_code == 400 and "OAUTH_STATE_INVALID" in again.text
     assert "already used" in again.text
     polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
@@ -154,7 +184,7 @@ async def test_denied_consent_is_a_typed_error_page_and_failed_status(
     ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
 ) -> None:
     started = await start(api, rep_token, oauth_account)
-    page = await callback(ready, consent(started["authorizationUrl"], decision="deny"))
+    page = await sign_in(ready, started, decision="deny")
     assert page.status_code == 400 and "OAUTH_DENIED" in page.text and "approve" in page.text
     polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
     assert polled["status"] == "FAILED" and polled["errorCode"] == "OAUTH_DENIED"
@@ -166,17 +196,105 @@ async def test_expired_and_unknown_states(
     ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
 ) -> None:
     started = await start(api, rep_token, oauth_account)
-    location = consent(started["authorizationUrl"])
+    browser = Browser(ready)
+    location = await browser.approve(started["authorizationUrl"])
     await OAuthSignIn.filter(id=int(started["signIn"]["id"])).update(
         expires_at=datetime.now(UTC) - timedelta(seconds=1))
-    page = await callback(ready, location)
+    page = await browser.callback(location)
     assert page.status_code == 400 and "OAUTH_STATE_EXPIRED" in page.text
     polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
     assert polled["errorCode"] == "OAUTH_STATE_EXPIRED"
     forged = location.replace("state=", "state=x")
-    page = await callback(ready, forged)
+    page = await browser.callback(forged)
     assert page.status_code == 400 and "OAUTH_STATE_INVALID" in page.text and "unknown" in page.text
     assert not await MailAccount.exists(email=oauth_account.address)
+
+
+async def test_the_consent_finishes_only_in_the_browser_that_opened_the_link(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
+) -> None:
+    started = await start(api, rep_token, oauth_account)
+    opener = Browser(ready)
+    consent_url = await opener.open(started["authorizationUrl"])
+    # the link is single use: another browser (the link passed on, or a reload) gets nothing
+    second = await Browser(ready).get(started["authorizationUrl"])
+    assert second.status_code == 400 and "OAUTH_STATE_INVALID" in second.text and "already opened" in second.text
+    assert "location" not in second.headers and "set-cookie" not in second.headers
+    # the provider's page passed on: the approval comes back to a browser without the binding
+    location = consent(consent_url)
+    forger = Browser(ready)
+    forger.http.cookies.set(f"salesinbox_oauth_{started['signIn']['id']}", "guessed", domain="testserver",
+                            path="/oauth")
+    elsewhere = await forger.callback(location)
+    assert elsewhere.status_code == 400 and "OAUTH_BROWSER_MISMATCH" in elsewhere.text
+    assert "browser that opens the link" in elsewhere.text
+    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
+    assert polled["status"] == "FAILED" and polled["errorCode"] == "OAUTH_BROWSER_MISMATCH"
+    assert not await MailAccount.exists(email=oauth_account.address)
+    # the state is spent: the approval cannot be replayed, not even in the right browser
+    page = await opener.callback(location)
+    assert page.status_code == 400 and "OAUTH_STATE_INVALID" in page.text
+
+
+async def test_the_link_sets_a_digested_httponly_binding_that_the_callback_clears(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox, db: Settings,
+) -> None:
+    started = await start(api, rep_token, oauth_account)
+    ticket = parse_qs(urlsplit(started["authorizationUrl"]).query)["ticket"][0]
+    browser = Browser(ready)
+    opened = await browser.get(started["authorizationUrl"])
+    assert opened.status_code == 303 and opened.headers["cache-control"] == "no-store"
+    assert opened.headers["referrer-policy"] == "no-referrer"
+    name = f"salesinbox_oauth_{started['signIn']['id']}"
+    set_cookie = opened.headers["set-cookie"]
+    assert set_cookie.startswith(f"{name}=") and "HttpOnly" in set_cookie and "Path=/oauth" in set_cookie
+    assert "SameSite=lax" in set_cookie and "Secure" not in set_cookie  # http://…: no Secure
+    secret = browser.http.cookies[name]
+    row = await OAuthSignIn.get(id=int(started["signIn"]["id"]))
+    # the database holds digests only: neither the link nor the cookie can be rebuilt from it
+    assert row.launch_ticket == hashlib.sha256(ticket.encode()).hexdigest() != ticket
+    assert row.browser_binding == hashlib.sha256(secret.encode()).hexdigest() != secret
+    page = await browser.callback(consent(opened.headers["location"]))
+    assert page.status_code == 200, page.text
+    assert name not in browser.http.cookies  # the callback told the browser to forget it
+    # an https server marks it Secure; a path prefix scopes it
+    again = await start(api, rep_token, oauth_account)
+    launch = await launch_sign_in(parse_qs(urlsplit(again["authorizationUrl"]).query)["ticket"][0],
+                                  replace(db, public_url="https://crm.example.test/inbox/"))
+    assert launch.binding.secure and launch.binding.path == "/inbox/oauth"
+    assert launch.provider_url.startswith(oauth_account_idp(launch.provider_url))
+
+
+def oauth_account_idp(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/authorize?"
+
+
+async def test_unknown_and_expired_links(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox, db: Settings,
+) -> None:
+    unknown = await Browser(ready).get(f"{db.public_url}/oauth/start?ticket=nope")
+    assert unknown.status_code == 400 and "OAUTH_STATE_INVALID" in unknown.text and "unknown" in unknown.text
+    missing = await Browser(ready).get(f"{db.public_url}/oauth/start?")
+    assert missing.status_code == 400 and "OAUTH_STATE_INVALID" in missing.text
+    started = await start(api, rep_token, oauth_account)
+    await OAuthSignIn.filter(id=int(started["signIn"]["id"])).update(
+        expires_at=datetime.now(UTC) - timedelta(seconds=1))
+    expired = await Browser(ready).get(started["authorizationUrl"])
+    assert expired.status_code == 400 and "OAUTH_STATE_EXPIRED" in expired.text and "start" in expired.text.lower()
+
+
+async def test_sign_ins_that_ended_a_week_ago_are_deleted(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
+) -> None:
+    old, recent = [int((await start(api, rep_token, oauth_account))["signIn"]["id"]) for _ in range(2)]
+    now = datetime.now(UTC)
+    await OAuthSignIn.filter(id=old).update(expires_at=now - timedelta(days=7, minutes=1))
+    await OAuthSignIn.filter(id=recent).update(expires_at=now - timedelta(days=6))
+    newest = int((await start(api, rep_token, oauth_account))["signIn"]["id"])
+    assert sorted(await OAuthSignIn.all().values_list("id", flat=True)) == [recent, newest]
+    error = await api.error(POLL, {"id": str(old)}, rep_token)
+    assert error["extensions"]["code"] == "NOT_FOUND"
 
 
 async def test_token_endpoint_down_is_a_retryable_error(
@@ -184,9 +302,10 @@ async def test_token_endpoint_down_is_a_retryable_error(
     oauth_server: OAuthServer,
 ) -> None:
     started = await start(api, rep_token, oauth_account)
-    location = consent(started["authorizationUrl"])
+    browser = Browser(ready)
+    location = await browser.approve(started["authorizationUrl"])
     oauth_server.token_endpoint_down = True
-    page = await callback(ready, location)
+    page = await browser.callback(location)
     assert page.status_code == 400 and "CONNECTION_FAILED" in page.text and "try again" in page.text
     polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
     assert polled["status"] == "FAILED" and polled["errorCode"] == "CONNECTION_FAILED"
@@ -194,7 +313,7 @@ async def test_token_endpoint_down_is_a_retryable_error(
 
 async def signed_in_account(ready: Starlette, api: GraphQLClient, token: str, box: TestMailbox) -> MailAccount:
     started = await start(api, token, box)
-    page = await callback(ready, consent(started["authorizationUrl"]))
+    page = await sign_in(ready, started)
     assert page.status_code == 200, page.text
     return await MailAccount.get(email=box.address)
 
@@ -216,8 +335,10 @@ async def test_reconnect_clears_needs_reauth_and_resumes_without_duplicates(
     assert shown["syncState"] == "NEEDS_REAUTH"
     assert "startOAuthSignIn" in shown["syncError"] and f'accountId "{account.id}"' in shown["syncError"]
     started = await start(api, rep_token, oauth_account, accountId=str(account.id))
-    assert parse_qs(urlsplit(started["authorizationUrl"]).query)["login_hint"] == [oauth_account.address]
-    page = await callback(ready, consent(started["authorizationUrl"]))
+    browser = Browser(ready)
+    consent_url = await browser.open(started["authorizationUrl"])
+    assert parse_qs(urlsplit(consent_url).query)["login_hint"] == [oauth_account.address]
+    page = await browser.callback(consent(consent_url))
     assert page.status_code == 200, page.text
     assert await MailAccount.filter(email=oauth_account.address).count() == 1
     await account.refresh_from_db()
@@ -232,7 +353,7 @@ async def test_reconnect_to_another_mailbox_is_refused(
 ) -> None:
     account = await signed_in_account(ready, api, rep_token, oauth_account)
     started = await start(api, rep_token, oauth_account, accountId=str(account.id))
-    page = await callback(ready, consent(started["authorizationUrl"], email="someone.else@example.test"))
+    page = await sign_in(ready, started, email="someone.else@example.test")
     assert page.status_code == 400 and "WRONG_MAILBOX" in page.text
     assert "someone.else@example.test" in page.text and oauth_account.address in page.text
     polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
@@ -243,7 +364,7 @@ async def test_a_new_connection_to_another_mailbox_than_declared_is_refused(
     ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
 ) -> None:
     started = await start(api, rep_token, oauth_account, email=oauth_account.address)
-    page = await callback(ready, consent(started["authorizationUrl"], email="someone.else@example.test"))
+    page = await sign_in(ready, started, email="someone.else@example.test")
     assert page.status_code == 400 and "WRONG_MAILBOX" in page.text
     assert "someone.else@example.test" in page.text and oauth_account.address in page.text
     assert await MailAccount.filter(email="someone.else@example.test").count() == 0
@@ -255,12 +376,12 @@ async def test_frontend_redirect_mode(
 ) -> None:
     await configure(admin, oauth_server, db, app.state.services, frontend="https://crm.example.test/connected")
     started = await start(api, rep_token, oauth_account)
-    page = await callback(app, consent(started["authorizationUrl"]))
+    page = await sign_in(app, started)
     assert page.status_code == 303
     account = await MailAccount.get(email=oauth_account.address)
     assert page.headers["location"] == f"https://crm.example.test/connected?status=connected&accountId={account.id}"
     started = await start(api, rep_token, oauth_account)
-    page = await callback(app, consent(started["authorizationUrl"], decision="deny"))
+    page = await sign_in(app, started, decision="deny")
     assert page.headers["location"] == "https://crm.example.test/connected?status=error&code=OAUTH_DENIED"
 
 
@@ -309,7 +430,7 @@ async def test_a_server_refusing_the_new_token_saves_nothing(
 ) -> None:
     closed = {"host": "localhost", "port": free_port(), "security": "STARTTLS"}
     started = await start(api, rep_token, oauth_account, outgoing=closed)
-    page = await callback(ready, consent(started["authorizationUrl"]))
+    page = await sign_in(ready, started)
     assert page.status_code == 400 and "CONNECTION_FAILED" in page.text
     polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
     assert polled["status"] == "FAILED" and polled["errorCode"] == "CONNECTION_FAILED"
@@ -326,7 +447,7 @@ async def test_signing_in_to_a_password_account_switches_it_to_oauth(
         "authKind": "APP_PASSWORD", **servers_of(oauth_account)}}, rep_token)
     account_id = int(data["connectMailAccount"]["id"])
     started = await start(api, rep_token, oauth_account)
-    page = await callback(ready, consent(started["authorizationUrl"]))
+    page = await sign_in(ready, started)
     assert page.status_code == 200, page.text
     account = await MailAccount.get(email=oauth_account.address)
     assert account.id == account_id and account.imap_auth_kind == account.smtp_auth_kind == "XOAUTH2"
