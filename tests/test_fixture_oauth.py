@@ -5,6 +5,9 @@ XOAUTH2/OAUTHBEARER, and a consent clicked in headless Chromium."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import smtplib
 import time
@@ -116,6 +119,31 @@ def test_code_flow_with_pkce(http: httpx.Client, oauth_server: OAuthServer) -> N
                            "sub": oauth_server.tokens_of("ann@example.test")[0].user.sub}
     assert oauth_server.token_requests == {"authorization_code": 3}
     assert oauth_server.consents == {"approve": 1}
+
+
+def test_openid_scope_adds_a_signed_id_token(http: httpx.Client, oauth_server: OAuthServer) -> None:
+    verifier, challenge = pkce_pair()
+    params = authorize_params(oauth_server, challenge, scope=f"openid {SCOPE}")
+    code = consent(http, oauth_server, params, email="Ann@Example.test")["code"]
+    body = http.post(oauth_server.url("/token"), auth=client_auth(oauth_server), data={
+        "grant_type": "authorization_code", "code": code,
+        "redirect_uri": oauth_server.url("/callback"), "code_verifier": verifier}).json()
+    header, payload, signature = body["id_token"].split(".")
+    expected = hmac.new(oauth_server.client.client_secret.encode(), f"{header}.{payload}".encode(),
+                        hashlib.sha256).digest()
+    assert base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4)) == expected
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["email"] == claims["preferred_username"] == "ann@example.test"
+    assert claims["aud"] == oauth_server.client.client_id and claims["iss"] == oauth_server.base_url
+    # without openid, or with the claims switched off, there is none
+    assert "id_token" not in sign_in(http, oauth_server)
+    oauth_server.id_token_claims = frozenset()
+    verifier, challenge = pkce_pair()
+    code = consent(http, oauth_server, authorize_params(oauth_server, challenge, scope=f"openid {SCOPE}"))["code"]
+    body = http.post(oauth_server.url("/token"), auth=client_auth(oauth_server), data={
+        "grant_type": "authorization_code", "code": code,
+        "redirect_uri": oauth_server.url("/callback"), "code_verifier": verifier}).json()
+    assert "id_token" not in body and body["access_token"]
 
 
 @pytest.mark.parametrize("change", [{"code_challenge_method": ""},

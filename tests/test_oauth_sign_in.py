@@ -52,13 +52,15 @@ PROVIDERS = {
 
 async def configure(admin: User, server: OAuthServer, settings: Settings, services: object,
                     frontend: str | None = None, provider: str = "gmail") -> None:
-    """The admin points ``provider``'s OAuth client at ``server`` (every endpoint overridden,
-    Microsoft's ``{tenant}`` URLs too), registered with our callback."""
+    """The admin points ``provider``'s OAuth client at ``server`` (every declared endpoint
+    overridden, Microsoft's ``{tenant}`` URLs too), registered with our callback. Microsoft
+    declares no userinfo endpoint (its address comes from the ID token), so none is set."""
     client = server.register_client(redirect_uris=(redirect_url(settings),))
     await set_oauth_client(admin, OAuthClientInput(
         provider=provider, client_id=client.client_id, client_secret=client.client_secret,
         authorization_url=server.url("/authorize"), token_url=server.url("/token"),
-        revocation_url=server.url("/revoke"), userinfo_url=server.url("/userinfo"),
+        revocation_url=server.url("/revoke"),
+        userinfo_url=server.url("/userinfo") if provider == "gmail" else None,
         frontend_redirect_url=frontend,
     ), registry=services.providers, secrets=services.secrets, settings=settings)
 
@@ -156,6 +158,7 @@ async def test_sign_in_connects_the_account_with_a_grant_and_it_syncs(
     page = await browser.callback(location)
     assert page.status_code == 200, page.text
     assert "is connected" in page.text and "access_token" not in page.text
+    assert oauth_server.userinfo_requests == 0  # the ID token named the mailbox
     polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
     assert polled["status"] == "CONNECTED" and polled["errorCode"] is None
     account = await MailAccount.get(id=int(polled["accountId"]))
@@ -207,6 +210,36 @@ async def test_expired_and_unknown_states(
     forged = location.replace("state=", "state=x")
     page = await browser.callback(forged)
     assert page.status_code == 400 and "OAUTH_STATE_INVALID" in page.text and "unknown" in page.text
+    assert not await MailAccount.exists(email=oauth_account.address)
+
+
+@pytest.mark.parametrize(("provider", "claims", "userinfo_requests"), [
+    ("gmail", frozenset(), 1),  # no ID token: Google's userinfo endpoint names the mailbox
+    ("office365", frozenset({"preferred_username"}), 0),  # a work account without `email`
+])
+async def test_where_the_address_comes_from(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
+    oauth_server: OAuthServer, provider: str, claims: frozenset[str], userinfo_requests: int,
+) -> None:
+    oauth_server.id_token_claims = claims
+    page = await sign_in(ready, await start(api, rep_token, oauth_account, provider))
+    assert page.status_code == 200, page.text
+    assert oauth_server.userinfo_requests == userinfo_requests
+    assert (await MailAccount.get(email=oauth_account.address)).provider == provider
+
+
+async def test_no_claim_naming_the_mailbox_is_a_typed_error(
+    admin: User, app: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
+    oauth_server: OAuthServer, db: Settings,
+) -> None:
+    await configure(admin, oauth_server, db, app.state.services, provider="outlook")
+    oauth_server.id_token_claims = frozenset()  # Microsoft answers no userinfo: nothing to ask
+    started = await start(api, rep_token, oauth_account, "outlook")
+    page = await sign_in(app, started)
+    assert page.status_code == 400 and "AUTHENTICATION_FAILED" in page.text
+    assert "did not tell which mailbox" in page.text and "openid and email" in page.text
+    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
+    assert polled["status"] == "FAILED" and polled["errorCode"] == "AUTHENTICATION_FAILED"
     assert not await MailAccount.exists(email=oauth_account.address)
 
 

@@ -12,7 +12,9 @@ Endpoints (``OAuthServer.url(...)`` gives absolute URLs)::
     GET  /authorize      consent page (code flow, PKCE S256 required, `state` echoed)
     POST /authorize      the page's form: decision=approve|deny, email=<who logs in>
     POST /token          authorization_code | refresh_token (rotated); client_secret_post
-                         or client_secret_basic
+                         or client_secret_basic; a code granted with scope ``openid`` also
+                         answers an OpenID Connect ID token (HS256 with the client secret)
+                         with the claims ``email`` and ``preferred_username``
     POST /revoke         RFC 7009 (the owning client authenticates)
     POST /introspect     RFC 7662 (a resource-server client authenticates, e.g. Dovecot)
     GET  /userinfo       Bearer access token -> {"email", "sub"}
@@ -29,7 +31,11 @@ revokes every token of that grant (one code exchange and its refreshes).
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import html
+import json
 import secrets
 import socket
 import threading
@@ -89,9 +95,11 @@ class OAuthServer:
     the consent page's e-mail; a ``login_hint`` parameter wins), ``token_endpoint_down`` /
     ``introspection_down`` (answer 503), ``revoke_grants(email)``,
     ``expire_access_tokens(email)``, ``issue_tokens(email)`` (tokens without the browser
-    flow), counters ``token_requests`` (per grant_type, failed and 503 ones included),
-    ``introspections``, ``consents`` (approve/deny), ``callbacks`` (queries that reached
-    ``/callback``), and ``reset()``.
+    flow), ``id_token_claims`` (the claims ID tokens carry: a subset of ``email``,
+    ``preferred_username``; empty: no ID token at all), counters ``token_requests`` (per
+    grant_type, failed and 503 ones included), ``introspections``, ``userinfo_requests``,
+    ``consents`` (approve/deny), ``callbacks`` (queries that reached ``/callback``), and
+    ``reset()``.
     """
 
     host = "127.0.0.1"
@@ -123,6 +131,8 @@ class OAuthServer:
             self.introspection_down = False
             self.token_requests: Counter[str] = Counter()
             self.introspections = 0
+            self.userinfo_requests = 0
+            self.id_token_claims: frozenset[str] = frozenset({"email", "preferred_username"})
             self.consents: Counter[str] = Counter()
             self.callbacks: list[dict[str, str]] = []
 
@@ -241,7 +251,25 @@ class OAuthServer:
             self.token_requests[req.form.get("grant_type", "")] += 1
             if self.token_endpoint_down:
                 return JSONResponse({"error": "temporarily_unavailable"}, 503)
-            return self._server.create_token_response(req)
+            response = self._server.create_token_response(req)
+            if req.form.get("grant_type") == "authorization_code" and response.status_code == 200:
+                response = self._with_id_token(response)
+            return response
+
+    def _with_id_token(self, response: Response) -> Response:
+        """Add an OpenID Connect ID token to a code exchange's answer when ``openid`` was
+        granted (signed HS256 with the client secret, as OIDC Core §10.1 allows)."""
+        body = json.loads(response.body)
+        issued = self._tokens[body["access_token"]]
+        if "openid" not in issued.scope.split() or not self.id_token_claims:
+            return response
+        now = int(time.time())
+        claims = {"iss": self.base_url, "sub": issued.user.sub, "aud": issued.client_id,
+                  "iat": now, "exp": now + 3600}
+        claims.update({name: issued.user.email for name in self.id_token_claims})
+        secret = self.clients[issued.client_id].client_secret.encode()
+        body["id_token"] = _jwt_hs256(claims, secret)
+        return JSONResponse(body, 200, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
 
     async def _revoke_endpoint(self, request: Request) -> Response:
         req = StarletteOAuth2Request(request, await request.body())
@@ -259,6 +287,7 @@ class OAuthServer:
     async def _userinfo(self, request: Request) -> Response:
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         with self._lock:
+            self.userinfo_requests += 1
             token = self._tokens.get(value.strip()) if scheme.lower() == "bearer" else None
             if token is None or token.kind != "access_token" or token.is_expired() \
                     or token.revoked:
@@ -340,6 +369,18 @@ class OAuthServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _jwt_hs256(claims: dict, secret: bytes) -> str:
+    """A compact JWS (RFC 7515) of ``claims`` signed HS256."""
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps(claims).encode())
+    signature = hmac.new(secret, f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
