@@ -33,6 +33,7 @@ from .mailserver import (
     decode_text,
     log_failure,
     plan_connection,
+    refused_credentials,
     scrub,
     sendall_chunked,
     token_initial_response,
@@ -382,7 +383,7 @@ def _classify(exc: BaseException, login: ServerLogin, policy: ConnectPolicy, sta
             )
         return MailServerError(
             ErrorCode.AUTHENTICATION_FAILED,
-            "The IMAP server refused the username or password.",
+            f"The IMAP server refused {refused_credentials(login)}.",
             protocol=PROTOCOL, server_message=text,
         )
     if isinstance(exc, imaplib.IMAP4.abort):

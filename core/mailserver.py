@@ -67,6 +67,13 @@ class ServerLogin:
         return f"{host}:{self.port}"
 
 
+def refused_credentials(login: ServerLogin) -> str:
+    """What a server refused, for a message: a password, or a sign-in (OAuth2) token."""
+    if login.mechanism == LoginMechanism.LOGIN:
+        return "the username or password"
+    return "the sign-in token (OAuth2)"
+
+
 @dataclass(frozen=True, slots=True)
 class ConnectPolicy:
     """Deployment rules for outgoing mail connections (from :class:`Settings`).

@@ -29,6 +29,7 @@ from .mailserver import (
     decode_text,
     log_failure,
     plan_connection,
+    refused_credentials,
     scrub,
     token_initial_response,
     transport_error,
@@ -367,7 +368,7 @@ def _classify(exc: BaseException, login: ServerLogin, policy: ConnectPolicy,
                 f"The SMTP server {where} cannot log anyone in right now; try again later.",
                 protocol=PROTOCOL, server_message=text)
         return MailServerError(ErrorCode.AUTHENTICATION_FAILED,
-                               "The SMTP server refused the username or password.",
+                               f"The SMTP server refused {refused_credentials(login)}.",
                                protocol=PROTOCOL, server_message=text)
     if stage == "starting TLS" and isinstance(exc, smtplib.SMTPResponseException):
         return MailServerError(

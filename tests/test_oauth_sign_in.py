@@ -10,6 +10,7 @@ import logging
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -25,6 +26,7 @@ from salesinbox.core.sync import sync_account
 
 from .conftest import GraphQLClient
 from .servers.browser import ChromiumPage
+from .servers.dovecot import DovecotServer
 from .servers.messages import build_message
 from .servers.oauth import OAuthServer
 from .served import free_port, serve
@@ -456,6 +458,37 @@ async def test_sign_in_in_chromium_with_the_app_under_uvicorn(
     oauth_account.dovecot.append(oauth_account.user, "INBOX", build_message(subject="via chromium"))
     await sync_account(account.id, app.state.services.sync_services())
     assert await Message.filter(account_id=account.id).count() == 1
+
+
+@pytest.mark.parametrize(("provider", "refusal", "code", "fix"), [
+    # Gmail says why (Google Workspace admin, or the user's Gmail settings)
+    ("gmail", "Your account is not enabled for IMAP use. Please visit your Gmail settings page and "
+     "enable your account for IMAP access.", "IMAP_DISABLED", "Enable IMAP access"),
+    # Exchange Online answers a bare refusal to a live token of a mailbox without IMAP
+    ("office365", None, "AUTHENTICATION_FAILED", "Set-CASMailbox"),
+])
+async def test_a_tenant_with_imap_switched_off(
+    ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox,
+    oauth_server: OAuthServer, dovecot_factory: Callable[..., DovecotServer], provider: str,
+    refusal: str | None, code: str, fix: str,
+) -> None:
+    resource = oauth_server.resource_client
+    switched_off = dovecot_factory(oauth2_introspection_url=oauth_server.introspection_url,
+                                   oauth2_client_id=resource.client_id,
+                                   oauth2_client_secret=resource.client_secret, oauth2_refuse_all=True)
+    if refusal:
+        oauth_server.introspection_extra = {"imap_refusal": refusal}
+    incoming = {"host": "localhost", "port": switched_off.port, "security": "STARTTLS"}
+    started = await start(api, rep_token, oauth_account, provider, incoming=incoming)
+    page = await sign_in(ready, started)
+    assert page.status_code == 400 and code in page.text and fix in page.text, page.text
+    assert oauth_server.introspections >= 1  # the token was live: the tenant refused it
+    if code == "AUTHENTICATION_FAILED":  # not "the username or password": there was none
+        assert "refused the sign-in token (OAuth2)" in page.text and "password" not in page.text.lower()
+    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
+    assert polled["status"] == "FAILED" and polled["errorCode"] == code and fix in polled["errorMessage"]
+    assert not await MailAccount.exists(email=oauth_account.address)
+    assert not await OAuthGrant.exists()
 
 
 async def test_a_server_refusing_the_new_token_saves_nothing(

@@ -26,6 +26,7 @@ from salesinbox.core import (
     ServerEndpoint,
     hookimpl,
 )
+from salesinbox.plugins.outlook import OAUTH_REFUSED_HINT  # the same Exchange Online
 
 KEY = "office365"
 
@@ -105,7 +106,8 @@ def salesinbox_stores_sent_mail(provider: str) -> bool | None:
 
 @hookimpl
 def salesinbox_auth_failure_hint(context: AuthFailureContext) -> str | None:
-    """Passwords cannot work at all: say to use Microsoft sign-in."""
+    """Passwords cannot work at all: say to use Microsoft sign-in; a refused sign-in token
+    is most often a mailbox whose IMAP or SMTP AUTH is off in Exchange Online."""
     if context.provider != KEY:
         return None
-    return HINT
+    return OAUTH_REFUSED_HINT if context.auth_kind == AuthKind.XOAUTH2 else HINT

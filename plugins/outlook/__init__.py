@@ -36,6 +36,16 @@ HINT = (
     "connect with Microsoft sign-in (OAuth2)."
 )
 
+#: Exchange Online refuses a live token with a bare "AUTHENTICATE failed" when the mailbox
+#: may not use IMAP or SMTP AUTH (switched off per mailbox or for the whole tenant)
+OAUTH_REFUSED_HINT = (
+    "Microsoft refused the sign-in token for this mailbox. If the sign-in just succeeded, "
+    "IMAP or SMTP AUTH is switched off for it: an Exchange admin can allow both "
+    "(Set-CASMailbox <address> -ImapEnabled $true -SmtpClientAuthenticationDisabled $false, or "
+    "the tenant-wide SMTP AUTH setting), and the app registration needs the "
+    "IMAP.AccessAsUser.All and SMTP.Send permissions. Otherwise connect again with Microsoft sign-in."
+)
+
 #: Microsoft identity platform v2; no revocation endpoint, and its userinfo endpoint answers
 #: only Microsoft Graph tokens, so the address comes from the ID token
 OAUTH = OAuthServer(
@@ -134,7 +144,8 @@ def salesinbox_stores_sent_mail(provider: str) -> bool | None:
 
 @hookimpl
 def salesinbox_auth_failure_hint(context: AuthFailureContext) -> str | None:
-    """Passwords cannot work at all: say to use Microsoft sign-in."""
+    """Passwords cannot work at all: say to use Microsoft sign-in; a refused sign-in token
+    is most often a mailbox whose IMAP or SMTP AUTH is off in Exchange Online."""
     if context.provider != KEY:
         return None
-    return HINT
+    return OAUTH_REFUSED_HINT if context.auth_kind == AuthKind.XOAUTH2 else HINT

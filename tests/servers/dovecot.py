@@ -102,11 +102,13 @@ class DovecotServer:
         oauth2_introspection_url: str | None = None,
         oauth2_client_id: str = "",
         oauth2_client_secret: str = "",
+        oauth2_refuse_all: bool = False,
     ) -> None:
         self.certs = certs
         self.oauth2_introspection_url = oauth2_introspection_url
         self.oauth2_client_id = oauth2_client_id
         self.oauth2_client_secret = oauth2_client_secret
+        self.oauth2_refuse_all = oauth2_refuse_all
         self.untrusted_cert = untrusted_cert
         self.separator = separator
         self.extra_config = extra_config
@@ -221,6 +223,9 @@ service imap-login {{
             "username_format = %Lu\n"
             "active_attribute = active\n"
             "active_value = true\n"
+            # a tenant whose IMAP access is off: every live token is refused (nologin), with
+            # the introspection's `imap_refusal` as the reason when it has one
+            + ("pass_attrs = nologin=y reason=%{oauth2:imap_refusal}\n" if self.oauth2_refuse_all else "")
         )
         os.chown(path, 0, grp.getgrnam("dovecot").gr_gid)
         path.chmod(0o640)

@@ -96,7 +96,8 @@ class OAuthServer:
     ``introspection_down`` (answer 503), ``revoke_grants(email)``,
     ``expire_access_tokens(email)``, ``issue_tokens(email)`` (tokens without the browser
     flow), ``id_token_claims`` (the claims ID tokens carry: a subset of ``email``,
-    ``preferred_username``; empty: no ID token at all), counters ``token_requests`` (per
+    ``preferred_username``; empty: no ID token at all), ``introspection_extra`` (fields
+    added to every active introspection answer), counters ``token_requests`` (per
     grant_type, failed and 503 ones included), ``introspections``, ``userinfo_requests``,
     ``consents`` (approve/deny), ``callbacks`` (queries that reached ``/callback``), and
     ``reset()``.
@@ -132,6 +133,7 @@ class OAuthServer:
             self.token_requests: Counter[str] = Counter()
             self.introspections = 0
             self.userinfo_requests = 0
+            self.introspection_extra: dict[str, str] = {}
             self.id_token_claims: frozenset[str] = frozenset({"email", "preferred_username"})
             self.consents: Counter[str] = Counter()
             self.callbacks: list[dict[str, str]] = []

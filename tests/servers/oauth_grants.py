@@ -261,6 +261,7 @@ class _Introspection(IntrospectionEndpoint):
         }
         if token.expires_at is not None:
             payload["exp"] = int(token.expires_at)
+        payload.update(self.server.owner.introspection_extra)
         return payload
 
 
