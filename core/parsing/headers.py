@@ -1,123 +1,23 @@
-"""Text decoding for the message parser: charsets, encoded words, HTML, snippets.
+"""Header text: 8-bit bytes, RFC 2047 encoded words, RFC 2231 parameters, address lists and
+subjects.
 
-The compat32 ``email`` API (chosen for speed, NOTES.md) hands back undecoded bytes and header
-text; these helpers turn them into ``str`` and never raise. Every guess (an unknown charset,
-bytes that are not what the charset says, raw 8-bit header bytes) is reported to a
-:class:`Warnings` collector in a short sentence, and the text is still produced.
-From mail HTML the CRM needs readable text for the snippet and search, not layout.
+The compat32 ``email`` API (chosen for speed, NOTES.md) hands back raw header text; these
+helpers decode it and never raise. Every guess is reported to a
+:class:`~.parse_warnings.Warnings` collector, and the text is still produced.
 """
 
 from __future__ import annotations
 
 import binascii
-import codecs
 import re
-from datetime import datetime, timezone
-from email.utils import getaddresses, parsedate_to_datetime
-from functools import lru_cache
-from html import unescape
+from email.utils import getaddresses
 from urllib.parse import unquote_to_bytes
 
-__all__ = ["Warnings", "clean", "cut_between", "decode_bytes", "decode_date",
-           "decode_header_value", "decode_raw_header", "header_params", "html_to_text",
-           "make_snippet", "normalise_subject", "split_mailboxes"]
+from .charsets import clean, decode_bytes
+from .parse_warnings import Warnings
 
-MAX_WARNINGS = 50
-
-
-class Warnings:
-    """Collects a message's warnings: each once, in order, at most :data:`MAX_WARNINGS`."""
-
-    __slots__ = ("_items",)
-
-    def __init__(self) -> None:
-        self._items: dict[str, None] = {}
-
-    def __call__(self, text: str) -> None:
-        if len(self._items) < MAX_WARNINGS:  # storable even if a part name slipped in a NUL
-            self._items[_SURROGATE.sub("\ufffd", text[:300].replace("\x00", ""))] = None
-        else:
-            self._items.setdefault("more warnings not shown", None)
-
-    def as_tuple(self) -> tuple[str, ...]:
-        return tuple(self._items)
-
-
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def clean(text: str, where: str, warn: Warnings) -> str:
-    """``text`` fit for any database: NUL characters removed (PostgreSQL refuses them, with a
-    warning) and lone surrogates replaced by U+FFFD (they cannot be encoded as UTF-8)."""
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-        warn(f"NUL bytes removed from {where}")
-    if not text.isascii() and _SURROGATE.search(text):
-        text = _SURROGATE.sub("\ufffd", text)
-    return text
-
-
-# Python codecs that are not character sets: a declared "charset=unicode_escape" is unknown.
-_NOT_CHARSETS = {"undefined", "unicode_escape", "raw_unicode_escape", "idna", "punycode"}
-# Labels whose text is in practice written in a superset: decode with the superset.
-_SUPERSETS = {"ascii": "utf-8", "gb2312": "gb18030", "gbk": "gb18030", "euc_kr": "cp949",
-              "shift_jis": "cp932", "big5": "big5hkscs"}
-
-
-@lru_cache(maxsize=512)
-def _codec(label: str) -> str | None:
-    """The Python codec for a MIME charset label ("utf8", "Latin-1", "utf-8*en"), or None."""
-    name = label.strip().strip("\"'").split("*", 1)[0].strip()
-    if not name or len(name) > 40:
-        return None
-    try:
-        codec = codecs.lookup(name).name
-        b"a".decode(codec)  # LookupError for bytes-to-bytes codecs (base64, zlib, rot13 ...)
-    except UnicodeError:  # a text codec that dislikes b"a" (utf-16) is still a text codec
-        pass
-    except Exception:  # LookupError; ValueError for a NUL in the name
-        return None
-    return None if codec in _NOT_CHARSETS else _SUPERSETS.get(codec, codec)
-
-
-_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xdf][\x80-\xbf]|[\xe0-\xef][\x80-\xbf]{2}"
-                            rb"|[\xf0-\xf4][\x80-\xbf]{3}")
-
-
-def _strict(data: bytes, codec: str, final: bool) -> str:  # not final: drop a cut-off char
-    return data.decode(codec) if final else codecs.getincrementaldecoder(codec)().decode(data)
-
-
-def decode_bytes(data: bytes, charset: str | None, where: str, warn: Warnings,
-                 *, final: bool = True) -> str:
-    """Decode ``data`` declared as ``charset`` (None or "": us-ascii, read as UTF-8).
-
-    When the charset is unknown or the bytes are not valid in it: UTF-8 if they are valid
-    UTF-8, else UTF-8 with replacement characters if they contain UTF-8 sequences, else
-    latin-1 (which reads any byte); each with a warning naming ``where``. ``final=False``
-    means ``data`` was cut short: a character cut in two at the end is dropped silently.
-    """
-    label = (charset or "").strip()
-    codec = _codec(label) if label else "utf-8"
-    if codec is not None:
-        try:
-            return _strict(data, codec, final)
-        except Exception:  # UnicodeDecodeError, or a codec's own error (utf-7, iso-2022)
-            problem = f"invalid {label or 'us-ascii'} bytes in {where}"
-    else:
-        problem = f"unknown charset {label[:40]!r} in {where}"
-    if codec != "utf-8":
-        try:
-            text = _strict(data, "utf-8", final)
-            warn(f"{problem}: decoded as utf-8")
-            return text
-        except UnicodeError:
-            pass
-    if _UTF8_SEQUENCE.search(data):
-        warn(f"{problem}: decoded as utf-8 with replacement characters")
-        return data.decode("utf-8", "replace")
-    warn(f"{problem}: decoded as latin-1")
-    return data.decode("latin-1")
+__all__ = ["cut_between", "decode_header_value", "decode_raw_header", "header_params",
+           "normalise_subject", "split_mailboxes"]
 
 
 def decode_raw_header(value: str, where: str, warn: Warnings) -> str:
@@ -194,20 +94,6 @@ def cut_between(value: str, limit: int, separator: str) -> str:
     return value[:cut if cut > 0 else limit]
 
 
-def decode_date(value: str, warn: Warnings) -> datetime | None:
-    """A Date header as timezone-aware UTC; None if empty, or unreadable (with a warning)."""
-    if not (value := " ".join(decode_raw_header(value, "Date", warn).split())):
-        return None
-    try:
-        parsed = parsedate_to_datetime(value)
-        if parsed.tzinfo is None:  # "-0000": the time is UTC, its zone unknown (RFC 5322 3.3)
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
-    except Exception:  # ValueError, TypeError, OverflowError: garbage or out of range
-        warn(f"invalid Date {value[:60]!r}: ignored")
-        return None
-
-
 _PARAM = re.compile(r';\s*([^=;\s]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;]*)')
 _CONTINUATION = re.compile(r"^([^*]+)\*(?:(\d{1,3})\*?)?$")
 
@@ -247,120 +133,6 @@ def header_params(value: str | None, where: str, warn: Warnings) -> tuple[str, d
         if "=?" in text:
             params[name] = _decode_words(text, f"{where} parameter", warn)
     return main, params
-
-
-# Elements whose content is never visible text; elements that end a paragraph or a line.
-_SKIP = {"script", "style", "head", "title", "template", "xml"}
-_PARAGRAPH = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "table", "ul", "ol", "blockquote", "pre",
-              "hr", "dl"}
-_BLOCK = _PARAGRAPH | {"br", "div", "li", "tr", "dd", "dt", "section", "article", "header",
-                       "footer", "address", "center", "caption", "form", "fieldset"}
-_MARKUP = re.compile(r"<(?:(/?)([a-zA-Z][a-zA-Z0-9:-]*)|!--|[!?/])")
-_CLOSE = {tag: re.compile(rf"</{tag}\s*>", re.IGNORECASE) for tag in _SKIP}
-
-
-def html_to_text(html: str) -> str:
-    """The visible text of ``html``; never raises, linear in the input.
-
-    Scripts, styles and the head are dropped, entities unescaped, block elements end a line
-    (paragraphs add a blank line), whitespace is collapsed within lines, table cells are
-    spaced, and lines inside ``<blockquote>`` (quoted replies) are prefixed ``"> "`` per
-    level, as a mail client quotes, so that the snippet can leave them out.
-    A hand-rolled tokenizer (str.find and one regex) rather than :mod:`html.parser`: that
-    reads ~7 MB/s (10 ms for a 70 KB newsletter), this ~5 times faster, same text.
-    """
-    lines: list[list | None] = [[0, []]]  # type: ignore[type-arg]  # [quote depth, pieces]
-    quote = pre = pos = 0
-    unclosed: set[str] = set()  # <head>s without </head>: never searched for twice
-    while pos < len(html):
-        match = _MARKUP.search(html, pos)
-        text = html[pos:match.start() if match else len(html)]
-        if text:
-            text = unescape(text) if "&" in text else text
-            if pre and "\n" in text:  # <pre>: its line breaks are real
-                first, *rest = text.split("\n")
-                lines[-1][1].append(first)  # type: ignore[index]
-                lines.extend([quote, [piece]] for piece in rest)
-            else:
-                lines[-1][1].append(text)  # type: ignore[index]
-        if match is None:
-            break
-        if match.group(0) == "<!--":
-            close = html.find("-->", match.end())
-            pos = len(html) if close < 0 else close + 3
-            continue
-        close = html.find(">", match.end())
-        quotes = html.count('"', match.end(), close) if close > 0 else 0
-        while quotes % 2 and close >= 0:  # a ">" inside a "quoted value" does not end a tag
-            after = html.find(">", close + 1)
-            quotes += html.count('"', close, after) if after > 0 else 0
-            close = after
-        if close < 0:  # a tag open at the end hides the rest, as in a browser
-            break
-        pos, closing, tag = close + 1, match.group(1), (match.group(2) or "").lower()
-        if tag in _SKIP and not closing and tag not in unclosed:
-            if (end := _CLOSE[tag].search(html, pos)) is not None:
-                pos = end.end()
-            elif tag in ("head", "xml"):
-                unclosed.add(tag)
-            else:  # an unclosed <script> or <style> runs to the end
-                break
-        elif tag in _BLOCK:
-            if tag == "blockquote":
-                quote = max(0, quote - 1) if closing else quote + 1
-            elif tag == "pre":
-                pre = max(0, pre - 1) if closing else pre + 1
-            if not (closing and tag == "br"):  # <br/> is one break; </br> none
-                if tag in _PARAGRAPH:
-                    lines.append(None)
-                lines.append([quote, []])
-        elif tag in ("td", "th") and not closing:
-            lines[-1][1].append(" ")  # type: ignore[index]  # cells side by side
-    out: list[str] = []
-    for line in lines:
-        if line is None:
-            if out and out[-1]:
-                out.append("")
-        elif text := " ".join("".join(line[1]).split()):
-            out.append("> " * line[0] + text)
-    while out and not out[-1]:
-        out.pop()
-    return "\n".join(out)
-
-
-SNIPPET_CHARS = 200
-_SNIPPET_SCAN = 65_536  # characters of the body looked at: a snippet never needs more
-# "On <date>, <name> wrote:", "Le ..., <name> a écrit :", "Am <date> schrieb <name>:" ...
-_ATTRIBUTION = re.compile(r"\b(?:wrote|a\s+écrit|escribió|ha\s+scritto|skrev)\s*:$"
-                          r"|\b(?:schrieb|schreef)\b", re.IGNORECASE)  # on lines ending ":"
-_ATTRIBUTION_START = re.compile(r"^(?:on|am|le|el|il|den|op)\s", re.IGNORECASE)
-_QUOTE_END = re.compile(r"^(?:-{2,}\s*original message\s*-{2,}|_{10,}|-- ?)$", re.IGNORECASE)
-
-
-def make_snippet(text: str) -> str:
-    """The first ~200 characters of ``text``, whitespace-collapsed, without quoted lines
-    ("> ..."), the "On ... wrote:" line introducing them, or what follows an Outlook
-    "-----Original Message-----" separator or a "-- " signature delimiter."""
-    kept: list[str] = []
-    length, start, end = 0, 0, min(len(text), _SNIPPET_SCAN)
-    while start < end and length <= SNIPPET_CHARS * 4:  # line by line, never the whole body
-        newline = text.find("\n", start, end)
-        stop = end if newline < 0 else newline
-        stripped = text[start:stop].strip()
-        start = stop + 1
-        if not stripped or stripped[0] == ">":
-            continue
-        if stripped[0] in "-_" and _QUOTE_END.match(stripped):
-            break
-        if stripped[-1] == ":" and _ATTRIBUTION.search(stripped):
-            # "On Mon, 5 Jan 2026, Bob <bob@x>\nwrote:" is often wrapped onto two lines.
-            if (not _ATTRIBUTION_START.match(stripped) and kept
-                    and _ATTRIBUTION_START.match(kept[-1])):
-                length -= len(kept.pop()) + 1
-            continue
-        kept.append(stripped)
-        length += len(stripped) + 1
-    return " ".join(" ".join(kept).split())[:SNIPPET_CHARS].rstrip()
 
 
 _NOT_SIMPLE = re.compile(r'["();:\\\[\]]')  # quotes, comments, groups, escapes, literals

@@ -3,8 +3,9 @@
 Parsing is what a sync spends its time on (NOTES.md): the MIME structure comes from the
 ``email`` package's compat32 API, several times faster than ``policy.default``
 (bench/bench_parse.py). It leaves charsets, encoded words and 8-bit headers to the caller:
-:mod:`.parsing_html` decodes text, this module reads headers and walks parts. Never raise:
-what cannot be read gets its best reading and a line in ``warnings``; the message is stored.
+:mod:`.charsets`, :mod:`.headers` and their neighbours decode text, this module reads
+headers and walks parts. Never raise: what cannot be read gets its best reading and a line
+in ``warnings``; the message is stored.
 """
 
 from __future__ import annotations
@@ -21,12 +22,16 @@ from functools import lru_cache
 from typing import TypeVar
 
 from .addresses import normalise_email
-from .parsing_html import (Warnings, clean, cut_between, decode_bytes, decode_date,
-                           decode_header_value, decode_raw_header, header_params, html_to_text,
-                           make_snippet, normalise_subject, split_mailboxes)
+from .charsets import clean, decode_bytes
+from .dates import decode_date
+from .headers import (cut_between, decode_header_value, decode_raw_header, header_params,
+                      normalise_subject, split_mailboxes)
+from .html_text import html_to_text
+from .parse_warnings import Warnings
+from .snippets import make_snippet
 
-__all__ = ["Address", "AttachmentInfo", "ParsedMessage", "counterparties", "direction_for",
-           "normalise_subject", "parse_message"]
+__all__ = ["Address", "AttachmentInfo", "FetchedMessage", "ParsedMessage", "counterparties",
+           "direction_for", "normalise_subject", "parse_message"]
 
 MAX_BODY_BYTES = 2 * 1024 * 1024  # per stored text and HTML body, in UTF-8
 MAX_PARTS = 500  # MIME parts walked
@@ -84,6 +89,17 @@ class ParsedMessage:
     has_attachments: bool
     size: int
     warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedMessage:
+    """One message as fetched from IMAP and parsed (parsing happens off the event loop)."""
+
+    uid: int
+    flags: frozenset[str]
+    parsed: ParsedMessage
+    modseq: int | None = None
+    internal_date: datetime | None = None
 
 
 def parse_message(raw: bytes) -> ParsedMessage:

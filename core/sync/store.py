@@ -37,7 +37,7 @@ from .models import (
     MessageBody,
     SyncState,
 )
-from .parsing import Address, ParsedMessage, direction_for
+from .parsing import Address, FetchedMessage, direction_for
 from .uninterrupted import uninterrupted
 
 # UIDVALIDITY of rows stored before the server gave them a UID (sent mail, see sent_copy).
@@ -45,17 +45,6 @@ PLACEHOLDER_UIDVALIDITY = 0
 SEEN = "\\Seen"
 FLAGGED = "\\Flagged"
 ANSWERED = "\\Answered"
-
-
-@dataclass(frozen=True, slots=True)
-class FetchedMessage:
-    """One message as fetched from IMAP and parsed (parsing happens off the event loop)."""
-
-    uid: int
-    flags: frozenset[str]
-    parsed: ParsedMessage
-    modseq: int | None = None
-    internal_date: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
