@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pluggy
-
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,26 +21,26 @@ from strawberry.http import GraphQLRequestData
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL
 from tortoise import connections
 
-from salesinbox.core import tokens
 from salesinbox.core.credentials import SecretBox
-from salesinbox.core.db import open_database
-from salesinbox.core.idle import IdleTiming
-from salesinbox.core.mailer import send_sync_confirmation
-from salesinbox.core.models import MailAccount
-from salesinbox.core.oauth_clients import CALLBACK_PATH
-from salesinbox.core.oauth_sign_in import complete_sign_in
-from salesinbox.core.plugins import get_plugin_manager
-from salesinbox.core.provider_registry import ProviderRegistry
-from salesinbox.core.scheduler import InProcessScheduler
+from salesinbox.core.crm import api_tokens as tokens
+from salesinbox.core.db.connection import open_database
+from salesinbox.core.db.models import MailAccount
+from salesinbox.core.oauth.oauth_clients import CALLBACK_PATH
+from salesinbox.core.oauth.oauth_sign_in import complete_sign_in
+from salesinbox.core.plugin_host.plugins import get_plugin_manager
+from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+from salesinbox.core.sending.mailer import send_sync_confirmation
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync import AccountSyncReport, SyncServices
+from salesinbox.core.sync.engine import AccountSyncReport, SyncServices
+from salesinbox.core.sync.idle import IdleTiming
+from salesinbox.core.sync.scheduler import InProcessScheduler
 
-from .api import build_schema
 from .context import Context, Services
 from .graphiql import graphiql_static_mount, render_graphiql_page
+from .graphql_schema import build_schema
 from .http_limits import RequestLimits
-from .oauth_sign_in import callback_response
 from .http_requests import check_content_type, decode_body, loads, refusal_response, request_data
+from .oauth_sign_in import callback_response
 from .websocket import TransportWSHandler, offers_supported_protocol, refuse_handshake
 
 GRAPHQL_PATH = "/graphql"
@@ -108,7 +107,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 async def oauth_callback(request: Request) -> Response:
     """``GET /oauth/callback``: where the provider sends the browser back after a consent
-    (core/oauth_sign_in.py does the work; the answer is a page or a frontend redirect)."""
+    (core/oauth/oauth_sign_in.py does the work; the answer is a page or a frontend redirect)."""
     services: Services = request.app.state.services
     outcome = await complete_sign_in(
         request.query_params, registry=services.providers, secrets=services.secrets,

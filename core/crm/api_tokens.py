@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
-from .models import ApiToken, Profile, User
+from ..db.models import ApiToken, Profile, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
 
 TOKEN_PREFIX = "sit_"
 # Writing last_used_at on every request would turn reads into writes: once a minute is enough.
@@ -62,7 +62,7 @@ class TokenCache:
     burst of requests costs one token lookup instead of one each (≈ 0.7 ms of ORM a request).
 
     Revoking a token, or changing or deactivating its user, through this module or
-    :mod:`salesinbox.core.users` forgets the user's entries at once in this process; another
+    :mod:`salesinbox.core.crm.users` forgets the user's entries at once in this process; another
     server process sharing the database notices within ``ttl`` seconds. Expiry is checked on
     every use. ``ttl`` 0 turns the cache off. Entries hold no clear token, only its hash.
     """

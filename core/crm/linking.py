@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
-from .models import CrmRecord, FromAddress, MailAccount, Message, MessageAddress, MessageLink
+from ..db.models import CrmRecord, FromAddress, MailAccount, Message, MessageAddress, MessageLink
 
 
 def record_emails(record: CrmRecord) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from .models import DomainKind, Organisation, OrganisationDomain
+from ..db.models import DomainKind, Organisation, OrganisationDomain
 
 DEFAULT_ORGANISATION_NAME = "My organisation"
 

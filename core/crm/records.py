@@ -14,10 +14,10 @@ from typing import Any
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
-from .addresses import normalise_optional_email
-from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
+from ..address_normalisation import normalise_optional_email
+from ..db.models import CrmRecord, Profile, RecordKind, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .linking import relink_record
-from .models import CrmRecord, Profile, RecordKind, User
 
 MAX_IMPORT_ROWS = 10_000
 MAX_LIST_LIMIT = 200

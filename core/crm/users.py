@@ -5,11 +5,11 @@ from __future__ import annotations
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from .addresses import normalise_email
-from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
-from .models import Profile, User
+from ..address_normalisation import normalise_email
+from ..db.models import Profile, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
+from .api_tokens import token_cache
 from .organisation import get_organisation
-from .tokens import token_cache
 
 
 def require_admin(actor: User, action: str) -> None:

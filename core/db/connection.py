@@ -2,7 +2,7 @@
 
 Schema changes are made with Tortoise's built-in migrations::
 
-    TORTOISE_ORM=salesinbox.core.db.TORTOISE_ORM tortoise makemigrations   # after editing models
+    TORTOISE_ORM=salesinbox.core.db.connection.TORTOISE_ORM tortoise makemigrations   # after editing models
     salesinbox migrate                                                       # apply them
 
 ``TORTOISE_ORM`` here is built from the same settings the server uses.
@@ -19,13 +19,13 @@ from typing import Any
 from tortoise import Tortoise
 from tortoise.migrations.api.migrate import migrate
 
-from .private_files import create_private_file, ensure_private_directory, tighten_file
-from .settings import Settings
+from ..private_files import create_private_file, ensure_private_directory, tighten_file
+from ..settings import Settings
 from .sqlite_transactions import make_sqlite_transactions_cancel_safe
 
 APP_LABEL = "salesinbox"
-MODELS_MODULE = "salesinbox.core.models"
-MIGRATIONS_MODULE = "salesinbox.core.migrations"
+MODELS_MODULE = "salesinbox.core.db.models"
+MIGRATIONS_MODULE = "salesinbox.core.db.migrations"
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ def prepare_sqlite_files(database_url: str) -> None:
     """Make the files of an SQLite ``database_url`` private before SQLite opens them.
 
     The directory is created 0700 (an existing one is only warned about, see
-    :mod:`.private_files`), the database file is created 0600 (or tightened to 0600), and any
+    :mod:`..private_files`), the database file is created 0600 (or tightened to 0600), and any
     left-over ``-wal``/``-shm``/``-journal`` file is tightened too. SQLite gives the files it
     creates later the database file's mode whatever the umask, so they are 0600 as well.
     Other databases: nothing to do.

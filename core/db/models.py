@@ -1,9 +1,9 @@
 """The data model (Tortoise ORM): organisation, users, CRM records, mail accounts and mail.
 
 Tables have explicit names. Email addresses and domains are stored normalised (see
-:mod:`salesinbox.core.addresses`) so that matching is a plain equality in SQL. Secrets are
+:mod:`salesinbox.core.address_normalisation`) so that matching is a plain equality in SQL. Secrets are
 stored only as Fernet tokens (:mod:`salesinbox.core.credentials`) or hashes (API tokens).
-Schema changes go through Tortoise's built-in migrations in ``core/migrations``.
+Schema changes go through Tortoise's built-in migrations in ``core/db/migrations``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tortoise import fields
 from tortoise.indexes import Index
 from tortoise.models import Model
 
-from .providers import AuthKind, FolderRole, Security
+from ..plugin_host.providers import AuthKind, FolderRole, Security
 
 #: The largest key of an ``IntField`` primary key (PostgreSQL ``integer``): every table but
 #: the mail ones. A client's id beyond it cannot exist, and PostgreSQL refuses to compare it.
@@ -82,7 +82,7 @@ class OAuthClient(Model):
     """The organisation's OAuth client at one provider's authorisation server, set by an admin.
 
     Endpoint overrides are ``None`` when the provider's declaration applies (see
-    :mod:`salesinbox.core.oauth_clients`).
+    :mod:`salesinbox.core.oauth.oauth_clients`).
     """
 
     id = fields.IntField(primary_key=True)
@@ -251,7 +251,7 @@ class OAuthGrant(Model):
     One per mail account. Tokens are Fernet tokens (:mod:`salesinbox.core.credentials`),
     never clear text. ``serial`` grows with every change of the tokens, so a holder that
     re-reads the row can tell that another one refreshed meanwhile (see
-    :mod:`salesinbox.core.oauth_tokens`). ``invalid_at`` is set when the provider refused the
+    :mod:`salesinbox.core.oauth.oauth_tokens`). ``invalid_at`` is set when the provider refused the
     refresh token (consent withdrawn, password changed): nothing is tried again until a new
     consent replaces the tokens.
     """
@@ -286,7 +286,7 @@ class OAuthSignInStatus(StrEnum):
 
 
 class OAuthSignIn(Model):
-    """One "Sign in with Google/Microsoft" consent a user started (core/oauth_sign_in.py).
+    """One "Sign in with Google/Microsoft" consent a user started (core/oauth/oauth_sign_in.py).
 
     ``state`` is the random value the provider echoes to the callback: it binds the browser's
     return to this user, is used once (``used_at``) and expires at ``expires_at``. The PKCE

@@ -11,12 +11,13 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .errors import ErrorCode
-from .imap import ImapProbe, probe_imap
-from .mailserver import ConnectPolicy, MailServerError
-from .provider_registry import ProviderRegistry
-from .providers import AuthFailureContext, AuthKind, FolderRole
-from .smtp import SmtpProbe, probe_smtp
+from ..errors import ErrorCode
+from ..plugin_host.provider_registry import ProviderRegistry
+from ..plugin_host.providers import AuthFailureContext, AuthKind, FolderRole
+from ..transport.imap import ImapProbe, probe_imap
+from ..transport.server_errors import MailServerError
+from ..transport.server_login import ConnectPolicy
+from ..transport.smtp import SmtpProbe, probe_smtp
 
 if TYPE_CHECKING:
     from .accounts import AccountServers

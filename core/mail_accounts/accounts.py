@@ -14,15 +14,13 @@ from typing import TYPE_CHECKING
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from .account_verification import VerifiedServers, verify_servers
-from .addresses import normalise_email
-from .credentials import Secret, SecretBox
-from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
-from .mailserver import ConnectPolicy, ServerLogin
-from .models import Folder, FromAddress, MailAccount, Profile, SharingPermission, SyncState, User
-from .organisation import get_organisation
-from .provider_registry import ProviderRegistry
-from .providers import (
+from ..address_normalisation import normalise_email
+from ..credentials import Secret, SecretBox
+from ..crm.organisation import get_organisation
+from ..db.models import Folder, FromAddress, MailAccount, Profile, SharingPermission, SyncState, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
+from ..plugin_host.provider_registry import ProviderRegistry
+from ..plugin_host.providers import (
     AuthKind,
     FolderRole,
     LoginMechanism,
@@ -32,9 +30,11 @@ from .providers import (
     UsernameFormat,
     token_mechanism,
 )
+from ..transport.server_login import ConnectPolicy, ServerLogin
+from .account_verification import VerifiedServers, verify_servers
 
 if TYPE_CHECKING:  # oauth_tokens imports this module
-    from .oauth_tokens import OAuthTokens
+    from ..oauth.oauth_tokens import OAuthTokens
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
+from ..address_normalisation import normalise_email
+from ..crm.linking import refresh_counterparties
+from ..db.models import FromAddress, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .accounts import get_account
-from .addresses import normalise_email
-from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
-from .linking import refresh_counterparties
-from .models import FromAddress, User
 
 MAX_FROM_ADDRESSES = 50
 

@@ -20,14 +20,14 @@ from datetime import datetime
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from .credentials import Secret, SecretBox
-from .errors import ErrorCode, SalesInboxError, invalid_input
-from .models import OAuthClient, User
+from ..credentials import Secret, SecretBox
+from ..crm.users import require_admin
+from ..db.models import OAuthClient, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input
+from ..plugin_host.provider_registry import PROVIDER_KEY_PATTERN, ProviderRegistry
+from ..plugin_host.providers import OAuthServer
+from ..settings import Settings
 from .oauth_urls import check_admin_url, check_frontend_url, check_tenant, fill_tenant, split_url
-from .provider_registry import PROVIDER_KEY_PATTERN, ProviderRegistry
-from .providers import OAuthServer
-from .settings import Settings
-from .users import require_admin
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The "Sign in with Google/Microsoft" consent: start it, and finish it at the callback.
 
-:func:`start_sign_in` records an :class:`~.models.OAuthSignIn` (a random ``state`` bound to
+:func:`start_sign_in` records an :class:`~..db.models.OAuthSignIn` (a random ``state`` bound to
 the user, single use, 10 minutes; the PKCE verifier encrypted) and answers the provider's
 consent URL: authorisation-code flow with PKCE S256, the declared scopes and parameters, the
 organisation's client id and ``login_hint`` when the mailbox is known.
@@ -8,8 +8,8 @@ organisation's client id and ``login_hint`` when the mailbox is known.
 :func:`complete_sign_in` is the logic of ``GET /oauth/callback``: it checks the state, takes
 the provider's refusal, exchanges the code (with the verifier), learns the mailbox address
 (ID-token claims, else the userinfo endpoint), verifies IMAP and SMTP with the new access
-token exactly like a password account (:func:`~.accounts.connect_account` /
-:func:`~.accounts.update_credentials`), then stores the grant. Every outcome, failure
+token exactly like a password account (:func:`~..mail_accounts.accounts.connect_account` /
+:func:`~..mail_accounts.accounts.update_credentials`), then stores the grant. Every outcome, failure
 included, is saved on the row (``status``, ``error_code``, ``error_message``, ``account_id``)
 so that a polling frontend sees it, and returned for the callback's page or redirect. No
 token or secret is ever in an outcome or a log line.
@@ -30,17 +30,17 @@ from typing import Any
 import httpx2
 from authlib.integrations.httpx_client import OAuthError
 
-from .accounts import ConnectAccountInput, ServerInput, connect_account, get_account, update_credentials
-from .addresses import normalise_email
-from .credentials import Secret, SecretBox
-from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
-from .mailserver import ConnectPolicy
-from .models import MailAccount, OAuthSignIn, OAuthSignInStatus, SharingPermission, User
+from ..address_normalisation import normalise_email
+from ..credentials import Secret, SecretBox
+from ..db.models import MailAccount, OAuthSignIn, OAuthSignInStatus, SharingPermission, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
+from ..mail_accounts.accounts import ConnectAccountInput, ServerInput, connect_account, get_account, update_credentials
+from ..plugin_host.provider_registry import ProviderRegistry
+from ..plugin_host.providers import AuthKind, Security
+from ..settings import Settings
+from ..transport.server_login import ConnectPolicy
 from .oauth_clients import OAuthClientSettings, oauth_client_for_sign_in
 from .oauth_tokens import check_endpoint_host, store_grant, token_client
-from .provider_registry import ProviderRegistry
-from .providers import AuthKind, Security
-from .settings import Settings
 
 log = logging.getLogger(__name__)
 

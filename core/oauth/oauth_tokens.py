@@ -1,6 +1,6 @@
 """OAuth2 access tokens that refresh themselves, for accounts signed in with Google/Microsoft.
 
-An account's :class:`~.models.OAuthGrant` holds its refresh and access tokens (encrypted).
+An account's :class:`~..db.models.OAuthGrant` holds its refresh and access tokens (encrypted).
 :meth:`OAuthTokens.current_access_token` returns a valid access token, refreshing it at the
 provider's token endpoint (Authlib's ``AsyncOAuth2Client``) when it expires within the
 margin: 10 % of its lifetime, at most :data:`MAX_REFRESH_MARGIN` seconds.
@@ -31,9 +31,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from functools import partial
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,16 +42,16 @@ from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from .accounts import AccountServers, stored_logins
-from .credentials import Secret, SecretBox
-from .errors import ErrorCode, SalesInboxError
-from .mailserver import ConnectPolicy
-from .models import MailAccount, OAuthGrant, SyncState
-from .netguard import resolve_mail_host
+from ..credentials import Secret, SecretBox
+from ..db.models import MailAccount, OAuthGrant, SyncState
+from ..errors import ErrorCode, SalesInboxError
+from ..mail_accounts.accounts import AccountServers, stored_logins
+from ..plugin_host.provider_registry import ProviderRegistry
+from ..plugin_host.providers import AuthKind
+from ..settings import Settings
+from ..transport.netguard import resolve_mail_host
+from ..transport.server_login import ConnectPolicy
 from .oauth_clients import oauth_client_for_sign_in
-from .provider_registry import ProviderRegistry
-from .providers import AuthKind
-from .settings import Settings
 
 __all__ = [
     "account_logins",
@@ -98,7 +98,7 @@ def reconnect_message(provider_name: str, reconnect_hint: str | None = None) -> 
 
 
 def reconnect_hint(provider_name: str, provider: str, account_id: int) -> str:
-    """How a user renews a refused grant: the consent flow (core/oauth_sign_in.py) started
+    """How a user renews a refused grant: the consent flow (core/oauth/oauth_sign_in.py) started
     again for the same account."""
     return (
         f'reconnect it with "Sign in with {provider_name}" (the app\'s "Connect with '
@@ -188,7 +188,7 @@ def _is_postgres() -> bool:
 async def account_logins(
     account: MailAccount, secrets: SecretBox, tokens: OAuthTokens | None
 ) -> AccountServers:
-    """The account's logins (:func:`~.accounts.stored_logins`) with a current access token as
+    """The account's logins (:func:`~..mail_accounts.accounts.stored_logins`) with a current access token as
     the secret when the account has an OAuth grant; unchanged otherwise (a password, or an
     access token pasted by the user, which nobody refreshes).
 

@@ -13,10 +13,10 @@ import ipaddress
 import re
 from urllib.parse import SplitResult, urlsplit
 
-from .errors import invalid_input
-from .netguard import is_public_address
-from .providers import TENANT_PLACEHOLDER
-from .settings import Settings
+from ..errors import invalid_input
+from ..plugin_host.providers import TENANT_PLACEHOLDER
+from ..settings import Settings
+from ..transport.netguard import is_public_address
 
 #: the longest URL stored (browsers and identity providers accept far longer; admins type these)
 MAX_URL_LENGTH = 2000

@@ -21,11 +21,17 @@ from email.parser import BytesHeaderParser
 from functools import lru_cache
 from typing import TypeVar
 
-from .addresses import normalise_email
+from ..address_normalisation import normalise_email
 from .charsets import clean, decode_bytes
 from .dates import decode_date
-from .headers import (cut_between, decode_header_value, decode_raw_header, header_params,
-                      normalise_subject, split_mailboxes)
+from .headers import (
+    cut_between,
+    decode_header_value,
+    decode_raw_header,
+    header_params,
+    normalise_subject,
+    split_mailboxes,
+)
 from .html_text import html_to_text
 from .parse_warnings import Warnings
 from .snippets import make_snippet

@@ -41,7 +41,7 @@ def salesinbox_providers() -> list[ProviderSpec]:
     ``firstresult``); the core checks that keys are unique across plugins.
 
     A provider whose users may connect with "Sign in with …" (OAuth2) sets
-    ``ProviderSpec.oauth`` to an :class:`~salesinbox.core.providers.OAuthServer`: its
+    ``ProviderSpec.oauth`` to an :class:`~salesinbox.core.plugin_host.providers.OAuthServer`: its
     authorisation and token endpoints (``https://``; revocation and userinfo optional), the
     scopes for IMAP, SMTP, a refresh token and the address, the SASL mechanism (XOAUTH2 or
     OAUTHBEARER), extra consent-URL parameters (not the ones the core sets: ``client_id``,

@@ -6,7 +6,7 @@ order of registration is: the hookspecs, the core's ``trylast`` defaults, the bu
 plugins, then third-party plugins found through the entry-point group
 ``salesinbox.providers``.
 
-Ask provider questions through :class:`salesinbox.core.provider_registry.ProviderRegistry`,
+Ask provider questions through :class:`salesinbox.core.plugin_host.provider_registry.ProviderRegistry`,
 which validates input and turns the hook results into typed errors.
 """
 
@@ -33,7 +33,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
 )
 
 #: the name the core defaults are registered under (for ``pm.get_plugin``)
-CORE_DEFAULTS_NAME = "salesinbox.core.default_hooks"
+CORE_DEFAULTS_NAME = "salesinbox.core.plugin_host.default_hooks"
 
 
 def get_plugin_manager(load_entrypoints: bool = True) -> pluggy.PluginManager:

@@ -13,10 +13,10 @@ from collections.abc import Mapping
 
 import pluggy
 
-from .addresses import email_domain_lenient, normalise_email_lenient
-from .errors import ErrorCode, SalesInboxError, invalid_input
+from ..address_normalisation import email_domain_lenient, normalise_email_lenient
+from ..errors import ErrorCode, SalesInboxError, invalid_input
+from ..oauth.oauth_urls import RESERVED_AUTHORIZATION_PARAMS, TENANT_PATTERN, declared_url_problem
 from .plugins import get_plugin_manager
-from .oauth_urls import RESERVED_AUTHORIZATION_PARAMS, TENANT_PATTERN, declared_url_problem
 from .providers import (
     AuthFailureContext,
     AuthKind,
@@ -44,7 +44,7 @@ class ProviderDeclarationError(RuntimeError):
 class ProviderRegistry:
     """Typed access to the providers the loaded plugins declare.
 
-    :param pm: a manager from :func:`salesinbox.core.plugins.get_plugin_manager`; when
+    :param pm: a manager from :func:`salesinbox.core.plugin_host.plugins.get_plugin_manager`; when
         omitted, a new one is built with entry points loaded.
     """
 

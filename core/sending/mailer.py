@@ -13,11 +13,11 @@ from email.message import EmailMessage
 from email.policy import SMTP as SMTP_POLICY
 from email.utils import format_datetime, formataddr, make_msgid
 
-from .credentials import SecretBox
-from .mailserver import ConnectPolicy
-from .models import Folder, MailAccount, Message
-from .oauth_tokens import OAuthTokens, account_logins
-from .smtp import send_smtp
+from ..credentials import SecretBox
+from ..db.models import Folder, MailAccount, Message
+from ..oauth.oauth_tokens import OAuthTokens, account_logins
+from ..transport.server_login import ConnectPolicy
+from ..transport.smtp import send_smtp
 
 
 @dataclass(frozen=True)

@@ -11,15 +11,15 @@ import re
 from dataclasses import dataclass, field
 from email.utils import getaddresses
 
-from .addresses import normalise_email
-from .credentials import SecretBox
-from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
+from ..address_normalisation import normalise_email
+from ..credentials import SecretBox
+from ..db.models import AddressRole, FromAddress, MailAccount, Message, MessageAddress, MessageBody, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
+from ..oauth.oauth_tokens import OAuthTokens
+from ..plugin_host.provider_registry import ProviderRegistry
+from ..sharing.visibility import can_see
+from ..transport.server_login import ConnectPolicy
 from .mailer import OutgoingAttachment, OutgoingEmail, build_mime, send_email
-from .mailserver import ConnectPolicy
-from .models import AddressRole, FromAddress, MailAccount, Message, MessageAddress, MessageBody, User
-from .oauth_tokens import OAuthTokens
-from .policy import can_see
-from .provider_registry import ProviderRegistry
 from .sent_copy import SentCopy, record_sent_copy
 
 MAX_RECIPIENTS = 100

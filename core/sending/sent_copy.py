@@ -21,16 +21,16 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 
-from .credentials import SecretBox
-from .imap import close_quietly, open_imap
-from .linking import own_addresses
-from .mailserver import ConnectPolicy
-from .models import Folder, MailAccount, Message
-from .oauth_tokens import OAuthTokens, account_logins
-from .parsing import parse_message
-from .providers import FolderRole
-from .store import PLACEHOLDER_UIDVALIDITY, FetchedMessage, FolderTarget, store_batch
-from .uninterrupted import uninterrupted
+from ..credentials import SecretBox
+from ..crm.linking import own_addresses
+from ..db.models import Folder, MailAccount, Message
+from ..db.uninterrupted import uninterrupted
+from ..oauth.oauth_tokens import OAuthTokens, account_logins
+from ..parsing.message_parser import FetchedMessage, parse_message
+from ..plugin_host.providers import FolderRole
+from ..sync.store import PLACEHOLDER_UIDVALIDITY, FolderTarget, store_batch
+from ..transport.imap import close_quietly, open_imap
+from ..transport.server_login import ConnectPolicy
 
 log = logging.getLogger(__name__)
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from tortoise.exceptions import IntegrityError
 
-from .accounts import get_account
-from .addresses import normalise_domain
-from .errors import ErrorCode, SalesInboxError, not_found
-from .models import (
+from ..address_normalisation import normalise_domain
+from ..crm.users import require_admin
+from ..db.models import (
     AccountExcludedDomain,
     CrmRecord,
     DomainKind,
@@ -21,7 +20,8 @@ from .models import (
     SharingPermission,
     User,
 )
-from .users import require_admin
+from ..errors import ErrorCode, SalesInboxError, not_found
+from ..mail_accounts.accounts import get_account
 
 
 async def set_account_sharing(actor: User, account_id: int, sharing: SharingPermission) -> MailAccount:

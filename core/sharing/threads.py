@@ -1,8 +1,8 @@
 """A lead's or contact's mail grouped by conversation (SPEC §6), in cursor pages.
 
 A thread of a record is the mail of its Emails related list (linked to it, visible to the
-viewer, see :func:`~.policy.visible_messages_for_record`) that shares a thread key (the first
-References id, else In-Reply-To, else the Message-ID: see :mod:`.parsing`); a message without
+viewer, see :func:`~.visibility.visible_messages_for_record`) that shares a thread key (the first
+References id, else In-Reply-To, else the Message-ID: see :mod:`..parsing.message_parser`); a message without
 a key is a thread of its own. Threads come most recently active first, by the (date, id) of
 their newest message, which is also what a cursor points after.
 
@@ -25,10 +25,10 @@ from tortoise.expressions import Q
 from tortoise.functions import Count, Min
 from tortoise.queryset import QuerySet
 
-from .models import Message, User
-from .policy import visible_messages_for_record
-from .records import get_record
+from ..crm.records import get_record
+from ..db.models import Message, User
 from .views import Page, beyond, check_page_size, cursor_at, decode_cursor, encode_cursor, page_of
+from .visibility import visible_messages_for_record
 
 _DATE = "links__date"  # the link's copy of the message date: the record's index orders by it
 _SCAN_MAX = 1000  # most messages read per step of a thread page's walk (the first reads 2 × first + 2)

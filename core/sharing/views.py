@@ -1,7 +1,7 @@
 """The mail views of SPEC §6: SalesInbox, the Emails related list, message detail (threads:
 :mod:`.threads`).
 
-Every query that returns mail goes through :mod:`salesinbox.core.policy` (the SalesInbox shows
+Every query that returns mail goes through :mod:`salesinbox.core.sharing.visibility` (the SalesInbox shows
 only the viewer's own mail; the others use ``visible_to``), so nothing is fetched first and
 filtered afterwards. Pages are newest first with keyset cursors on (date, id): stable while
 new mail arrives, and fast at any depth.
@@ -20,11 +20,11 @@ from tortoise import BaseDBAsyncClient, connections
 from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
-from .errors import invalid_input, not_found
-from .models import BIGINT_KEY_MAX, Direction, Folder, MailAccount, Message, RecordKind, User
-from .policy import visible_messages, visible_messages_for_record
-from .records import get_record
-from .sql_fragment import SqlFragment
+from ..crm.records import get_record
+from ..db.models import BIGINT_KEY_MAX, Direction, Folder, MailAccount, Message, RecordKind, User
+from ..db.sql_fragment import SqlFragment
+from ..errors import invalid_input, not_found
+from .visibility import visible_messages, visible_messages_for_record
 
 MAX_PAGE = 100
 _CURSOR_KEY = re.compile(r"[0-9]{1,19}")

@@ -25,7 +25,7 @@ How the SQL is built. The viewer-dependent account sets (V's own accounts, the P
 accounts of V's organisation, PUBLIC accounts) are Tortoise sub-queries, run once per query.
 The checks on *this* message's links, addresses and owner's share flags are sub-queries
 correlated with the outer ``"message"`` row; Tortoise 1.1 has no ``Exists``/``OuterRef``, so
-they are fixed SQL fragments (:class:`~.sql_fragment.SqlFragment`) whose only value, the
+they are fixed SQL fragments (:class:`~..db.sql_fragment.SqlFragment`) whose only value, the
 organisation id, is a bound parameter. They read ``"message"."id" IN (correlated sub-query)``, which SQLite and
 PostgreSQL both run per candidate row through the indexes ``message_link(message_id, …)``,
 ``share_flag(user_id, record_id)`` and ``message_address(message_id, …)``: cheap when the
@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
-from .models import (
+from ..db.models import (
     AccountExcludedDomain,
     DomainKind,
     MailAccount,
@@ -55,8 +55,7 @@ from .models import (
     SharingPermission,
     User,
 )
-from .sql_fragment import SqlFragment
-
+from ..db.sql_fragment import SqlFragment
 
 # "domain d is the listed domain l or a subdomain of it": d = l, or d ends with "." || l.
 # substr/length rather than LIKE, whose "_" and "%" wildcards would let a listed domain match

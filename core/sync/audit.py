@@ -17,14 +17,14 @@ from email.parser import BytesHeaderParser
 
 from imapclient import IMAPClient
 
+from ..crm.linking import own_addresses
+from ..db.models import Folder, MailAccount
+from ..oauth.oauth_tokens import account_logins
+from ..plugin_host.providers import FolderRole
+from ..transport.imap import close_quietly, open_imap
 from . import imap_fetch as fetch
-from .imap import close_quietly, open_imap
-from .linking import own_addresses
-from .models import Folder, MailAccount
-from .oauth_tokens import account_logins
-from .providers import FolderRole
+from .engine import BATCH_SIZE, SyncServices
 from .store import FolderTarget, reopen_folder, store_batch, stored_uids
-from .sync import BATCH_SIZE, SyncServices
 
 REPORTED_MISSING = 50
 

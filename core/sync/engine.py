@@ -16,7 +16,7 @@ Per folder, a small state machine on (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ):
 
 The state that says "done" (``initial_sync_done``, UIDNEXT, HIGHESTMODSEQ) is written only
 after the work it vouches for has been committed, and ``messages_synced`` is the store's own
-count (kept by :mod:`salesinbox.core.store` in the same transactions as the rows).
+count (kept by :mod:`salesinbox.core.sync.store` in the same transactions as the rows).
 
 IMAP I/O and parsing run in a worker thread; database work runs between network calls.
 One failing folder does not stop the others; a refused login stops everything and puts the
@@ -35,18 +35,19 @@ from datetime import UTC, date, datetime, timedelta
 
 from imapclient import IMAPClient
 
+from ..credentials import SecretBox
+from ..crm.linking import own_addresses
+from ..db.models import Folder, MailAccount, SyncState
+from ..errors import ErrorCode, SalesInboxError
+from ..oauth.oauth_tokens import OAuthReconnectNeeded, OAuthTokens, account_logins
+from ..plugin_host.provider_registry import ProviderRegistry
+from ..plugin_host.providers import AuthFailureContext, FolderRole
+from ..sending.sent_copy import replace_placeholders
+from ..transport.imap import close_quietly, open_imap
+from ..transport.server_errors import MailServerError
+from ..transport.server_login import ConnectPolicy
 from . import imap_fetch as fetch
-from .credentials import SecretBox
-from .errors import ErrorCode, SalesInboxError
 from .events import EventBus, MailEvent
-from .imap import close_quietly, open_imap
-from .linking import own_addresses
-from .mailserver import ConnectPolicy, MailServerError
-from .models import Folder, MailAccount, SyncState
-from .oauth_tokens import OAuthReconnectNeeded, OAuthTokens, account_logins
-from .provider_registry import ProviderRegistry
-from .providers import AuthFailureContext, FolderRole
-from .sent_copy import replace_placeholders
 from .store import (
     FolderTarget,
     apply_flags,

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 
 from imapclient import IMAPClient
 
+from ..errors import ErrorCode, SalesInboxError
+from ..transport.imap import close_quietly, open_imap
+from ..transport.server_login import ConnectPolicy, ServerLogin
 from .backoff import backoff_delay
-from .errors import ErrorCode, SalesInboxError
-from .imap import close_quietly, open_imap
-from .mailserver import ConnectPolicy, ServerLogin
 
 __all__ = ["IdleTiming", "watch_mailbox"]
 

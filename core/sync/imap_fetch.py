@@ -1,6 +1,6 @@
 """Reading a folder over IMAP: select, list UIDs, fetch and parse messages, read flag changes.
 
-Blocking functions on a logged-in ``IMAPClient`` (see :func:`salesinbox.core.imap.open_imap`),
+Blocking functions on a logged-in ``IMAPClient`` (see :func:`salesinbox.core.transport.imap.open_imap`),
 run by the sync engine in a worker thread. They return plain values and know nothing of the
 database. Parsing happens here, off the event loop: for more than a few messages in a pool
 of worker processes (parsing is most of a sync's CPU time, and one process cannot use more
@@ -25,8 +25,7 @@ from datetime import UTC, date, datetime
 
 from imapclient import IMAPClient
 
-from .parsing import ParsedMessage, parse_message
-from .store import FetchedMessage
+from ..parsing.message_parser import FetchedMessage, ParsedMessage, parse_message
 
 log = logging.getLogger(__name__)
 

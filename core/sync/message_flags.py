@@ -11,13 +11,13 @@ import asyncio
 
 from imapclient import IMAPClient
 
+from ..credentials import SecretBox
+from ..db.models import Message, User
+from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
+from ..oauth.oauth_tokens import OAuthTokens, account_logins
+from ..transport.imap import close_quietly, open_imap
+from ..transport.server_login import ConnectPolicy
 from . import imap_fetch as fetch
-from .credentials import SecretBox
-from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
-from .imap import close_quietly, open_imap
-from .mailserver import ConnectPolicy
-from .models import Message, User
-from .oauth_tokens import OAuthTokens, account_logins
 
 
 def _set_on_server(client: IMAPClient, folder: str, uidvalidity: int, uid: int,

@@ -19,15 +19,15 @@ from typing import Protocol
 
 from tortoise.exceptions import DoesNotExist
 
-from .accounts import stored_logins
-from .errors import ErrorCode
+from ..db.models import Folder, MailAccount, SyncState
+from ..errors import ErrorCode
+from ..mail_accounts.accounts import stored_logins
+from ..oauth.oauth_tokens import OAuthTokens, TokenEndpointUnavailable
+from ..transport.server_login import ServerLogin
 from .backoff import backoff_delay
+from .engine import SyncServices, sync_account
 from .idle import IdleTiming, watch_mailbox
 from .imap_fetch import shutdown_parse_pool, start_parse_pool
-from .mailserver import ServerLogin
-from .models import Folder, MailAccount, SyncState
-from .oauth_tokens import OAuthTokens, TokenEndpointUnavailable
-from .sync import SyncServices, sync_account
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ A message's identity is (folder, UIDVALIDITY, UID). Storing a batch twice stores
 the second time, so a sync that crashed mid-batch simply runs the batch again.
 
 Every write here runs to its commit even if its caller is cancelled (see
-:mod:`.uninterrupted`).
+:mod:`..db.uninterrupted`).
 
 ``Folder.messages_synced`` is the number of the folder's rows under its current UIDVALIDITY
 (placeholders of just-sent mail excluded). Every function here that adds or removes such rows
@@ -25,8 +25,8 @@ from tortoise.expressions import F
 from tortoise.models import Model
 from tortoise.transactions import in_transaction
 
-from .linking import link_messages
-from .models import (
+from ..crm.linking import link_messages
+from ..db.models import (
     AddressRole,
     Attachment,
     Direction,
@@ -37,8 +37,8 @@ from .models import (
     MessageBody,
     SyncState,
 )
-from .parsing import Address, FetchedMessage, direction_for
-from .uninterrupted import uninterrupted
+from ..db.uninterrupted import uninterrupted
+from ..parsing.message_parser import Address, FetchedMessage, direction_for
 
 # UIDVALIDITY of rows stored before the server gave them a UID (sent mail, see sent_copy).
 PLACEHOLDER_UIDVALIDITY = 0
@@ -318,7 +318,7 @@ async def restart_for_uidvalidity(folder_id: int, uidvalidity: int) -> int:
     the folder's sync state (``initial_sync_done`` false, no UIDNEXT/HIGHESTMODSEQ, count 0)
     under the new ``uidvalidity``, and a COMPLETE account goes back to SYNCING. A crash before the commit finds the old state and sees the
     change again; a crash after it resumes the full re-sync: either way nothing is skipped.
-    Placeholders of just-sent mail (see :mod:`salesinbox.core.sent_copy`) are kept: the
+    Placeholders of just-sent mail (see :mod:`salesinbox.core.sending.sent_copy`) are kept: the
     server's copy, when it comes, replaces them by Message-ID. Returns how many messages
     were deleted.
     """

@@ -4,7 +4,7 @@ Built on imapclient, with three changes to how it connects: the TCP connection g
 address vetted by :mod:`.netguard` (while TLS still checks the certificate against the host
 name), STARTTLS is mandatory on a STARTTLS endpoint (no silent fall-back to plaintext), and
 imaplib's debug tracing is off (it costs 58 % of fetch CPU, and would log commands).
-Failures are :class:`~.mailserver.MailServerError` with ``protocol == "imap"``.
+Failures are :class:`~.server_errors.MailServerError` with ``protocol == "imap"``.
 """
 
 from __future__ import annotations
@@ -24,22 +24,13 @@ from typing import Any
 from imapclient import IMAPClient
 from imapclient.exceptions import LoginError
 
-from .errors import ErrorCode
-from .mailserver import (
-    TOKEN_MECHANISMS,
-    ConnectPolicy,
-    MailServerError,
-    ServerLogin,
-    decode_text,
-    log_failure,
-    plan_connection,
-    scrub,
-    sendall_chunked,
-    token_initial_response,
-    transport_error,
-)
+from ..errors import ErrorCode
+from ..plugin_host.providers import LoginMechanism, Security
+from .chunked_send import sendall_chunked
 from .netguard import connect_pinned
-from .providers import LoginMechanism, Security
+from .sasl import TOKEN_MECHANISMS, scrub, token_initial_response
+from .server_errors import MailServerError, decode_text, log_failure, transport_error
+from .server_login import ConnectPolicy, ServerLogin, plan_connection
 from .tls import client_ssl_context
 
 __all__ = ["FolderInfo", "ImapProbe", "open_imap", "probe_imap"]

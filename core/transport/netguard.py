@@ -21,10 +21,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from .errors import ErrorCode, SalesInboxError, invalid_input
+from ..errors import ErrorCode, SalesInboxError, invalid_input
 
 if TYPE_CHECKING:
-    from .mailserver import ConnectPolicy
+    from .server_login import ConnectPolicy
 
 __all__ = [
     "Address",

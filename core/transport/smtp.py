@@ -4,7 +4,7 @@ message (:func:`send_smtp`).
 Built on smtplib, connecting like :mod:`.imap`: TCP to an address vetted by :mod:`.netguard`,
 TLS verified against the host name, STARTTLS mandatory on a STARTTLS endpoint. Sending uses
 the low-level MAIL/RCPT/DATA steps so that nothing is sent unless every recipient is
-accepted. Failures are :class:`~.mailserver.MailServerError` with ``protocol == "smtp"``.
+accepted. Failures are :class:`~.server_errors.MailServerError` with ``protocol == "smtp"``.
 """
 
 from __future__ import annotations
@@ -19,22 +19,13 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from .errors import ErrorCode, invalid_input
-from .mailserver import (
-    SEND_CHUNK,
-    TOKEN_MECHANISMS,
-    ConnectPolicy,
-    MailServerError,
-    ServerLogin,
-    decode_text,
-    log_failure,
-    plan_connection,
-    scrub,
-    token_initial_response,
-    transport_error,
-)
+from ..errors import ErrorCode, invalid_input
+from ..plugin_host.providers import Security
+from .chunked_send import SEND_CHUNK
 from .netguard import connect_pinned
-from .providers import Security
+from .sasl import TOKEN_MECHANISMS, scrub, token_initial_response
+from .server_errors import MailServerError, decode_text, log_failure, transport_error
+from .server_login import ConnectPolicy, ServerLogin, plan_connection
 from .tls import client_ssl_context
 
 __all__ = ["SmtpProbe", "probe_smtp", "send_smtp"]

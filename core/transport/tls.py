@@ -11,7 +11,7 @@ import functools
 import ssl
 from pathlib import Path
 
-from .errors import ErrorCode, SalesInboxError
+from ..errors import ErrorCode, SalesInboxError
 
 __all__ = ["client_ssl_context"]
 

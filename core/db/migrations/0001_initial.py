@@ -2,8 +2,8 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from salesinbox.core.models import AddressRole, Direction, DomainKind, Profile, RecordKind, SharingPermission, SyncState
-from salesinbox.core.providers import AuthKind, FolderRole, Security
+from salesinbox.core.db.models import AddressRole, Direction, DomainKind, Profile, RecordKind, SharingPermission, SyncState
+from salesinbox.core.plugin_host.providers import AuthKind, FolderRole, Security
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 from tortoise.indexes import Index

@@ -5,7 +5,7 @@ from tortoise.migrations import operations as ops
 
 log = logging.getLogger("salesinbox.db")
 
-# The SalesInbox search (core/views.py) filters with Tortoise's icontains, which PostgreSQL
+# The SalesInbox search (core/sharing/views.py) filters with Tortoise's icontains, which PostgreSQL
 # receives as UPPER(CAST(col AS VARCHAR)) LIKE UPPER($n): a trigram index on exactly those
 # expressions answers it without reading every message of the user (bench/bench_views.py,
 # 1M messages: a rare term 280 ms -> 25 ms, no match 310 ms -> 1 ms; common terms unchanged,

@@ -5,7 +5,7 @@ from tortoise.migrations import operations as ops
 
 log = logging.getLogger("salesinbox.db")
 
-# SQLite: the SalesInbox search (core/views.py:text_search) reads an FTS5 index with the
+# SQLite: the SalesInbox search (core/sharing/views.py:text_search) reads an FTS5 index with the
 # trigram tokenizer, which answers "contains this text, any case" for 3 characters or more
 # without scanning the user's mail (bench/bench_views.py: a rare term at 100,000 messages
 # took 356 ms). External content: the index holds no copy of the text, triggers keep it in

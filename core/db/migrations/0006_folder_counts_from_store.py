@@ -2,7 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 
 # From this version on, folder.messages_synced is the store's own count, kept in the same
-# transactions as the message rows (core/store.py). Earlier versions computed it in memory
+# transactions as the message rows (core/sync/store.py). Earlier versions computed it in memory
 # and could show a folder as complete while rows were missing (an interrupted re-sync after
 # a UIDVALIDITY change). Recount every folder from its rows, and send any folder that holds
 # fewer messages than the server had back through its initial sync, which fetches what is

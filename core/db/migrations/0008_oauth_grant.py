@@ -4,7 +4,7 @@ from tortoise.fields.base import OnDelete
 from tortoise import fields
 
 class Migration(migrations.Migration):
-    """oauth_grant: an account's OAuth2 tokens (encrypted), refreshed by core/oauth_tokens.py."""
+    """oauth_grant: an account's OAuth2 tokens (encrypted), refreshed by core/oauth/oauth_tokens.py."""
 
     dependencies = [('salesinbox', '0007_oauth_client')]
 

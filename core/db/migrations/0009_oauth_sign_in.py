@@ -2,7 +2,7 @@ from tortoise import migrations
 from tortoise.migrations import operations as ops
 import functools
 from json import dumps, loads
-from salesinbox.core.models import OAuthSignInStatus
+from salesinbox.core.db.models import OAuthSignInStatus
 from tortoise.fields.base import OnDelete
 from tortoise import fields
 
@@ -32,7 +32,7 @@ class Migration(migrations.Migration):
                 ('used_at', fields.DatetimeField(null=True, auto_now=False, auto_now_add=False)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
-            options={'table': 'oauth_sign_in', 'app': 'salesinbox', 'pk_attr': 'id', 'table_description': 'One "Sign in with Google/Microsoft" consent a user started (core/oauth_sign_in.py).'},
+            options={'table': 'oauth_sign_in', 'app': 'salesinbox', 'pk_attr': 'id', 'table_description': 'One "Sign in with Google/Microsoft" consent a user started (core/oauth/oauth_sign_in.py).'},
             bases=['Model'],
         ),
     ]
