@@ -5,7 +5,7 @@
 
 The corpus comes from tests/servers/messages.py (log-normal sizes, median ~8 KB, ~12 % with a
 10 KB-2 MB attachment), cached on disk between runs. Measured, in the same process and run:
-  (a) salesinbox.core.parsing.parse_message (compat32 email API + our decoding);
+  (a) salesinbox.core.parsing.message_parser.parse_message (compat32 email API + our decoding);
   (b) baseline: email.message_from_bytes(raw, policy=email.policy.default) and the same fields
       through the modern API (headerregistry, get_body, iter_attachments);
   (c) the floor: compat32 MIME parsing alone, no field extraction.
@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from salesinbox.core.parsing import parse_message  # noqa: E402
+from salesinbox.core.parsing.message_parser import parse_message  # noqa: E402
 from tests.servers.messages import cached_messages  # noqa: E402
 
 

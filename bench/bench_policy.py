@@ -1,4 +1,4 @@
-"""Benchmark of the sharing filter (core/policy.py) on a synthetic organisation.
+"""Benchmark of the sharing filter (core/sharing/visibility.py) on a synthetic organisation.
 
 Loads, with bench/synthetic_org.py (COPY on PostgreSQL, executemany on SQLite), N messages
 (default 200k) with ~2 counterparties each, 20k leads/contacts (one "busy" record linked to
@@ -29,10 +29,13 @@ from collections.abc import Awaitable, Callable
 from tortoise import Tortoise, connections
 from tortoise.expressions import Subquery
 
-from salesinbox.core.db import tortoise_config
-from salesinbox.core.models import CrmRecord, MailAccount, Message, MessageLink, RecordKind, User
-from salesinbox.core.policy import (  # _visible: the record-path filter, for the joined shape
-    _visible, can_see, visible_messages, visible_messages_for_record,
+from salesinbox.core.db.connection import tortoise_config
+from salesinbox.core.db.models import CrmRecord, MailAccount, Message, MessageLink, RecordKind, User
+from salesinbox.core.sharing.visibility import (  # _visible: the record-path filter, for the joined shape
+    _visible,
+    can_see,
+    visible_messages,
+    visible_messages_for_record,
 )
 
 # bench/synthetic_org.py: bench/ is on sys.path when this file runs as a script

@@ -18,7 +18,7 @@ same private Dovecot, the client trusting the test CA:
   (3) our sync: ``sync_account()`` into a fresh, migrated database (fetch + parse + store +
       link; 300 CRM contacts carry addresses of the corpus' customers), in a child process that
       runs nothing else, so that its peak RSS (VmHWM) is ours alone. The parsing processes of
-      core/imap_fetch.py are started before timing (once per server process; the time is
+      core/sync/imap_fetch.py are started before timing (once per server process; the time is
       printed); their peaks and the resource tracker's are printed too, and the peak PSS of
       all of them together is sampled every 50 ms. The wall time of the two phases sync.py
       alternates between (fetch+parse, store+link) is printed;
@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import contextlib
+import cProfile
 import io
 import json
 import os
@@ -157,18 +157,25 @@ async def _child_sync(spec: dict) -> dict:
     from tortoise import Tortoise
 
     from salesinbox.core.credentials import SecretBox, generate_key
-    from salesinbox.core.db import open_database
-    from salesinbox.core.events import EventBus
-    from salesinbox.core.mailserver import ConnectPolicy
-    from salesinbox.core.models import (
-        CrmRecord, Folder, FromAddress, MailAccount, Message, MessageLink, Profile, RecordKind,
+    from salesinbox.core.crm.users import create_user
+    from salesinbox.core.db.connection import open_database
+    from salesinbox.core.db.models import (
+        CrmRecord,
+        Folder,
+        FromAddress,
+        MailAccount,
+        Message,
+        MessageLink,
+        Profile,
+        RecordKind,
     )
-    from salesinbox.core.plugins import get_plugin_manager
-    from salesinbox.core.provider_registry import ProviderRegistry
-    from salesinbox.core.providers import AuthKind, FolderRole, Security
+    from salesinbox.core.plugin_host.plugins import get_plugin_manager
+    from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+    from salesinbox.core.plugin_host.providers import AuthKind, FolderRole, Security
     from salesinbox.core.settings import Settings
-    from salesinbox.core.sync import SyncServices, sync_account
-    from salesinbox.core.users import create_user
+    from salesinbox.core.sync.engine import SyncServices, sync_account
+    from salesinbox.core.sync.events import EventBus
+    from salesinbox.core.transport.server_login import ConnectPolicy
 
     settings = Settings(
         data_dir=Path(spec["data_dir"]), database_url=spec["database_url"],
@@ -216,7 +223,7 @@ async def _child_sync(spec: dict) -> dict:
             asyncio.to_thread = profiled_to_thread  # type: ignore[assignment]
             profiler.enable()
         # The parsing processes are started once per server process, before timing.
-        from salesinbox.core import imap_fetch
+        from salesinbox.core.sync import imap_fetch
 
         began = time.perf_counter()
         start_pool = getattr(imap_fetch, "start_parse_pool", None)  # absent in older versions
@@ -224,7 +231,7 @@ async def _child_sync(spec: dict) -> dict:
             result["pool_start_seconds"] = time.perf_counter() - began
             result["parse_processes"] = imap_fetch.PARSE_PROCESSES
         # Wall time spent in the two phases sync.py alternates between, per batch.
-        from salesinbox.core import sync as sync_module
+        from salesinbox.core.sync import engine as sync_module
 
         phases = {"fetch_parse": 0.0, "store": 0.0, "batches": 0}
         real_fetch, real_store = imap_fetch.fetch_messages, sync_module.store_batch
@@ -284,7 +291,7 @@ async def _child_sync(spec: dict) -> dict:
 
         # (4) The unchanged mailbox: count the IMAP commands each pass sends (imapclient writes
         # FETCH, SEARCH, ENABLE… itself, so at the socket) and the bytes it receives.
-        from salesinbox.core.imap import _PinnedIMAP4
+        from salesinbox.core.transport.imap import _PinnedIMAP4
 
         commands: list[str] = []
         received = [0]
@@ -504,7 +511,7 @@ def drop_pg_database(name: str) -> None:
 def run_ours(server, username: str, capabilities: list[str], args: argparse.Namespace,  # type: ignore[no-untyped-def]
              run_dir: Path, *, profile: bool, unchanged_passes: int) -> dict:
     """Our initial sync in a child process (fresh database); returns its figures."""
-    from salesinbox.core.db import migrate_database
+    from salesinbox.core.db.connection import migrate_database
 
     tag = uuid.uuid4().hex[:8]
     pg_name = None

@@ -66,20 +66,20 @@ import asyncpg
 import httpx2 as httpx
 import uvicorn
 import uvloop
+from starlette.routing import Route
 from tortoise import connections
 
-from salesinbox.core import threads, views
 from salesinbox.core.credentials import generate_key
-from salesinbox.core.db import tortoise_config
-from salesinbox.core.models import CrmRecord, Direction, RecordKind, User
-from salesinbox.core.records import get_record
+from salesinbox.core.crm.api_tokens import authenticate, issue_token
+from salesinbox.core.crm.records import get_record
+from salesinbox.core.db.connection import tortoise_config
+from salesinbox.core.db.models import CrmRecord, Direction, RecordKind, User
 from salesinbox.core.settings import Settings
-from salesinbox.core.tokens import authenticate, issue_token
-from salesinbox.schema.api import build_schema
-from salesinbox.schema.app import create_app
+from salesinbox.core.sharing import threads, views
+from salesinbox.schema.asgi_app import create_app
 from salesinbox.schema.context import Context
+from salesinbox.schema.graphql_schema import build_schema
 from salesinbox.schema.loaders import folder_name_by_id, owner_by_account, records_by_message
-from starlette.routing import Route
 
 # bench/canned_graphql.py, bench/synthetic_org.py: bench/ is on sys.path when this runs as a script
 from canned_graphql import canned_app
@@ -112,7 +112,7 @@ INBOX_FILTERS = [
     ("search, no match", views.InboxFilter(search="zzz-no-such-text")),
 ]
 
-# The related list by hand, in one statement: the policy of core/policy.py, newest first by the
+# The related list by hand, in one statement: the policy of core/sharing/visibility.py, newest first by the
 # link's date ($1 record, $2 viewer, $3 organisation), then each row's owner and linked records.
 _WITHIN = "({d} = {l} OR substr({d}, length({d}) - length({l})) = '.' || {l})"
 HAND_RELATED = f"""

@@ -35,10 +35,17 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from tortoise import Tortoise
 
-from salesinbox.core.db import migrate_database, tortoise_config
-from salesinbox.core.models import (
-    AccountExcludedDomain, CrmRecord, DomainKind, Folder, MailAccount, Organisation,
-    OrganisationDomain, RecordKind, User,
+from salesinbox.core.db.connection import migrate_database, tortoise_config
+from salesinbox.core.db.models import (
+    AccountExcludedDomain,
+    CrmRecord,
+    DomainKind,
+    Folder,
+    MailAccount,
+    Organisation,
+    OrganisationDomain,
+    RecordKind,
+    User,
 )
 
 RECORDS, CUSTOMER_DOMAINS = 20_000, 3_000

@@ -4,8 +4,8 @@ Provider plugins import only what this module exports: the ``hookimpl`` marker a
 value types they return.
 """
 
-from .hookspecs import hookimpl
-from .providers import (
+from .plugin_host.hookspecs import hookimpl
+from .plugin_host.providers import (
     AuthFailureContext,
     AuthKind,
     FolderRole,

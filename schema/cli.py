@@ -8,20 +8,20 @@ import sys
 from collections.abc import Sequence
 
 from salesinbox.core.credentials import generate_key
-from salesinbox.core.db import migrate_database, open_database
+from salesinbox.core.crm.api_tokens import issue_token
+from salesinbox.core.crm.users import create_user
+from salesinbox.core.db.connection import migrate_database, open_database
+from salesinbox.core.db.models import Profile
 from salesinbox.core.errors import SalesInboxError
-from salesinbox.core.imap_fetch import shutdown_parse_pool
 from salesinbox.core.log_limits import configure_logging
-from salesinbox.core.models import Profile
 from salesinbox.core.settings import Settings
-from salesinbox.core.tokens import issue_token
-from salesinbox.core.users import create_user
+from salesinbox.core.sync.imap_fetch import shutdown_parse_pool
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .app import create_app
+    from .asgi_app import create_app
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -57,9 +57,9 @@ def _create_admin(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _issue_token_async(settings: Settings, email: str, name: str) -> str:
-    from salesinbox.core.addresses import normalise_email
+    from salesinbox.core.address_normalisation import normalise_email
+    from salesinbox.core.db.models import User
     from salesinbox.core.errors import not_found
-    from salesinbox.core.models import User
 
     async with open_database(settings):
         user = await User.get_or_none(email=normalise_email(email))
@@ -74,7 +74,7 @@ def _issue_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _with_sync_services(settings: Settings, work):  # noqa: ANN001, ANN202
-    from .app import build_services
+    from .asgi_app import build_services
 
     async with open_database(settings):
         services = build_services(settings.with_overrides(sync_enabled=False))
@@ -85,7 +85,7 @@ async def _with_sync_services(settings: Settings, work):  # noqa: ANN001, ANN202
 
 
 def _sync(settings: Settings, args: argparse.Namespace) -> int:
-    from salesinbox.core.sync import sync_account
+    from salesinbox.core.sync.engine import sync_account
 
     report = asyncio.run(_with_sync_services(settings, lambda s: sync_account(args.account, s)))
     for folder in report.folders:
@@ -97,7 +97,7 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _audit(settings: Settings, args: argparse.Namespace) -> int:
-    from salesinbox.core.audit import audit_account
+    from salesinbox.core.sync.audit import audit_account
 
     audits = asyncio.run(_with_sync_services(
         settings, lambda s: audit_account(args.account, s, backfill=args.backfill)))
@@ -115,7 +115,7 @@ def _generate_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _export_schema(settings: Settings, args: argparse.Namespace) -> int:
-    from .api import SDL_PATH, export_sdl
+    from .graphql_schema import SDL_PATH, export_sdl
 
     target = args.output or SDL_PATH
     with open(target, "w", encoding="utf-8") as handle:

@@ -8,17 +8,17 @@ from typing import Any
 from strawberry.types import Info as StrawberryInfo
 
 from salesinbox.core.credentials import SecretBox
+from salesinbox.core.crm.api_tokens import authenticate
+from salesinbox.core.db.models import User
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.events import EventBus
-from salesinbox.core.mailserver import ConnectPolicy
-from salesinbox.core.models import User
-from salesinbox.core.oauth_tokens import OAuthTokens
-from salesinbox.core.outgoing import MailServices
-from salesinbox.core.provider_registry import ProviderRegistry
-from salesinbox.core.scheduler import SyncScheduler
+from salesinbox.core.oauth.oauth_tokens import OAuthTokens
+from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+from salesinbox.core.sending.outgoing import MailServices
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync import SyncServices
-from salesinbox.core.tokens import authenticate
+from salesinbox.core.sync.engine import SyncServices
+from salesinbox.core.sync.events import EventBus
+from salesinbox.core.sync.scheduler import SyncScheduler
+from salesinbox.core.transport.server_login import ConnectPolicy
 
 from .loaders import Loaders
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from salesinbox.core.crm.api_tokens import authenticate
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.tokens import authenticate
 
 from .http_requests import error_response
 

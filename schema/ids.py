@@ -6,8 +6,8 @@ import re
 
 import strawberry
 
+from salesinbox.core.db.models import BIGINT_KEY_MAX, INT_KEY_MAX
 from salesinbox.core.errors import invalid_input
-from salesinbox.core.models import BIGINT_KEY_MAX, INT_KEY_MAX
 
 # ASCII digits only: str.isdigit() also accepts "²" and "١٢", which int() refuses or reads.
 _KEY = re.compile(r"[0-9]{1,19}")

@@ -98,7 +98,7 @@ def _strings(value: Any, field: str) -> Iterator[tuple[str, str]]:
 
 
 # Documents whose literals passed, with where their variables are used, by id(): the parse
-# cache of schema/api.py hands the same document object to every request with the same text,
+# cache of schema/graphql_schema.py hands the same document object to every request with the same text,
 # and walking a document costs ≈ 100 µs. The document is kept, so its id is not reused.
 _checked: OrderedDict[int, tuple[Node, dict[str, str]]] = OrderedDict()
 _CHECKED_MAX = 256

@@ -17,8 +17,7 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 from tortoise.functions import Length
 
-from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.models import (
+from salesinbox.core.db.models import (
     Attachment,
     Folder,
     MailAccount,
@@ -27,10 +26,10 @@ from salesinbox.core.models import (
     MessageLink,
     User,
 )
-from salesinbox.core.sharing import shared_record_ids
-from salesinbox.core.threads import ThreadRef, thread_messages
-from salesinbox.core.views import Page
-
+from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.sharing.sharing_settings import shared_record_ids
+from salesinbox.core.sharing.threads import ThreadRef, thread_messages
+from salesinbox.core.sharing.views import Page
 
 #: The columns the API shows of a lead/contact and of a user (``*Type.from_values``).
 RECORD_FIELDS = (

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types.nodes import SelectedField
 
-from salesinbox.core.message_flags import set_message_flags
-from salesinbox.core.models import AddressRole, Direction, Message
+from salesinbox.core.db.models import AddressRole, Direction, Message
+from salesinbox.core.sync.message_flags import set_message_flags
 
 from . import cost
 from .context import Info

@@ -7,9 +7,9 @@ from datetime import datetime
 import strawberry
 from strawberry.utils.str_converters import to_camel_case
 
-from salesinbox.core import oauth_clients
-from salesinbox.core.oauth_clients import OAuthClientInput, OAuthClientSettings
-from salesinbox.core.providers import OAuthMechanism, OAuthServer
+from salesinbox.core.oauth import oauth_clients
+from salesinbox.core.oauth.oauth_clients import OAuthClientInput, OAuthClientSettings
+from salesinbox.core.plugin_host.providers import OAuthMechanism, OAuthServer
 
 from .context import Info
 

@@ -10,11 +10,11 @@ from urllib.parse import urlencode
 import strawberry
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from salesinbox.core import oauth_sign_in
+from salesinbox.core.db.models import OAuthSignIn, OAuthSignInStatus, SharingPermission
 from salesinbox.core.errors import SalesInboxError
-from salesinbox.core.models import OAuthSignIn, OAuthSignInStatus, SharingPermission
-from salesinbox.core.oauth_launch import Launch
-from salesinbox.core.oauth_sign_in import SignInOutcome
+from salesinbox.core.oauth import oauth_sign_in
+from salesinbox.core.oauth.oauth_launch import Launch
+from salesinbox.core.oauth.oauth_sign_in import SignInOutcome
 
 from .accounts import ServerInput, SharingEnum
 from .context import Info

@@ -7,10 +7,10 @@ import binascii
 
 import strawberry
 
-from salesinbox.core import outgoing
 from salesinbox.core.errors import invalid_input
-from salesinbox.core.mailer import OutgoingAttachment
-from salesinbox.core.sent_copy import SentCopy
+from salesinbox.core.sending import outgoing
+from salesinbox.core.sending.mailer import OutgoingAttachment
+from salesinbox.core.sending.sent_copy import SentCopy
 
 from .context import Info
 from .ids import parse_id

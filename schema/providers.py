@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import strawberry
 
-from salesinbox.core.providers import (
+from salesinbox.core.plugin_host.providers import (
     AuthKind,
     ProviderOption,
     ProviderSpec,

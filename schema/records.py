@@ -8,9 +8,10 @@ from typing import Any
 
 import strawberry
 
-from salesinbox.core import records, views
+from salesinbox.core.crm import records
+from salesinbox.core.db.models import CrmRecord, RecordKind
 from salesinbox.core.errors import invalid_input
-from salesinbox.core.models import CrmRecord, RecordKind
+from salesinbox.core.sharing import views
 
 from . import cost
 from .context import Info

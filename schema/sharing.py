@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import strawberry
 
-from salesinbox.core import sharing
-from salesinbox.core.models import DomainKind, SharingPermission
-from salesinbox.core.organisation import get_organisation
+from salesinbox.core.crm.organisation import get_organisation
+from salesinbox.core.db.models import DomainKind, SharingPermission
+from salesinbox.core.sharing import sharing_settings as sharing
 
 from .accounts import MailAccountType, SharingEnum
 from .context import Info

@@ -7,10 +7,10 @@ from datetime import datetime
 
 import strawberry
 
-from salesinbox.core.accounts import get_account
-from salesinbox.core.audit import FolderAudit, audit_account
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.events import MailEvent
+from salesinbox.core.mail_accounts.accounts import get_account
+from salesinbox.core.sync.audit import FolderAudit, audit_account
+from salesinbox.core.sync.events import MailEvent
 
 from .accounts import MailAccountType
 from .context import Info

@@ -6,8 +6,8 @@ from datetime import datetime
 
 import strawberry
 
-from salesinbox.core import threads
-from salesinbox.core.views import MAX_PAGE, Page, check_page_size, decode_cursor
+from salesinbox.core.sharing import threads
+from salesinbox.core.sharing.views import MAX_PAGE, Page, check_page_size, decode_cursor
 
 from . import cost
 from .context import Info

@@ -8,8 +8,9 @@ from typing import Any
 
 import strawberry
 
-from salesinbox.core import tokens, users
-from salesinbox.core.models import ApiToken, Profile, User
+from salesinbox.core.crm import api_tokens as tokens
+from salesinbox.core.crm import users
+from salesinbox.core.db.models import ApiToken, Profile, User
 
 from .context import Info
 from .ids import parse_id, to_id

@@ -6,13 +6,14 @@ from enum import Enum
 
 import strawberry
 
-from salesinbox.core import views
-from salesinbox.core.policy import explain
+from salesinbox.core.sharing import views
+from salesinbox.core.sharing.visibility import explain
 
 from . import cost
 from .context import Info
 from .ids import parse_id
 from .messages import DirectionEnum, MessagePage, MessageType, message_items
+
 
 @strawberry.enum(description="Mail linked to leads, to contacts, or to no record.")
 class LinkedFilter(Enum):

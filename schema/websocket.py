@@ -33,8 +33,8 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     SubscribeMessage,
 )
 
+from salesinbox.core.crm.api_tokens import Refusal, Unauthenticated, token_cache
 from salesinbox.core.errors import ErrorCode
-from salesinbox.core.tokens import Refusal, Unauthenticated, token_cache
 
 from .context import Context
 from .http_requests import error_response

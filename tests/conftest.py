@@ -12,18 +12,18 @@ import pytest
 from starlette.applications import Starlette
 
 from salesinbox.core.credentials import SecretBox, generate_key
-from salesinbox.core.db import open_database
-from salesinbox.core.events import EventBus
-from salesinbox.core.mailserver import ConnectPolicy
-from salesinbox.core.models import Profile, User
-from salesinbox.core.plugins import get_plugin_manager
-from salesinbox.core.provider_registry import ProviderRegistry
+from salesinbox.core.crm.api_tokens import issue_token, token_cache
+from salesinbox.core.crm.users import create_user
+from salesinbox.core.db.connection import open_database
+from salesinbox.core.db.models import Profile, User
+from salesinbox.core.plugin_host.plugins import get_plugin_manager
+from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync import SyncServices
-from salesinbox.core.tokens import issue_token, token_cache
-from salesinbox.core.users import create_user
-from salesinbox.schema.api import SalesInboxSchema, build_schema
-from salesinbox.schema.app import create_app
+from salesinbox.core.sync.engine import SyncServices
+from salesinbox.core.sync.events import EventBus
+from salesinbox.core.transport.server_login import ConnectPolicy
+from salesinbox.schema.asgi_app import create_app
+from salesinbox.schema.graphql_schema import SalesInboxSchema, build_schema
 
 from .database import TemplateDatabase, configured_backend
 from .faults import FAULTS

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
-from salesinbox.core.db import migrate_database
+from salesinbox.core.db.connection import migrate_database
 
 TEST_DATABASE_ENV = "SALESINBOX_TEST_DATABASE_URL"
 

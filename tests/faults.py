@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from salesinbox.core import sync as sync_module
+from salesinbox.core.sync import engine as sync_module
 
 SEED_ENV = "SALESINBOX_FAULT_SEED"
 _run_seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))

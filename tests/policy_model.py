@@ -2,7 +2,7 @@
 
 Written to be read next to the specification, by someone who does not program much: one
 small function per sentence of the rule, no databases, no shortcuts. The tests compare the
-real, SQL-based policy (``salesinbox.core.policy``) with this model on many generated
+real, SQL-based policy (``salesinbox.core.sharing.visibility``) with this model on many generated
 organisations.
 
 Addresses and domains here are already normalised (lower case), as they are in the database.

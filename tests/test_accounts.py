@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 import socket
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
 
 from salesinbox.core import hookimpl
-from salesinbox.core.accounts import (
+from salesinbox.core.credentials import Secret, SecretBox
+from salesinbox.core.db.models import Folder, FromAddress, MailAccount, Organisation, SyncState, User
+from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.mail_accounts.accounts import (
     ConnectAccountInput,
     ServerInput,
     connect_account,
@@ -20,14 +23,11 @@ from salesinbox.core.accounts import (
     get_account,
     update_credentials,
 )
-from salesinbox.core.credentials import Secret, SecretBox
-from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.mailserver import ConnectPolicy
-from salesinbox.core.models import Folder, FromAddress, MailAccount, Organisation, SyncState, User
-from salesinbox.core.plugins import get_plugin_manager
-from salesinbox.core.provider_registry import ProviderRegistry
-from salesinbox.core.providers import AuthKind, FolderRole, ProviderEndpoints, Security, ServerEndpoint
+from salesinbox.core.plugin_host.plugins import get_plugin_manager
+from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+from salesinbox.core.plugin_host.providers import AuthKind, FolderRole, ProviderEndpoints, Security, ServerEndpoint
 from salesinbox.core.settings import Settings
+from salesinbox.core.transport.server_login import ConnectPolicy
 
 if TYPE_CHECKING:
     from .servers.fixtures import MailAccount as TestMailbox

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from salesinbox.core.addresses import (
+from salesinbox.core.address_normalisation import (
     domain_of,
     email_domain_lenient,
     normalise_domain,

@@ -8,11 +8,11 @@ import httpx2 as httpx
 import pytest
 from strawberry.schema import schema as strawberry_schema
 
-from salesinbox.core.models import User
+from salesinbox.core.db.models import User
 from salesinbox.core.settings import Settings
 from salesinbox.schema import records as records_module
-from salesinbox.schema.api import SDL_PATH, export_sdl
-from salesinbox.schema.app import create_app
+from salesinbox.schema.asgi_app import create_app
+from salesinbox.schema.graphql_schema import SDL_PATH, export_sdl
 
 from .conftest import GraphQLClient
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from salesinbox.core.db import open_database
-from salesinbox.core.models import Profile, User
+from salesinbox.core.crm.api_tokens import authenticate
+from salesinbox.core.db.connection import open_database
+from salesinbox.core.db.models import Profile, User
 from salesinbox.core.settings import Settings
-from salesinbox.core.tokens import authenticate
-from salesinbox.schema.api import export_sdl
 from salesinbox.schema.cli import main
+from salesinbox.schema.graphql_schema import export_sdl
 
 
 @pytest.fixture
@@ -79,13 +79,13 @@ def test_export_schema(tmp_path: Path) -> None:
 @pytest.mark.dovecot
 def test_sync_and_audit_commands(data_dir: Path, capsys: pytest.CaptureFixture[str], mail_account, server_certs,  # noqa: ANN001
                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from salesinbox.core.accounts import ConnectAccountInput, ServerInput, connect_account
     from salesinbox.core.credentials import Secret, SecretBox
-    from salesinbox.core.mailserver import ConnectPolicy
-    from salesinbox.core.plugins import get_plugin_manager
-    from salesinbox.core.provider_registry import ProviderRegistry
-    from salesinbox.core.providers import Security
-    from salesinbox.core.users import create_user
+    from salesinbox.core.crm.users import create_user
+    from salesinbox.core.mail_accounts.accounts import ConnectAccountInput, ServerInput, connect_account
+    from salesinbox.core.plugin_host.plugins import get_plugin_manager
+    from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+    from salesinbox.core.plugin_host.providers import Security
+    from salesinbox.core.transport.server_login import ConnectPolicy
 
     from .servers.messages import build_message
 

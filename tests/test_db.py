@@ -16,15 +16,15 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from tortoise import Tortoise, connections
-from tortoise.transactions import in_transaction
 from tortoise.migrations.autodetector import MigrationAutodetector
+from tortoise.transactions import in_transaction
 
-from salesinbox.core import db as db_module
-from salesinbox.core import views
 from salesinbox.core.credentials import SecretBox
-from salesinbox.core.db import APP_LABEL, migrate_database, open_database, tortoise_config
-from salesinbox.core.models import Direction, Folder, MailAccount, Message, Organisation, User
+from salesinbox.core.db import connection as db_module
+from salesinbox.core.db.connection import APP_LABEL, migrate_database, open_database, tortoise_config
+from salesinbox.core.db.models import Direction, Folder, MailAccount, Message, Organisation, User
 from salesinbox.core.settings import Settings
+from salesinbox.core.sharing import views
 
 from .database import _asyncpg_dsn
 from .test_linking import _account
@@ -119,7 +119,7 @@ def test_tortoise_cli_config_comes_from_settings(monkeypatch) -> None:  # type: 
     monkeypatch.setenv("SALESINBOX_DATABASE_URL", "postgres://u@db.example:5432/crm")
     config = db_module.TORTOISE_ORM
     assert config["connections"]["default"] == "postgres://u@db.example:5432/crm"
-    assert config["apps"][APP_LABEL]["migrations"] == "salesinbox.core.migrations"
+    assert config["apps"][APP_LABEL]["migrations"] == "salesinbox.core.db.migrations"
 
 
 async def _search_index_exists(url: str) -> bool:
@@ -132,7 +132,7 @@ async def _search_index_exists(url: str) -> bool:
 
 
 async def _search_plan(url: str) -> str:
-    """The plan of the search condition as core/views.py sends it (seq scans off: the test
+    """The plan of the search condition as core/sharing/views.py sends it (seq scans off: the test
     table is empty, and the question is whether the index can serve the expression)."""
     connection = await asyncpg.connect(_asyncpg_dsn(url))
     try:
@@ -190,7 +190,7 @@ async def test_without_the_right_to_install_pg_trgm_the_migration_still_succeeds
 async def test_migration_0006_recounts_folders_and_reopens_those_missing_mail(rep: User) -> None:
     """Folders counted by older versions get the store's count; one that says done while it
     holds fewer messages than the server had goes back through its initial sync."""
-    migration = import_module("salesinbox.core.migrations.0006_folder_counts_from_store")
+    migration = import_module("salesinbox.core.db.migrations.0006_folder_counts_from_store")
     account: MailAccount = await _account(rep)
     # INBOX was re-synced under UIDVALIDITY 7 and interrupted: 2 rows of 5, yet "done 5/5".
     short = await Folder.create(account=account, name="INBOX", uidvalidity=7, initial_sync_done=True,

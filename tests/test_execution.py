@@ -8,13 +8,13 @@ import pytest
 import strawberry
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from salesinbox.core.models import User
+from salesinbox.core.crm.api_tokens import issue_token
+from salesinbox.core.db.models import User
 from salesinbox.core.settings import Settings
-from salesinbox.core.tokens import issue_token
-from salesinbox.schema.api import build_schema
-from salesinbox.schema.app import build_services
+from salesinbox.schema.asgi_app import build_services
 from salesinbox.schema.context import Context
 from salesinbox.schema.execution import LeanExecutionContext, _plain_fields
+from salesinbox.schema.graphql_schema import build_schema
 
 from .test_schema_views import world  # noqa: F401 - the fixture
 

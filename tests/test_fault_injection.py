@@ -40,14 +40,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core import sync as sync_module
-from salesinbox.core.idle import IdleTiming
-from salesinbox.core.mailserver import MailServerError
-from salesinbox.core.models import Folder, MailAccount, Message, SyncState, User
-from salesinbox.core.scheduler import InProcessScheduler
+from salesinbox.core.db.models import Folder, MailAccount, Message, SyncState, User
 from salesinbox.core.settings import Settings
-from salesinbox.core.store import PLACEHOLDER_UIDVALIDITY
-from salesinbox.core.sync import CONNECTION_ERRORS, SyncServices, sync_account
+from salesinbox.core.sync import engine as sync_module
+from salesinbox.core.sync.engine import CONNECTION_ERRORS, SyncServices, sync_account
+from salesinbox.core.sync.idle import IdleTiming
+from salesinbox.core.sync.scheduler import InProcessScheduler
+from salesinbox.core.sync.store import PLACEHOLDER_UIDVALIDITY
+from salesinbox.core.transport.server_errors import MailServerError
 
 from .conftest import GraphQLClient
 from .faults import FAULTS, Killed, dying_after_batches, fault_seed

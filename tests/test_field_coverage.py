@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from salesinbox.schema.api import build_schema
+from salesinbox.schema.graphql_schema import build_schema
 
 from .field_coverage import FieldCoverage
 

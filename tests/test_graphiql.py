@@ -31,7 +31,7 @@ from strawberry.asgi import GraphQL
 from strawberry.http.ides import get_graphql_ide_html
 
 from salesinbox.core.settings import Settings
-from salesinbox.schema.app import create_app
+from salesinbox.schema.asgi_app import create_app
 from salesinbox.schema.graphiql import (
     DEFAULT_HEADERS,
     GRAPHIQL_STATIC_DIR,
@@ -66,7 +66,7 @@ class Subscription:
 
 
 class OfflineGraphQL(GraphQL):
-    """What schema/app.py's GraphQL subclass is expected to do."""
+    """What schema/asgi_app.py's GraphQL subclass is expected to do."""
 
     async def render_graphql_ide(self, request):  # noqa: ANN001, ANN201
         return HTMLResponse(render_graphiql_page())

@@ -1,4 +1,4 @@
-"""Every hook in core/hookspecs.py, called through pluggy as the core calls it.
+"""Every hook in core/plugin_host/hookspecs.py, called through pluggy as the core calls it.
 
 Each hook has a test named ``test_<hookname>`` (enforced by ``test_every_hook_has_a_test``)
 and a line in the README's plugin guide (``test_every_hook_is_documented``).
@@ -26,9 +26,9 @@ from salesinbox.core import (
     ServerEndpoint,
     hookimpl,
 )
-from salesinbox.core import hookspecs
-from salesinbox.core.default_hooks import GENERIC_AUTH_FAILURE_HINT
-from salesinbox.core.plugins import get_plugin_manager
+from salesinbox.core.plugin_host import hookspecs
+from salesinbox.core.plugin_host.default_hooks import GENERIC_AUTH_FAILURE_HINT
+from salesinbox.core.plugin_host.plugins import get_plugin_manager
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXTRA = ServerEndpoint("imap.extra.example", 993, Security.SSL)
@@ -57,7 +57,7 @@ class ExtraProvider:
 
 
 def hook_names() -> list[str]:
-    """The hooks declared in core/hookspecs.py (functions carrying pluggy's spec marker)."""
+    """The hooks declared in core/plugin_host/hookspecs.py (functions carrying pluggy's spec marker)."""
     marker = f"{hookspecs.PROJECT_NAME}_spec"
     return sorted(
         name

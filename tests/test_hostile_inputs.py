@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING
 import pytest
 from starlette.applications import Starlette
 
-from salesinbox.core import views
-from salesinbox.core.models import CrmRecord, FromAddress, Message, User
-from salesinbox.core.sync import sync_account
+from salesinbox.core.db.models import CrmRecord, FromAddress, Message, User
+from salesinbox.core.sharing import views
+from salesinbox.core.sync.engine import sync_account
 
 from .conftest import GraphQLClient
 from .servers.messages import build_message

@@ -15,7 +15,7 @@ from starlette.applications import Starlette
 
 from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.settings import Settings
-from salesinbox.schema.app import create_app
+from salesinbox.schema.asgi_app import create_app
 
 from .conftest import GraphQLClient
 from .served import live, serve

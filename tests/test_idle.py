@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core.idle import IdleTiming
-from salesinbox.core.models import Message, SyncState, User
-from salesinbox.core.scheduler import InProcessScheduler
-from salesinbox.core.sync import SyncServices
+from salesinbox.core.db.models import Message, SyncState, User
+from salesinbox.core.sync.engine import SyncServices
+from salesinbox.core.sync.idle import IdleTiming
+from salesinbox.core.sync.scheduler import InProcessScheduler
 
 from .servers.messages import build_message
 from .test_scheduler import _state_is, wait_for
@@ -161,7 +161,7 @@ async def test_a_silently_dropped_connection_is_noticed_by_the_probe(
 async def test_keepalives_do_not_wake_the_sync(rep: User, dovecot_factory: Callable[..., DovecotServer],
                                               smtp_server: SmtpServer, services: SyncServices,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    from salesinbox.core import scheduler as scheduler_module
+    from salesinbox.core.sync import scheduler as scheduler_module
 
     # Dovecot says "* OK Still here" to an idling client every imap_idle_notify_interval.
     server = dovecot_factory(extra_config="protocol imap {\n  imap_idle_notify_interval = 1 secs\n}\n")

@@ -17,9 +17,10 @@ import pytest
 
 from salesinbox.core.credentials import Secret
 from salesinbox.core.errors import ErrorCode
-from salesinbox.core.imap import FolderInfo, ImapProbe, open_imap, probe_imap
-from salesinbox.core.mailserver import ConnectPolicy, MailServerError, ServerLogin
-from salesinbox.core.providers import LoginMechanism, Security
+from salesinbox.core.plugin_host.providers import LoginMechanism, Security
+from salesinbox.core.transport.imap import FolderInfo, ImapProbe, open_imap, probe_imap
+from salesinbox.core.transport.server_errors import MailServerError
+from salesinbox.core.transport.server_login import ConnectPolicy, ServerLogin
 from tests.servers.certs import CertBundle, server_ssl_context
 from tests.servers.dovecot import DovecotServer, MailUser, free_port
 from tests.test_netguard import StarttlsStripper, black_hole, resolve_once

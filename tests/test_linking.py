@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from salesinbox.core.credentials import SecretBox, generate_key
-from salesinbox.core.linking import records_matching, relink_record
-from salesinbox.core.models import (
+from salesinbox.core.crm.linking import records_matching, relink_record
+from salesinbox.core.crm.records import RecordInput, create_record, update_record
+from salesinbox.core.db.models import (
     AddressRole,
     Direction,
     Folder,
@@ -17,8 +18,7 @@ from salesinbox.core.models import (
     RecordKind,
     User,
 )
-from salesinbox.core.providers import AuthKind, Security
-from salesinbox.core.records import RecordInput, create_record, update_record
+from salesinbox.core.plugin_host.providers import AuthKind, Security
 
 _box = SecretBox([generate_key().encode()])
 
@@ -89,7 +89,7 @@ async def test_records_matching_by_either_address(rep: User) -> None:
 
 
 async def test_link_messages_is_idempotent(rep: User) -> None:
-    from salesinbox.core.linking import link_messages
+    from salesinbox.core.crm.linking import link_messages
 
     account = await _account(rep)
     record = await create_record(rep, RecordKind.LEAD, RecordInput(last_name="J", primary_email="jane@globex.com"))
@@ -101,7 +101,7 @@ async def test_link_messages_is_idempotent(rep: User) -> None:
 
 
 async def test_new_from_address_stops_counting_as_counterparty(rep: User) -> None:
-    from salesinbox.core.from_addresses import add_from_address, remove_from_address
+    from salesinbox.core.mail_accounts.from_addresses import add_from_address, remove_from_address
 
     account = await _account(rep)
     record = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Alias", primary_email="sales@acme.test"))

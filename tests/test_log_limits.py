@@ -139,6 +139,6 @@ def test_served_log_lines_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
 
     lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     assert max(len(line) for line in lines) <= SERVED_LIMIT, [line[:200] for line in lines if len(line) > SERVED_LIMIT]
-    assert any("salesinbox.core.mailserver: imap 'aaaa" in line for line in lines)
+    assert any("salesinbox.core.transport.server_errors: imap 'aaaa" in line for line in lines)
     access = [line for line in lines if "uvicorn.access" in line and "/healthz?pad=ppp" in line]
     assert access and "[truncated" in access[0]

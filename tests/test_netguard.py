@@ -18,15 +18,15 @@ from pathlib import Path
 import pytest
 
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.mailserver import ConnectPolicy
-from salesinbox.core.netguard import (
+from salesinbox.core.settings import Settings
+from salesinbox.core.transport.netguard import (
     connect_pinned,
     is_public_address,
     normalise_host,
     resolve_mail_host,
     validate_port,
 )
-from salesinbox.core.settings import Settings
+from salesinbox.core.transport.server_login import ConnectPolicy
 from tests.servers.dovecot import free_port
 
 # --------------------------------------------------------------------------- shared helpers

@@ -11,28 +11,28 @@ from typing import TYPE_CHECKING
 import pytest
 from imapclient import IMAPClient
 
-from salesinbox.core.accounts import stored_logins
 from salesinbox.core.credentials import Secret
+from salesinbox.core.db.models import Message, SyncState, User
 from salesinbox.core.errors import ErrorCode
-from salesinbox.core.imap import open_imap
-from salesinbox.core.mailer import OutgoingEmail, send_email
-from salesinbox.core.mailserver import MailServerError
-from salesinbox.core.models import Message, SyncState, User
-from salesinbox.core.oauth_tokens import OAuthTokens, account_logins
-from salesinbox.core.plugins import get_plugin_manager
-from salesinbox.core.provider_registry import ProviderRegistry
-from salesinbox.core.providers import (
+from salesinbox.core.mail_accounts.accounts import stored_logins
+from salesinbox.core.oauth.oauth_tokens import OAuthTokens, account_logins
+from salesinbox.core.plugin_host.plugins import get_plugin_manager
+from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+from salesinbox.core.plugin_host.providers import (
     AuthKind,
     LoginMechanism,
     OAuthMechanism,
     OAuthServer,
     ProviderSpec,
-    ServerEndpoint,
     Security,
+    ServerEndpoint,
 )
+from salesinbox.core.sending.mailer import OutgoingEmail, send_email
 from salesinbox.core.settings import Settings
-from salesinbox.core.smtp import send_smtp
-from salesinbox.core.sync import SyncServices, sync_account
+from salesinbox.core.sync.engine import SyncServices, sync_account
+from salesinbox.core.transport.imap import open_imap
+from salesinbox.core.transport.server_errors import MailServerError
+from salesinbox.core.transport.smtp import send_smtp
 
 from .servers.messages import build_message
 from .test_oauth_tokens import signed_in

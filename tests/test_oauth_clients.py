@@ -1,4 +1,4 @@
-"""The organisation's OAuth clients (core/oauth_clients.py, schema/oauth.py), on a real database.
+"""The organisation's OAuth clients (core/oauth/oauth_clients.py, schema/oauth.py), on a real database.
 
 An admin registers the client the organisation created at Google or Microsoft; the secret is
 stored encrypted, never returned nor logged; endpoints and tenant may be overridden.
@@ -14,9 +14,9 @@ import pytest
 from tortoise import connections
 
 from salesinbox.core.credentials import SecretBox
+from salesinbox.core.db.models import User
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.models import User
-from salesinbox.core.oauth_clients import (
+from salesinbox.core.oauth.oauth_clients import (
     OAuthClientInput,
     delete_oauth_client,
     list_oauth_clients,
@@ -24,9 +24,9 @@ from salesinbox.core.oauth_clients import (
     redirect_url,
     set_oauth_client,
 )
-from salesinbox.core.oauth_urls import check_admin_url, check_frontend_url, fill_tenant
-from salesinbox.core.plugins import get_plugin_manager
-from salesinbox.core.provider_registry import ProviderRegistry
+from salesinbox.core.oauth.oauth_urls import check_admin_url, check_frontend_url, fill_tenant
+from salesinbox.core.plugin_host.plugins import get_plugin_manager
+from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
 from salesinbox.core.settings import Settings
 
 from .conftest import GraphQLClient

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core.models import MailAccount, OAuthGrant, User
-from salesinbox.core.oauth_tokens import OAuthTokens
+from salesinbox.core.db.models import MailAccount, OAuthGrant, User
+from salesinbox.core.oauth.oauth_tokens import OAuthTokens
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync import SyncServices
+from salesinbox.core.sync.engine import SyncServices
 
 from .servers.messages import build_message
 from .servers.proxy import CuttingProxy

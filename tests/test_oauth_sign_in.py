@@ -1,4 +1,4 @@
-"""The "Sign in with Google/Microsoft" consent flow (core/oauth_sign_in.py, schema/oauth_sign_in.py,
+"""The "Sign in with Google/Microsoft" consent flow (core/oauth/oauth_sign_in.py, schema/oauth_sign_in.py,
 ``GET /oauth/callback``) against the local OAuth server, the token-introspecting Dovecot and
 SMTP server: in headless Chromium with the app under uvicorn, and over HTTP for every failure."""
 
@@ -18,18 +18,18 @@ import httpx2 as httpx
 import pytest
 from starlette.applications import Starlette
 
-from salesinbox.core.models import MailAccount, Message, OAuthGrant, OAuthSignIn, SyncState, User
-from salesinbox.core.oauth_clients import OAuthClientInput, redirect_url, set_oauth_client
-from salesinbox.core.oauth_launch import launch_sign_in
+from salesinbox.core.db.models import MailAccount, Message, OAuthGrant, OAuthSignIn, SyncState, User
+from salesinbox.core.oauth.oauth_clients import OAuthClientInput, redirect_url, set_oauth_client
+from salesinbox.core.oauth.oauth_launch import launch_sign_in
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync import sync_account
+from salesinbox.core.sync.engine import sync_account
 
 from .conftest import GraphQLClient
+from .served import free_port, serve
 from .servers.browser import ChromiumPage
 from .servers.dovecot import DovecotServer
 from .servers.messages import build_message
 from .servers.oauth import OAuthServer
-from .served import free_port, serve
 
 if TYPE_CHECKING:
     from .servers.fixtures import MailAccount as TestMailbox

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core.mailer import OutgoingEmail, send_email
-from salesinbox.core.models import MailAccount, Message, OAuthGrant, User
+from salesinbox.core.db.models import MailAccount, Message, OAuthGrant, User
+from salesinbox.core.sending.mailer import OutgoingEmail, send_email
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync import SyncServices
+from salesinbox.core.sync.engine import SyncServices
 
 from .servers.messages import build_message
 from .servers.proxy import CuttingProxy

@@ -1,4 +1,4 @@
-"""Access tokens that refresh themselves (core/oauth_tokens.py) against the local OAuth server,
+"""Access tokens that refresh themselves (core/oauth/oauth_tokens.py) against the local OAuth server,
 the token-introspecting Dovecot and SMTP server: one refresh per expiry, rotation saved at
 once, invalid_grant -> NEEDS_REAUTH with nothing tried again, a down endpoint retried, and
 the refresh token revoked on disconnection."""
@@ -13,18 +13,18 @@ from typing import TYPE_CHECKING
 import httpx2
 import pytest
 
-from salesinbox.core import oauth_tokens as oauth_tokens_module
-from salesinbox.core.accounts import disconnect_account
-from salesinbox.core.audit import audit_account
+from salesinbox.core.db.models import Folder, MailAccount, Message, OAuthGrant, SyncState, User
 from salesinbox.core.errors import ErrorCode
-from salesinbox.core.mailer import OutgoingEmail, send_email
-from salesinbox.core.message_flags import set_message_flags
-from salesinbox.core.models import Folder, MailAccount, Message, OAuthGrant, SyncState, User
-from salesinbox.core.oauth_clients import OAuthClientInput, set_oauth_client
-from salesinbox.core.oauth_tokens import OAuthTokens, TokenEndpointUnavailable, store_grant
-from salesinbox.core.providers import AuthKind, FolderRole, Security
+from salesinbox.core.mail_accounts.accounts import disconnect_account
+from salesinbox.core.oauth import oauth_tokens as oauth_tokens_module
+from salesinbox.core.oauth.oauth_clients import OAuthClientInput, set_oauth_client
+from salesinbox.core.oauth.oauth_tokens import OAuthTokens, TokenEndpointUnavailable, store_grant
+from salesinbox.core.plugin_host.providers import AuthKind, FolderRole, Security
+from salesinbox.core.sending.mailer import OutgoingEmail, send_email
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync import SyncServices, sync_account
+from salesinbox.core.sync.audit import audit_account
+from salesinbox.core.sync.engine import SyncServices, sync_account
+from salesinbox.core.sync.message_flags import set_message_flags
 
 from .servers.messages import build_message
 

@@ -9,9 +9,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 from salesinbox.core import hookimpl
-from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.mailer import OutgoingAttachment
-from salesinbox.core.models import (
+from salesinbox.core.crm.records import RecordInput, create_record
+from salesinbox.core.db.models import (
     Direction,
     MailAccount,
     Message,
@@ -20,11 +19,12 @@ from salesinbox.core.models import (
     SharingPermission,
     User,
 )
-from salesinbox.core.outgoing import Draft, MailServices, reply, reply_subject, send_new
-from salesinbox.core.plugins import get_plugin_manager
-from salesinbox.core.provider_registry import ProviderRegistry
-from salesinbox.core.records import RecordInput, create_record
-from salesinbox.core.sync import SyncServices, sync_account
+from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.plugin_host.plugins import get_plugin_manager
+from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+from salesinbox.core.sending.mailer import OutgoingAttachment
+from salesinbox.core.sending.outgoing import Draft, MailServices, reply, reply_subject, send_new
+from salesinbox.core.sync.engine import SyncServices, sync_account
 
 from .servers.messages import build_message
 from .test_sync import connect
@@ -192,7 +192,7 @@ async def test_provider_filed_copy_replaces_the_placeholder(rep: User, mail_acco
 
 async def test_placeholder_survives_a_renumbered_sent_folder(rep: User, mail_account: TestMailbox,
                                                              mail: MailServices, services: SyncServices) -> None:
-    from salesinbox.core.models import Folder
+    from salesinbox.core.db.models import Folder
 
     box = mail_account
     pm = get_plugin_manager(load_entrypoints=False)

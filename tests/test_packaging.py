@@ -26,11 +26,20 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 
 
 def test_wheel_maps_top_level_folders_under_salesinbox(wheel_names: set[str]) -> None:
-    for expected in ("salesinbox/core/models.py", "salesinbox/core/migrations/0001_initial.py",
-                     "salesinbox/schema/app.py", "salesinbox/plugins/gmail/__init__.py",
+    for expected in ("salesinbox/core/db/models.py", "salesinbox/core/db/migrations/0001_initial.py",
+                     "salesinbox/schema/asgi_app.py", "salesinbox/plugins/gmail/__init__.py",
                      "salesinbox/plugins/custom_imap/__init__.py"):
         assert expected in wheel_names
     assert not any(name.startswith(("core/", "schema/", "plugins/", "tests/")) for name in wheel_names)
+
+
+def test_wheel_carries_every_package(wheel_names: set[str]) -> None:
+    """Every folder with an ``__init__.py`` under core/, schema/ and plugins/ is in the wheel
+    (pyproject.toml lists the packages one by one: a new subpackage must be added there)."""
+    for top in ("core", "schema", "plugins"):
+        for init in (ROOT / top).rglob("__init__.py"):
+            installed = "salesinbox/" + init.relative_to(ROOT).as_posix()
+            assert installed in wheel_names, f"{installed} missing: add its package to pyproject.toml"
 
 
 def test_wheel_carries_data_files(wheel_names: set[str]) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import random
+import subprocess
+import sys
 from datetime import datetime, timezone
 from email.utils import getaddresses
 
@@ -11,7 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salesinbox.core.parsing import (
+from salesinbox.core.parsing.headers import normalise_subject, split_mailboxes
+from salesinbox.core.parsing.html_text import html_to_text
+from salesinbox.core.parsing.message_parser import (
     MAX_ADDRESSES,
     MAX_BODY_BYTES,
     MAX_PARTS,
@@ -22,12 +26,24 @@ from salesinbox.core.parsing import (
     direction_for,
     parse_message,
 )
-from salesinbox.core.parsing_html import (html_to_text, make_snippet, normalise_subject,
-                                         split_mailboxes)
+from salesinbox.core.parsing.snippets import make_snippet
 
 from .servers.messages import Attachment, build_message, generate_messages
 
 CRLF = b"\r\n"
+
+
+def test_fetching_and_parsing_do_not_load_the_orm() -> None:
+    """The parse worker processes import the fetch and parse modules: neither may pull in
+    Tortoise or the models (a fresh interpreter, so nothing else has loaded them first)."""
+    code = (
+        "import sys\n"
+        "import salesinbox.core.sync.imap_fetch, salesinbox.core.parsing.message_parser\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tortoise', 'pypika_tortoise')"
+        " or m.startswith('salesinbox.core.db')))\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert completed.stdout.strip() == "[]"
 
 
 def msg(*headers: str | bytes, body: bytes = b"Hello\r\n") -> bytes:

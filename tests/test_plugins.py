@@ -1,4 +1,4 @@
-"""The plugin host (core/plugins.py) and the provider registry (core/provider_registry.py)."""
+"""The plugin host (core/plugin_host/plugins.py) and the provider registry (core/plugin_host/provider_registry.py)."""
 
 from __future__ import annotations
 
@@ -28,15 +28,15 @@ from salesinbox.core import (
     UsernameFormat,
     hookimpl,
 )
-from salesinbox.core.default_hooks import GENERIC_AUTH_FAILURE_HINT, CoreDefaults
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.plugins import (
+from salesinbox.core.plugin_host.default_hooks import GENERIC_AUTH_FAILURE_HINT, CoreDefaults
+from salesinbox.core.plugin_host.plugins import (
     CORE_DEFAULTS_NAME,
     DEFAULT_PLUGINS,
     ENTRYPOINT_GROUP,
     get_plugin_manager,
 )
-from salesinbox.core.provider_registry import ProviderDeclarationError, ProviderRegistry
+from salesinbox.core.plugin_host.provider_registry import ProviderDeclarationError, ProviderRegistry
 
 BUILTIN_KEYS = ["zoho_mail", "gmail", "outlook", "office365", "yahoo", "custom_imap"]
 THIRDPARTY_DIR = Path(__file__).parent / "thirdparty_provider"
@@ -100,9 +100,9 @@ def test_core_does_not_import_the_plugins_package_statically() -> None:
     script = textwrap.dedent(
         """
         import sys
-        import salesinbox.core, salesinbox.core.plugins, salesinbox.core.provider_registry
+        import salesinbox.core, salesinbox.core.plugin_host.plugins, salesinbox.core.plugin_host.provider_registry
         assert not any(m.startswith("salesinbox.plugins") for m in sys.modules), sorted(sys.modules)
-        salesinbox.core.plugins.get_plugin_manager(load_entrypoints=False)
+        salesinbox.core.plugin_host.plugins.get_plugin_manager(load_entrypoints=False)
         assert "salesinbox.plugins.gmail" in sys.modules
         """
     )
@@ -119,7 +119,7 @@ def test_a_misspelt_hook_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     typo.salesinbox_provider = salesinbox_provider  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "typo_plugin", typo)
     with_typo = (*DEFAULT_PLUGINS, "typo_plugin")
-    monkeypatch.setattr("salesinbox.core.plugins.DEFAULT_PLUGINS", with_typo)
+    monkeypatch.setattr("salesinbox.core.plugin_host.plugins.DEFAULT_PLUGINS", with_typo)
     with pytest.raises(pluggy.PluginValidationError, match="salesinbox_provider"):
         get_plugin_manager(load_entrypoints=False)
 
@@ -493,8 +493,8 @@ def install_thirdparty_plugin(target: Path) -> None:
 LIST_PROVIDERS_SCRIPT = textwrap.dedent(
     """
     import json
-    from salesinbox.core.plugins import get_plugin_manager
-    from salesinbox.core.provider_registry import ProviderRegistry
+    from salesinbox.core.plugin_host.plugins import get_plugin_manager
+    from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
 
     with_eps = ProviderRegistry(get_plugin_manager())
     without_eps = ProviderRegistry(get_plugin_manager(load_entrypoints=False))

@@ -18,19 +18,37 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from tortoise.transactions import in_transaction
 
-from salesinbox.core.db import open_database
-from salesinbox.core.linking import relink_record
-from salesinbox.core.models import (
-    AccountExcludedDomain, AddressRole, CrmRecord, Direction, DomainKind, Folder, MailAccount,
-    Message, MessageAddress, MessageLink, Organisation, OrganisationDomain, Profile, RecordKind,
-    ShareFlag, SharingPermission, User,
+from salesinbox.core.crm.linking import relink_record
+from salesinbox.core.crm.records import RecordInput, create_record
+from salesinbox.core.db.connection import open_database
+from salesinbox.core.db.models import (
+    AccountExcludedDomain,
+    AddressRole,
+    CrmRecord,
+    Direction,
+    DomainKind,
+    Folder,
+    MailAccount,
+    Message,
+    MessageAddress,
+    MessageLink,
+    Organisation,
+    OrganisationDomain,
+    Profile,
+    RecordKind,
+    ShareFlag,
+    SharingPermission,
+    User,
 )
-from salesinbox.core.policy import (
-    Explanation, can_see, explain, visible_messages, visible_messages_for_record,
-)
-from salesinbox.core.providers import AuthKind, Security
-from salesinbox.core.records import RecordInput, create_record
+from salesinbox.core.plugin_host.providers import AuthKind, Security
 from salesinbox.core.settings import Settings
+from salesinbox.core.sharing.visibility import (
+    Explanation,
+    can_see,
+    explain,
+    visible_messages,
+    visible_messages_for_record,
+)
 
 from . import policy_model as model
 

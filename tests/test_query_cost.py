@@ -16,15 +16,15 @@ import httpx2 as httpx
 import pytest
 from graphql import parse
 
-from salesinbox.core import threads
-from salesinbox.core.models import Message, MessageBody, RecordKind, User
-from salesinbox.core.policy import visible_messages_for_record
-from salesinbox.core.records import RecordInput, create_record
+from salesinbox.core.crm.records import RecordInput, create_record
+from salesinbox.core.db.models import Message, MessageBody, RecordKind, User
 from salesinbox.core.settings import Settings
-from salesinbox.core.views import page_of
-from salesinbox.schema.api import build_schema
-from salesinbox.schema.app import create_app
+from salesinbox.core.sharing import threads
+from salesinbox.core.sharing.views import page_of
+from salesinbox.core.sharing.visibility import visible_messages_for_record
+from salesinbox.schema.asgi_app import create_app
 from salesinbox.schema.cost import BODY_COST, estimate_cost
+from salesinbox.schema.graphql_schema import build_schema
 
 from .conftest import GraphQLClient
 from .test_policy import write_account

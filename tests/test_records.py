@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.models import CrmRecord, RecordKind, User
-from salesinbox.core.records import (
+from salesinbox.core.crm.records import (
     RecordInput,
     create_record,
     delete_record,
@@ -15,6 +13,8 @@ from salesinbox.core.records import (
     parse_csv,
     update_record,
 )
+from salesinbox.core.db.models import CrmRecord, RecordKind, User
+from salesinbox.core.errors import ErrorCode, SalesInboxError
 
 
 async def test_create_normalises_emails_and_defaults_owner(rep: User) -> None:

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core.events import MailEvent
-from salesinbox.core.models import Folder, MailAccount, Message, SyncState, User
-from salesinbox.core.scheduler import InProcessScheduler, backoff_delay
-from salesinbox.core.sync import SyncServices
+from salesinbox.core.db.models import Folder, MailAccount, Message, SyncState, User
+from salesinbox.core.sync.engine import SyncServices
+from salesinbox.core.sync.events import MailEvent
+from salesinbox.core.sync.scheduler import InProcessScheduler, backoff_delay
 
 from .servers.messages import build_message
 from .test_sync import connect
@@ -88,7 +88,7 @@ async def test_failures_back_off_and_show_the_next_retry(rep: User, mail_account
 @pytest.mark.dovecot
 async def test_refused_login_waits_for_new_credentials(rep: User, mail_account: TestMailbox, services: SyncServices,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    from salesinbox.core import sync as sync_module
+    from salesinbox.core.sync import engine as sync_module
 
     account = await connect(rep, mail_account, services)
     await MailAccount.filter(id=account.id).update(imap_secret=services.secrets.encrypt("revoked"))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core.models import MailAccount, User
+from salesinbox.core.db.models import MailAccount, User
 
 from .conftest import GraphQLClient
 
@@ -71,8 +71,8 @@ async def test_wrong_password_is_a_typed_error(api: GraphQLClient, rep_token: st
 
 async def test_colleagues_cannot_see_or_touch_an_account(api: GraphQLClient, rep_token: str, admin_token: str,
                                                          rep: User, mail_account: TestMailbox) -> None:
-    from salesinbox.core.tokens import issue_token
-    from salesinbox.core.users import create_user
+    from salesinbox.core.crm.api_tokens import issue_token
+    from salesinbox.core.crm.users import create_user
 
     account = (await api.ok(CONNECT, {"input": connect_input(mail_account)}, token=rep_token))["connectMailAccount"]
     colleague = await create_user(None, email="col@acme.test", name="Col")

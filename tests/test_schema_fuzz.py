@@ -35,16 +35,16 @@ from graphql.pyutils import Undefined
 from hypothesis import HealthCheck, example, given, settings
 from tortoise.transactions import in_transaction
 
-from salesinbox.core import netguard
 from salesinbox.core.credentials import SecretBox, generate_key
-from salesinbox.core.db import open_database
-from salesinbox.core.models import AddressRole, FromAddress, MailAccount, Profile, RecordKind
-from salesinbox.core.records import RecordInput, create_record
+from salesinbox.core.crm.api_tokens import issue_token, token_cache
+from salesinbox.core.crm.records import RecordInput, create_record
+from salesinbox.core.crm.users import create_user
+from salesinbox.core.db.connection import open_database
+from salesinbox.core.db.models import AddressRole, FromAddress, MailAccount, Profile, RecordKind
 from salesinbox.core.settings import Settings
-from salesinbox.core.tokens import issue_token, token_cache
-from salesinbox.core.users import create_user
-from salesinbox.schema.api import build_schema
-from salesinbox.schema.app import create_app
+from salesinbox.core.transport import netguard
+from salesinbox.schema.asgi_app import create_app
+from salesinbox.schema.graphql_schema import build_schema
 
 from .database import TemplateDatabase
 from .graphql_inputs import Variable, sweep, variables

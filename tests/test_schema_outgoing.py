@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING
 import pytest
 from starlette.applications import Starlette
 
-from salesinbox.core.models import Message
-from salesinbox.core.sync import sync_account
+from salesinbox.core.db.models import Message
+from salesinbox.core.sync.engine import sync_account
 
 from .conftest import GraphQLClient
 from .servers.messages import build_message

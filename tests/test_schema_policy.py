@@ -12,10 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from tortoise.transactions import in_transaction
 
-from salesinbox.core.db import open_database
+from salesinbox.core.crm.api_tokens import issue_token
+from salesinbox.core.db.connection import open_database
 from salesinbox.core.settings import Settings
-from salesinbox.core.tokens import issue_token
-from salesinbox.schema.app import create_app
+from salesinbox.schema.asgi_app import create_app
 
 from . import policy_model as model
 from .conftest import GraphQLClient

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from salesinbox.core.models import CrmRecord, User
+from salesinbox.core.db.models import CrmRecord, User
 
 from .conftest import GraphQLClient
 
@@ -64,8 +64,8 @@ async def test_invalid_record_input_is_typed(api: GraphQLClient, rep_token: str)
 
 
 async def test_other_users_cannot_edit(api: GraphQLClient, rep_token: str, admin: User) -> None:
-    from salesinbox.core.tokens import issue_token
-    from salesinbox.core.users import create_user
+    from salesinbox.core.crm.api_tokens import issue_token
+    from salesinbox.core.crm.users import create_user
 
     colleague = await create_user(admin, email="colleague@acme.test", name="Col")
     colleague_token = (await issue_token(colleague, "t"))[1]

@@ -13,8 +13,8 @@ import uvicorn
 import websockets
 from starlette.applications import Starlette
 
-from salesinbox.core.models import Message, User
-from salesinbox.core.sync import sync_account
+from salesinbox.core.db.models import Message, User
+from salesinbox.core.sync.engine import sync_account
 
 from .conftest import GraphQLClient
 from .servers.messages import build_message
@@ -38,7 +38,7 @@ async def test_sync_now_needs_a_running_sync(api: GraphQLClient, rep_token: str,
 
 async def test_sync_now_with_the_scheduler(api: GraphQLClient, app: Starlette, rep_token: str,
                                            mail_account: TestMailbox) -> None:
-    from salesinbox.core.scheduler import InProcessScheduler
+    from salesinbox.core.sync.scheduler import InProcessScheduler
 
     services = app.state.services
     services.scheduler = InProcessScheduler(services.sync_services(), poll_interval=3600, use_idle=False)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from salesinbox.core.models import ApiToken, User
+from salesinbox.core.db.models import ApiToken, User
 
 from .conftest import GraphQLClient
 

@@ -8,8 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from tortoise import connections
 
-from salesinbox.core.linking import link_messages
-from salesinbox.core.models import (
+from salesinbox.core.crm.api_tokens import issue_token
+from salesinbox.core.crm.linking import link_messages
+from salesinbox.core.crm.records import RecordInput, create_record
+from salesinbox.core.db.models import (
     AddressRole,
     Attachment,
     Direction,
@@ -19,8 +21,6 @@ from salesinbox.core.models import (
     RecordKind,
     User,
 )
-from salesinbox.core.records import RecordInput, create_record
-from salesinbox.core.tokens import issue_token
 
 from .conftest import GraphQLClient
 from .test_policy import write_account, write_message

@@ -9,12 +9,13 @@ from collections.abc import Callable
 
 import pytest
 
-from salesinbox.core import smtp as smtp_module
 from salesinbox.core.credentials import Secret
 from salesinbox.core.errors import ErrorCode
-from salesinbox.core.mailserver import ConnectPolicy, MailServerError, ServerLogin
-from salesinbox.core.providers import Security
-from salesinbox.core.smtp import SmtpProbe, probe_smtp, send_smtp
+from salesinbox.core.plugin_host.providers import Security
+from salesinbox.core.transport import smtp as smtp_module
+from salesinbox.core.transport.server_errors import MailServerError
+from salesinbox.core.transport.server_login import ConnectPolicy, ServerLogin
+from salesinbox.core.transport.smtp import SmtpProbe, probe_smtp, send_smtp
 from tests.servers.certs import CertBundle
 from tests.servers.dovecot import free_port
 from tests.servers.messages import Attachment, build_message

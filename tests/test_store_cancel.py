@@ -12,10 +12,10 @@ import asyncio
 
 import pytest
 
-from salesinbox.core import store as store_module
-from salesinbox.core.models import Folder, Message, User
-from salesinbox.core.parsing import parse_message
-from salesinbox.core.store import FetchedMessage, FolderTarget, store_batch
+from salesinbox.core.db.models import Folder, Message, User
+from salesinbox.core.parsing.message_parser import FetchedMessage, parse_message
+from salesinbox.core.sync import store as store_module
+from salesinbox.core.sync.store import FolderTarget, store_batch
 
 from .servers.messages import generate_messages
 from .test_linking import _account

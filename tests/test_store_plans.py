@@ -7,7 +7,7 @@ from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from salesinbox.core.settings import Settings
-from salesinbox.core.store import plan_for_values
+from salesinbox.core.sync.store import plan_for_values
 
 
 async def test_plan_for_values_applies_to_the_transaction_only(db: Settings) -> None:

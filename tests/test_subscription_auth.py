@@ -15,11 +15,11 @@ import pytest
 import websockets
 from starlette.applications import Starlette
 
-from salesinbox.core.events import MailEvent
-from salesinbox.core.models import ApiToken, User
+from salesinbox.core.crm.api_tokens import token_cache
+from salesinbox.core.db.models import ApiToken, User
 from salesinbox.core.settings import Settings
-from salesinbox.core.tokens import token_cache
-from salesinbox.schema.app import create_app
+from salesinbox.core.sync.events import MailEvent
+from salesinbox.schema.asgi_app import create_app
 
 from .conftest import GraphQLClient
 from .served import live, serve

@@ -8,10 +8,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core import sync as sync_module
-from salesinbox.core.accounts import ConnectAccountInput, ServerInput, connect_account
 from salesinbox.core.credentials import Secret
-from salesinbox.core.models import (
+from salesinbox.core.crm.records import RecordInput, create_record
+from salesinbox.core.db.models import (
     Direction,
     Folder,
     MailAccount,
@@ -21,9 +20,10 @@ from salesinbox.core.models import (
     SyncState,
     User,
 )
-from salesinbox.core.providers import Security
-from salesinbox.core.records import RecordInput, create_record
-from salesinbox.core.sync import AccountSyncReport, SyncServices, sync_account
+from salesinbox.core.mail_accounts.accounts import ConnectAccountInput, ServerInput, connect_account
+from salesinbox.core.plugin_host.providers import Security
+from salesinbox.core.sync import engine as sync_module
+from salesinbox.core.sync.engine import AccountSyncReport, SyncServices, sync_account
 
 from .servers.messages import build_message, generate_messages
 
@@ -76,7 +76,7 @@ async def test_initial_sync_stores_every_message_exactly_once(rep: User, mail_ac
 
 
 async def test_confirmation_email_after_initial_sync(rep: User, mail_account: TestMailbox, services: SyncServices) -> None:
-    from salesinbox.core.mailer import send_sync_confirmation
+    from salesinbox.core.sending.mailer import send_sync_confirmation
 
     box = mail_account
     box.dovecot.append(box.user, "INBOX", build_message(from_="jane@globex.example", to=box.address))

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core import sync as sync_module
-from salesinbox.core.audit import audit_account
-from salesinbox.core.models import Folder, MailAccount, Message, SyncState, User
-from salesinbox.core.sync import SyncServices, sync_account
+from salesinbox.core.db.models import Folder, MailAccount, Message, SyncState, User
+from salesinbox.core.sync import engine as sync_module
+from salesinbox.core.sync.audit import audit_account
+from salesinbox.core.sync.engine import SyncServices, sync_account
 
 from .faults import Killed, dying_after_batches
 from .servers.messages import generate_messages
@@ -143,7 +143,7 @@ async def test_uidvalidity_log_line_counts_the_messages_deleted(
     before = await Folder.get(account_id=account.id, name="INBOX")
     box.dovecot.doveadm("mailbox", "update", "-u", box.user.username, "--uid-validity",
                         str(before.uidvalidity + 9), "INBOX")
-    with caplog.at_level("INFO", logger="salesinbox.core.sync"):
+    with caplog.at_level("INFO", logger="salesinbox.core.sync.engine"):
         await sync_account(account.id, services)
     (line,) = [r.getMessage() for r in caplog.records if "UIDVALIDITY changed" in r.getMessage()]
     assert ", 7 stored messages deleted" in line

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.tls import client_ssl_context
+from salesinbox.core.transport.tls import client_ssl_context
 from tests.servers.certs import CertBundle
 from tests.servers.dovecot import DovecotServer
 

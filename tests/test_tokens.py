@@ -8,13 +8,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from salesinbox.core import tokens as tokens_module
-from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.models import ApiToken, Profile, User
-from salesinbox.core.tokens import (
-    TokenCache, _Entry, authenticate, hash_token, issue_token, list_tokens, revoke_token, token_cache,
+from salesinbox.core.crm import api_tokens as tokens_module
+from salesinbox.core.crm.api_tokens import (
+    TokenCache,
+    _Entry,
+    authenticate,
+    hash_token,
+    issue_token,
+    list_tokens,
+    revoke_token,
+    token_cache,
 )
-from salesinbox.core.users import update_user
+from salesinbox.core.crm.users import update_user
+from salesinbox.core.db.models import ApiToken, Profile, User
+from salesinbox.core.errors import ErrorCode, SalesInboxError
 
 
 async def test_only_the_hash_is_stored(rep: User) -> None:

@@ -1,4 +1,4 @@
-"""core/views.py directly: the checks its GraphQL callers may skip when they already did them."""
+"""core/sharing/views.py directly: the checks its GraphQL callers may skip when they already did them."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from datetime import UTC, datetime
 import pytest
 from tortoise import connections
 
-from salesinbox.core import threads, views
+from salesinbox.core.crm.records import RecordInput, create_record
+from salesinbox.core.db.models import Message, RecordKind, User
 from salesinbox.core.errors import ErrorCode, SalesInboxError
-from salesinbox.core.models import Message, RecordKind, User
-from salesinbox.core.records import RecordInput, create_record
+from salesinbox.core.sharing import threads, views
 
 from .test_policy import write_account, write_message
 

@@ -1,0 +1,96 @@
+"""Verifying an account's servers before anything is saved (SPEC §3.3).
+
+Both logins are tried at once (IMAP: connect, TLS, login, CAPABILITY, LIST; SMTP: connect,
+EHLO, TLS, AUTH). A refused login comes back with the provider plugin's hint, which names
+the fix (an app password, enabling IMAP, signing in with Microsoft…).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import ErrorCode
+from ..plugin_host.provider_registry import ProviderRegistry
+from ..plugin_host.providers import AuthFailureContext, AuthKind, FolderRole
+from ..transport.imap import ImapProbe, probe_imap
+from ..transport.server_errors import MailServerError
+from ..transport.server_login import ConnectPolicy
+from ..transport.smtp import SmtpProbe, probe_smtp
+
+if TYPE_CHECKING:
+    from .accounts import AccountServers
+
+
+@dataclass(frozen=True)
+class VerifiedServers:
+    """What the servers told us while verifying: capabilities and the Sent folder."""
+
+    imap: ImapProbe
+    smtp: SmtpProbe
+    sent_folder: str | None
+
+    @property
+    def capabilities(self) -> list[str]:
+        """The IMAP capabilities to store, with the pre-login ``AUTH=`` mechanisms."""
+        announced = {c.upper() for c in self.imap.capabilities}
+        announced |= {f"AUTH={m.upper()}" for m in self.imap.auth_mechanisms}
+        return sorted(announced)
+
+
+def find_sent_folder(registry: ProviderRegistry, provider: str, probe: ImapProbe) -> str | None:
+    """The Sent folder: by SPECIAL-USE ``\\Sent``, else the first provider-named folder present."""
+    if probe.sent_folder:
+        return probe.sent_folder
+    existing = {folder.name for folder in probe.folders}
+    lowered = {name.lower(): name for name in existing}
+    for candidate in registry.folder_names(provider, FolderRole.SENT):
+        if candidate in existing:
+            return candidate
+        if candidate.lower() in lowered:
+            return lowered[candidate.lower()]
+    return None
+
+
+async def verify_servers(
+    registry: ProviderRegistry,
+    provider: str,
+    auth_kind: AuthKind,
+    servers: AccountServers,
+    policy: ConnectPolicy,
+) -> VerifiedServers:
+    """Log in to both servers (in worker threads, concurrently) and report what they offer.
+
+    Raises the first failure as a :class:`MailServerError`; an authentication failure's
+    message carries the provider's hint.
+    """
+    results = await asyncio.gather(
+        asyncio.to_thread(probe_imap, servers.imap, policy),
+        asyncio.to_thread(probe_smtp, servers.smtp, policy),
+        return_exceptions=True,
+    )
+    for result in results:  # IMAP first: its error is the more useful one
+        if isinstance(result, MailServerError):
+            raise _with_hint(registry, provider, auth_kind, result)
+        if isinstance(result, BaseException):
+            raise result
+    imap_probe, smtp_probe = results
+    assert isinstance(imap_probe, ImapProbe) and isinstance(smtp_probe, SmtpProbe)
+    return VerifiedServers(imap_probe, smtp_probe, find_sent_folder(registry, provider, imap_probe))
+
+
+def _with_hint(
+    registry: ProviderRegistry, provider: str, auth_kind: AuthKind, error: MailServerError
+) -> MailServerError:
+    if error.code != ErrorCode.AUTHENTICATION_FAILED:
+        return error
+    hint = registry.auth_failure_hint(
+        AuthFailureContext(
+            provider=provider,
+            auth_kind=auth_kind,
+            protocol=error.protocol,
+            server_message=error.server_message,
+        )
+    )
+    return error.with_message(f"{error.message} {hint}")
