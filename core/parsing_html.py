@@ -1,7 +1,8 @@
 """Text decoding for the message parser: charsets, encoded words, HTML, snippets.
 
-The compat32 ``email`` API (chosen for speed, NOTES.md) hands back undecoded bytes and header
-text; these helpers turn them into ``str`` and never raise. Every guess (an unknown charset,
+The compat32 ``email`` API (chosen for speed: docs/measurements.md#the-compat32-parser)
+hands back undecoded bytes and header text; these helpers turn them into ``str`` and never
+raise. Every guess (an unknown charset,
 bytes that are not what the charset says, raw 8-bit header bytes) is reported to a
 :class:`Warnings` collector in a short sentence, and the text is still produced.
 From mail HTML the CRM needs readable text for the snippet and search, not layout.
