@@ -24,8 +24,8 @@ _TOP = ("core", "schema", "plugins", "tests", "bench", "scripts", "docs", ".ci")
 
 # Written in pieces so that this file does not cite what it forbids.
 _OUTSIDE = {
-    "the product brief (SPEC)": re.compile(r"\b" + "SP" + r"EC\b"),
-    "the notes file (NOTES)": re.compile(r"\b" + "NO" + r"TES\b"),
+    "the product brief outside the repository": re.compile(r"\b" + "SP" + r"EC\b"),
+    "the notes file outside the repository": re.compile(r"\b" + "NO" + r"TES\b"),
     "the architecture notes file": re.compile("ARCHI" + r"TECTURE\.md"),
     "the shared folder outside the repository": re.compile(r"\.\./" + "shared" + r"\b"),
     "a developer's folder": re.compile(
