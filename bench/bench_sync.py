@@ -33,8 +33,8 @@ the start and the end: the figures are only comparable on an otherwise idle mach
 
 The Dovecot mailbox and the corpus are kept under ``--workdir`` and reused by later runs:
 appending 20,000 messages takes minutes, and deleting then re-creating many files within
-minutes is several times slower on ext4 (measured when this benchmark was written). For the same reason the
-mbsync Maildirs are deleted only at the end of the run.
+minutes is several times slower on ext4 (docs/measurements.md#running-dovecot-for-tests). For
+the same reason the mbsync Maildirs are deleted only at the end of the run.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Email address and domain normalisation: the one place that decides when two addresses match.
 
-Matching is case-insensitive on both the local part and the domain, after trimming (SPEC §2);
+Matching is case-insensitive on both the local part and the domain, after trimming
+(docs/records-and-links.md#address-matching);
 internationalised domains are stored in their ASCII (IDNA) form so that ``bücher.example`` and
 ``xn--bcher-kva.example`` are the same domain.
 

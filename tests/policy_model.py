@@ -1,6 +1,6 @@
-"""The reference model of SPEC §2 (links) and §5 (who may see a message), in plain Python.
+"""The reference model of links and of who may see a message, in plain Python.
 
-Written to be read next to the specification, by someone who does not program much: one
+Written to be read next to docs/sharing.md#the-rule, by someone who does not program much: one
 small function per sentence of the rule, no databases, no shortcuts. The tests compare the
 real, SQL-based policy (``salesinbox.core.sharing.visibility``) with this model on many generated
 organisations.
@@ -74,8 +74,8 @@ def is_in_domain(domain: str, listed: str) -> bool:
 
 
 def records_linked_to(world: World, message: Message) -> list[Record]:
-    """SPEC §2: a message is linked to every record whose primary or secondary email is one
-    of the message's counterparties."""
+    """A message is linked to every record whose primary or secondary email is one of the
+    message's counterparties (docs/records-and-links.md#links)."""
     linked = []
     for record in world.records:
         for address in message.counterparties:
@@ -115,7 +115,7 @@ def has_counterparty_in_listed_domain(world: World, message: Message, account: A
 
 
 def may_see(world: World, viewer_id: int, message: Message) -> bool:
-    """SPEC §5, sentence by sentence."""
+    """docs/sharing.md#the-rule, sentence by sentence."""
     account = account_of(world, message)
     owner = account.owner
 

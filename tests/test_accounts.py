@@ -1,4 +1,4 @@
-"""Connecting mail accounts against the real Dovecot and SMTP servers (SPEC §3)."""
+"""Connecting mail accounts against the real Dovecot and SMTP servers (docs/accounts.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Address and domain normalisation: the matching rule of SPEC §2."""
+"""Address and domain normalisation: docs/records-and-links.md#address-matching."""
 
 from __future__ import annotations
 

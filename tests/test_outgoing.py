@@ -1,4 +1,4 @@
-"""Send and reply against the real SMTP server (aiosmtpd) and Dovecot (SPEC §7)."""
+"""Send and reply against the real SMTP server (aiosmtpd) and Dovecot (docs/outgoing-mail.md)."""
 
 from __future__ import annotations
 

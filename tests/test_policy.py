@@ -1,4 +1,5 @@
-"""The sharing policy (SPEC §5): the SQL filter against the reference model, and the named cases.
+"""The sharing policy (docs/sharing.md): the SQL filter against the reference model, and the
+named cases.
 
 The property test writes generated organisations to the database (one database per test, one
 rolled-back transaction per example) and checks, for every viewer, that ``visible_messages``,
@@ -170,7 +171,7 @@ async def write(scenario: Scenario) -> Written:
             first_name="Rec", last_name=str(record.id),
             primary_email=record.primary_email, secondary_email=record.secondary_email)
         out.records[record.id] = row.id
-        await relink_record(row)  # the real linking code, SPEC §2
+        await relink_record(row)  # the real linking code
     await ShareFlag.bulk_create([ShareFlag(user=out.users[u], record_id=out.records[r])
                                  for u, r in sorted(world.share_flags)])
     return out
@@ -250,7 +251,7 @@ def test_policy_agrees_with_the_model(policy_runner: asyncio.Runner, scenario: S
     policy_runner.run(_run_example(scenario))
 
 
-# --- The named consequences of SPEC §5 -------------------------------------------------------
+# --- The named consequences of docs/sharing.md#the-rule ---------------------------------------
 
 NOW = datetime(2024, 6, 1, tzinfo=UTC)
 

@@ -1,4 +1,4 @@
-"""The GraphQL views against the reference model of SPEC §5, on generated organisations:
+"""The GraphQL views against the reference model of docs/sharing.md, on generated organisations:
 each user, with their own token, sees exactly the model's mail in every related list, in
 their SalesInbox, and message by message."""
 

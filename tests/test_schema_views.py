@@ -1,5 +1,5 @@
-"""The mail views through GraphQL (SPEC §5, §6): SalesInbox, related list, threads, detail,
-sharing settings, explain — as different users with their own tokens."""
+"""The mail views through GraphQL (docs/views.md, docs/sharing.md): SalesInbox, related list,
+threads, detail, sharing settings, explain — as different users with their own tokens."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 A message is linked to a record when one of its counterparty addresses (From/To/Cc/Bcc
 minus the account owner's own addresses) equals the record's primary or secondary email.
 Links are recomputed whenever a record's emails change, so mail synced before the record
-existed still gets linked (SPEC §2).
+existed still gets linked (docs/records-and-links.md#links).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Verifying an account's servers before anything is saved (SPEC §3.3).
+"""Verifying an account's servers before anything is saved (docs/accounts.md#verification).
 
 Both logins are tried at once (IMAP: connect, TLS, login, CAPABILITY, LIST; SMTP: connect,
 EHLO, TLS, AUTH). A refused login comes back with the provider plugin's hint, which names

@@ -1,5 +1,5 @@
 """Mail accounts: connect (verified before save), view server details, update credentials,
-disconnect. SPEC §3.
+disconnect (docs/accounts.md).
 
 Nothing is saved unless both the IMAP and the SMTP server accepted the credentials; the
 secrets are stored encrypted and never returned. A user manages their own accounts; an admin

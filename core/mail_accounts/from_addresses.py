@@ -1,4 +1,5 @@
-"""From addresses of a mail account (SPEC §3.5): add, remove, choose the default.
+"""From addresses of a mail account: add, remove, choose the default
+(docs/outgoing-mail.md#from-addresses).
 
 The account's own address is always a From address. Adding or removing one changes which
 addresses count as the owner's own, so the account's counterparties and links are refreshed.

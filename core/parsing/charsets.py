@@ -1,6 +1,7 @@
 """Bytes to text: MIME charset labels, decoding with fallbacks, text fit for any database.
 
-The compat32 ``email`` API (chosen for speed, NOTES.md) hands back undecoded bytes; these
+The compat32 ``email`` API (chosen for speed:
+docs/measurements.md#the-compat32-parser) hands back undecoded bytes; these
 helpers turn them into ``str`` and never raise. Every guess is reported to a
 :class:`~.parse_warnings.Warnings` collector, and the text is still produced.
 """

@@ -1,7 +1,8 @@
 """Header text: 8-bit bytes, RFC 2047 encoded words, RFC 2231 parameters, address lists and
 subjects.
 
-The compat32 ``email`` API (chosen for speed, NOTES.md) hands back raw header text; these
+The compat32 ``email`` API (chosen for speed:
+docs/measurements.md#the-compat32-parser) hands back raw header text; these
 helpers decode it and never raise. Every guess is reported to a
 :class:`~.parse_warnings.Warnings` collector, and the text is still produced.
 """

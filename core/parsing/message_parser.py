@@ -1,6 +1,6 @@
-"""Turn one raw RFC 5322 message into the values the store saves (SPEC §2 Message, §4).
+"""Turn one raw RFC 5322 message into the values the store saves (docs/sync.md#what-is-stored).
 
-Parsing is what a sync spends its time on (NOTES.md): the MIME structure comes from the
+Parsing is what a sync spends its time on (docs/measurements.md): the MIME structure comes from the
 ``email`` package's compat32 API, several times faster than ``policy.default``
 (bench/bench_parse.py). It leaves charsets, encoded words and 8-bit headers to the caller:
 :mod:`.charsets`, :mod:`.headers` and their neighbours decode text, this module reads
@@ -164,8 +164,9 @@ def direction_for(parsed: ParsedMessage, own_addresses: set[str], folder_is_sent
 
 
 def counterparties(parsed: ParsedMessage, own_addresses: set[str]) -> list[Address]:
-    """Every From/To/Cc/Bcc address that is not one of ``own_addresses`` (SPEC §2), each once,
-    in order of appearance (the first occurrence's display name wins)."""
+    """Every From/To/Cc/Bcc address that is not one of ``own_addresses``, each once,
+    in order of appearance (the first occurrence's display name wins); see
+    docs/records-and-links.md#counterparties."""
     own = _normalised_set(own_addresses)
     seen: dict[str, Address] = {}
     for address in parsed.from_ + parsed.to + parsed.cc + parsed.bcc:

@@ -1,6 +1,6 @@
 """Outgoing mail through an account's own SMTP server: building MIME and sending it.
 
-Used for the initial-sync confirmation email and for users' send and reply (SPEC §7).
+Used for the initial-sync confirmation email and for users' send and reply (docs/outgoing-mail.md).
 Nothing is reported as sent unless the server accepted every recipient.
 """
 

@@ -1,8 +1,9 @@
-"""Send and reply (SPEC §7): from the user's own account and From address, threaded, with
-the Sent copy where the user's other devices see it.
+"""Send and reply (docs/outgoing-mail.md): from the user's own account and From address,
+threaded, with the Sent copy where the user's other devices see it.
 
-A user may reply to any message they may see (SPEC §5: their own, or a colleague's shared
-one); a message they may not see is ``NOT_FOUND``, so its existence is not revealed.
+A user may reply to any message they may see (docs/sharing.md#the-rule: their own, or a
+colleague's shared one); a message they may not see is ``NOT_FOUND``, so its existence is not
+revealed.
 """
 
 from __future__ import annotations
@@ -180,8 +181,9 @@ async def reply(
 ) -> SentCopy:
     """Reply (or reply to all) to a message the actor may see, from the actor's own account.
 
-    Recipients: the original's Reply-To or From (or, for the actor's own sent mail, its To);
-    reply-all adds the original To and Cc. The actor's own addresses are always removed.
+    Recipients: the original's From (or, for the actor's own sent mail, its To; Reply-To is not
+    stored, see docs/outgoing-mail.md#known-limits); reply-all adds the original To and Cc.
+    The actor's own addresses are always removed.
     Extra To/Cc/Bcc of ``draft`` are added.
     """
     _check_attachments(draft.attachments)

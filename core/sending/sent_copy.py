@@ -1,4 +1,5 @@
-"""The Sent copy of mail sent from the CRM (SPEC §7): on the server and in the store at once.
+"""The Sent copy of mail sent from the CRM: on the server and in the store at once
+(docs/outgoing-mail.md#the-sent-copy).
 
 After SMTP accepted a message, a copy is APPENDed to the account's Sent folder with
 ``\\Seen`` (unless the provider files it itself, as Gmail does), so the user's other devices

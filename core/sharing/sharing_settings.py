@@ -1,4 +1,4 @@
-"""Sharing settings (SPEC §5): account permission, Share Email per record, excluded domains.
+"""Sharing settings (docs/sharing.md): account permission, Share Email per record, excluded domains.
 
 Every change applies on the next query, to old and new mail alike: the policy reads these
 rows at query time, nothing is copied onto messages.

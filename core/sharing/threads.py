@@ -1,4 +1,4 @@
-"""A lead's or contact's mail grouped by conversation (SPEC §6), in cursor pages.
+"""A lead's or contact's mail grouped by conversation (docs/views.md#threads), in pages.
 
 A thread of a record is the mail of its Emails related list (linked to it, visible to the
 viewer, see :func:`~.visibility.visible_messages_for_record`) that shares a thread key (the first

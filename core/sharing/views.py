@@ -1,4 +1,4 @@
-"""The mail views of SPEC §6: SalesInbox, the Emails related list, message detail (threads:
+"""The mail views (docs/views.md): SalesInbox, the Emails related list, message detail (threads:
 :mod:`.threads`).
 
 Every query that returns mail goes through :mod:`salesinbox.core.sharing.visibility` (the SalesInbox shows

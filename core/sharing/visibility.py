@@ -1,4 +1,4 @@
-"""The sharing policy of SPEC §5: the one place that decides who may see a message.
+"""The sharing policy (docs/sharing.md#the-rule): the one place that decides who may see a message.
 
 A viewer V may see message M of account A (owned by user U) exactly when:
 

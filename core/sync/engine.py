@@ -1,4 +1,4 @@
-"""The sync engine: one pass over an account's folders, initial or incremental (SPEC §4).
+"""The sync engine: one pass over an account's folders, initial or incremental (docs/sync.md).
 
 Per folder, a small state machine on (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ):
 

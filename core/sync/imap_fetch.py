@@ -29,7 +29,8 @@ from ..parsing.message_parser import FetchedMessage, ParsedMessage, parse_messag
 
 log = logging.getLogger(__name__)
 
-# UID lists are sent comma-separated: 500 UIDs stay far below Dovecot's 64 KB command limit.
+# UID lists are sent comma-separated: 500 UIDs stay far below Dovecot's 64 KB command limit
+# (docs/measurements.md#imap-commands).
 UID_CHUNK = 500
 # Parsing in worker processes: how many (0 or 1: parse in the calling thread), from how many
 # messages on, UIDs per FETCH (each piece is parsed while the next one is read) and messages

@@ -1,4 +1,4 @@
-"""Two-way flags (SPEC §4 "multiple device sync"): read/unread and flagged, set on the server.
+"""Two-way flags (docs/sync.md#two-way-flags): read/unread and flagged, set on the server.
 
 Only the owner of a message may change its flags. The server is changed first; the store
 follows only once the server accepted, so the CRM never shows a state the user's other

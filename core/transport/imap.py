@@ -3,7 +3,8 @@
 Built on imapclient, with three changes to how it connects: the TCP connection goes to an
 address vetted by :mod:`.netguard` (while TLS still checks the certificate against the host
 name), STARTTLS is mandatory on a STARTTLS endpoint (no silent fall-back to plaintext), and
-imaplib's debug tracing is off (it costs 58 % of fetch CPU, and would log commands).
+imaplib's debug tracing is off (it costs 58 % of fetch CPU, and would log commands:
+docs/measurements.md#imaplib-debug-tracing).
 Failures are :class:`~.server_errors.MailServerError` with ``protocol == "imap"``.
 """
 

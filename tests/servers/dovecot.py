@@ -3,9 +3,10 @@
 `DovecotServer` writes its own dovecot.conf into a temporary directory and runs
 `dovecot -F -c <conf>` on 127.0.0.1: `port` is plain IMAP offering STARTTLS
 (plaintext auth allowed, to cover no-TLS), `ssl_port` is implicit-TLS IMAPS.
-Dovecot will not serve mail as root, so users map to
-`mail` (uid 8); the auth process runs as `dovecot`, so passwd-files are group
-`dovecot`, mode 0640; the instance has its own base_dir, state_dir, log, name.
+Dovecot will not serve mail as root, so users map to `mail` (uid 8); the auth
+process runs as `dovecot`, so passwd-files are group `dovecot`, mode 0640; the
+instance has its own base_dir, state_dir, log, name (these facts and more:
+docs/measurements.md#running-dovecot-for-tests).
 """
 
 from __future__ import annotations
