@@ -26,8 +26,7 @@ ENTRYPOINT_GROUP = "salesinbox.providers"
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "salesinbox.plugins.zoho_mail",
     "salesinbox.plugins.gmail",
-    "salesinbox.plugins.outlook",
-    "salesinbox.plugins.office365",
+    "salesinbox.plugins.microsoft",  # Outlook.com, then Office 365
     "salesinbox.plugins.yahoo",
     "salesinbox.plugins.custom_imap",
 )

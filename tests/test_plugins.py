@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -154,6 +155,14 @@ def test_a_malformed_key_is_an_error(pm: pluggy.PluginManager, key: str) -> None
             spec(options=(ProviderOption("dc", "Region", (("us", "US"),), default="eu"),)),
             "not one of its choices",
         ),
+        (spec(folder_names={"OUTBOX": ("Out",)}), "folder_names has the unknown role 'OUTBOX'"),
+        (spec(folder_names={FolderRole.SENT: "Sent"}), r"folder_names\[SENT\] must be a non-empty"),
+        (spec(folder_names={FolderRole.SENT: ()}), r"folder_names\[SENT\] must be a non-empty"),
+        (spec(folder_names={FolderRole.SENT: ("Sent", " ")}), "an empty name"),
+        (spec(folder_names={FolderRole.SENT: ("Sent", 7)}), "not text"),
+        (spec(folder_names={FolderRole.SENT: ("Sent", "Sent")}), "repeats a name"),
+        (spec(folder_names=[(FolderRole.SENT, ("Sent",))]), "must map FolderRole to names"),
+        (spec(stores_sent_mail="yes"), "stores_sent_mail must be True or False"),
     ],
 )
 def test_bad_declarations_are_errors(
@@ -450,6 +459,34 @@ def test_registry_folder_names_and_sent_copies(registry: ProviderRegistry) -> No
         registry.folder_names("nope", FolderRole.SENT)
     with pytest.raises(SalesInboxError):
         registry.stores_sent_mail("nope")
+
+
+def test_outlook_and_office365_share_one_microsoft_declaration(
+    pm: pluggy.PluginManager, registry: ProviderRegistry
+) -> None:
+    """Both run on Exchange Online: the same IMAP server, folders, Sent copies, hint and
+    sign-in, one definition of each (they differ in SMTP host, domains and tenant)."""
+    outlook, office365 = registry.get("outlook"), registry.get("office365")
+    assert outlook.imap == office365.imap
+    assert outlook.smtp != office365.smtp
+    assert outlook.folder_names == office365.folder_names
+    assert outlook.folder_names[FolderRole.SENT][0] == "Sent Items"
+    assert outlook.stores_sent_mail is office365.stores_sent_mail is True
+    assert outlook.oauth is not None and office365.oauth is not None
+    assert (outlook.oauth.default_tenant, office365.oauth.default_tenant) == (
+        "consumers", "organizations")
+    assert dataclasses.replace(outlook.oauth, default_tenant="organizations") == office365.oauth
+    hints = {
+        registry.auth_failure_hint(AuthFailureContext(key, AuthKind.XOAUTH2, protocol))
+        for key in ("outlook", "office365") for protocol in ("imap", "smtp")
+    }
+    assert len(hints) == 1 and "Microsoft sign-in" in hints.pop()
+    declared_by = {
+        spec.key: impl.plugin_name
+        for impl in pm.hook.salesinbox_providers.get_hookimpls()
+        for spec in impl.function() or ()
+    }
+    assert declared_by["outlook"] == declared_by["office365"] == "salesinbox.plugins.microsoft"
 
 
 def test_hint_for_an_unknown_provider_is_the_generic_one(registry: ProviderRegistry) -> None:
