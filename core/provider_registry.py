@@ -15,7 +15,7 @@ import pluggy
 
 from .addresses import email_domain_lenient, normalise_email_lenient
 from .errors import ErrorCode, SalesInboxError, invalid_input
-from .plugins import get_plugin_manager
+from .plugins import get_plugin_manager, start_without
 from .oauth_urls import RESERVED_AUTHORIZATION_PARAMS, TENANT_PATTERN, declared_url_problem
 from .providers import (
     AuthFailureContext,
@@ -75,10 +75,13 @@ class ProviderRegistry:
             if isinstance(declared, ProviderSpec) or not isinstance(declared, (list, tuple)):
                 raise ProviderDeclarationError(
                     f"plugin {plugin!r}: salesinbox_providers must return a list of "
-                    f"ProviderSpec, got {type(declared).__name__}"
+                    f"ProviderSpec, got {type(declared).__name__}; {start_without([plugin])}"
                 )
             for spec in declared:
-                self._check_spec(spec, plugin)
+                try:
+                    self._check_spec(spec, plugin)
+                except ProviderDeclarationError as error:
+                    raise ProviderDeclarationError(f"{error}; {start_without([plugin])}") from None
                 if spec.key in specs:
                     raise ProviderDeclarationError(
                         f"provider key {spec.key!r} is declared twice: by plugin "

@@ -33,7 +33,7 @@ from salesinbox.core.oauth_sign_in import complete_sign_in
 from salesinbox.core.plugins import get_plugin_manager
 from salesinbox.core.provider_registry import ProviderRegistry
 from salesinbox.core.scheduler import InProcessScheduler
-from salesinbox.core.settings import Settings
+from salesinbox.core.settings import Settings, warn_about_unknown_variables
 from salesinbox.core.sync import AccountSyncReport, SyncServices
 
 from .api import build_schema
@@ -121,7 +121,8 @@ def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | No
     """Load the provider plugins and the secret key, and set up the sync engine."""
     services = Services(
         settings=settings,
-        providers=ProviderRegistry(plugin_manager or get_plugin_manager()),
+        providers=ProviderRegistry(plugin_manager or get_plugin_manager(
+            blocked=settings.disabled_plugins, trace_hooks=settings.trace_hooks)),
         secrets=SecretBox.from_settings(settings),
     )
     tokens.token_cache.ttl = settings.token_cache_seconds
@@ -161,7 +162,9 @@ def create_app(
     ``open_db=False`` the caller has already connected the ORM (tests, embedding);
     ``plugin_manager`` replaces the default one (tests pointing presets at test servers).
     """
-    settings = settings or Settings.from_env()
+    if settings is None:
+        settings = Settings.from_env()
+        warn_about_unknown_variables()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

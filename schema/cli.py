@@ -13,7 +13,7 @@ from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.imap_fetch import shutdown_parse_pool
 from salesinbox.core.log_limits import configure_logging
 from salesinbox.core.models import Profile
-from salesinbox.core.settings import Settings
+from salesinbox.core.settings import Settings, warn_about_unknown_variables
 from salesinbox.core.tokens import issue_token
 from salesinbox.core.users import create_user
 
@@ -173,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_line_limit)
+        warn_about_unknown_variables()  # a typo in a variable name would go unnoticed
         return args.handler(settings, args)
     except SalesInboxError as error:
         print(f"error: {error.message}", file=sys.stderr)

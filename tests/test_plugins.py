@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import tomllib
-import types
 from pathlib import Path
 
 import pluggy
@@ -108,21 +107,6 @@ def test_core_does_not_import_the_plugins_package_statically() -> None:
         """
     )
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
-
-
-def test_a_misspelt_hook_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    typo = types.ModuleType("typo_plugin")
-
-    @hookimpl
-    def salesinbox_provider() -> list[ProviderSpec]:  # missing "s": no such hook
-        return []
-
-    typo.salesinbox_provider = salesinbox_provider  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "typo_plugin", typo)
-    with_typo = (*DEFAULT_PLUGINS, "typo_plugin")
-    monkeypatch.setattr("salesinbox.core.plugins.DEFAULT_PLUGINS", with_typo)
-    with pytest.raises(pluggy.PluginValidationError, match="salesinbox_provider"):
-        get_plugin_manager(load_entrypoints=False)
 
 
 # -- declarations ---------------------------------------------------------------------------
