@@ -33,6 +33,14 @@ def test_wheel_maps_top_level_folders_under_salesinbox(wheel_names: set[str]) ->
     assert not any(name.startswith(("core/", "schema/", "plugins/", "tests/")) for name in wheel_names)
 
 
+
+def test_wheel_carries_every_builtin_plugin(wheel_names: set[str]) -> None:
+    from salesinbox.core.plugins import DEFAULT_PLUGINS
+
+    missing = [m for m in DEFAULT_PLUGINS if f"{m.replace('.', '/')}/__init__.py" not in wheel_names]
+    assert not missing, f"list these in pyproject.toml's packages: {missing}"
+
+
 def test_wheel_carries_data_files(wheel_names: set[str]) -> None:
     assert "salesinbox/schema/schema.graphql" in wheel_names
     assert "salesinbox/schema/static/graphiql/graphiql@3.8.3/graphiql.min.js" in wheel_names
