@@ -6,6 +6,8 @@ configuration at all: an SQLite file and a generated key under the data director
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -14,6 +16,17 @@ from pathlib import Path
 from .errors import invalid_input
 
 ENV_PREFIX = "SALESINBOX_"
+
+#: ``SALESINBOX_*`` variables read by the test suite and ``scripts/run-tests``, not by the
+#: server: they are not settings, and not typos either
+TEST_SUITE_VARIABLES = frozenset({
+    "SALESINBOX_TEST_DATABASE_URL",  # tests/database.py: run the db tests on PostgreSQL
+    "SALESINBOX_REQUIRE_SERVERS",  # tests/servers/fixtures.py: fail, not skip, without Dovecot…
+    "SALESINBOX_FAULT_SEED",  # tests/faults.py: replay one fault-injection run
+    "SALESINBOX_CHROMIUM",  # tests/test_graphiql.py: the headless browser to use
+})
+
+log = logging.getLogger("salesinbox.settings")
 
 
 def _default_data_dir() -> Path:
@@ -78,9 +91,16 @@ class Settings:
     ws_auth_recheck_seconds: float = 5.0
     #: serve GraphiQL at GET /graphql
     graphiql: bool = True
+    #: the level of uvicorn's log lines under ``salesinbox serve``: DEBUG, INFO, WARNING, ERROR
     log_level: str = "INFO"
     #: longest log line, in characters (at least 256); longer ones are cut with a marker
     log_line_limit: int = 8192
+    #: provider plugins not to load, comma-separated: entry-point names or module names
+    #: (``salesinbox.plugins.gmail``). A blocked plugin is not even imported, so a broken
+    #: package named here no longer stops the server
+    disabled_plugins: tuple[str, ...] = ()
+    #: log which plugin answered each hook call (logger ``salesinbox.plugins.trace``)
+    trace_hooks: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,8 +143,42 @@ class Settings:
 _ZERO_ALLOWED = frozenset({"token_cache_seconds"})
 
 
+def unknown_variables(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """The ``SALESINBOX_*`` variables of ``environ`` (default ``os.environ``) that name no
+    setting (nor a test-suite variable), each with the closest setting's variable, if any."""
+    environ = os.environ if environ is None else environ
+    settings = {f.name.upper() for f in fields(Settings)}
+    unknown: dict[str, str | None] = {}
+    for variable in sorted(environ):
+        if not variable.startswith(ENV_PREFIX) or variable in TEST_SUITE_VARIABLES:
+            continue
+        name = variable.removeprefix(ENV_PREFIX)
+        if name in settings:
+            continue
+        # Compared without the shared prefix, which would make every name look close.
+        closest = difflib.get_close_matches(name, sorted(settings), n=1, cutoff=0.6)
+        unknown[variable] = ENV_PREFIX + closest[0] if closest else None
+    return unknown
+
+
+def warn_about_unknown_variables(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
+    """Log a warning for each unknown ``SALESINBOX_*`` variable (a typo would otherwise be
+    ignored silently), naming the closest setting; called once at start.
+
+    :return: what :func:`unknown_variables` found.
+    """
+    unknown = unknown_variables(environ)
+    for variable, closest in unknown.items():
+        hint = f"did you mean {closest}?" if closest else "no setting has a similar name"
+        log.warning("%s is not a SalesInbox setting and is ignored: %s (the settings are listed "
+                    "in README.md, Configuration)", variable, hint)
+    return unknown
+
+
 def _parse(name: str, type_name: str, raw: str) -> object:
     variable = ENV_PREFIX + name.upper()
+    if type_name.startswith("tuple"):  # comma-separated names
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     if "bool" in type_name:
         lowered = raw.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:

@@ -32,7 +32,7 @@ from salesinbox.core.oauth.oauth_sign_in import complete_sign_in
 from salesinbox.core.plugin_host.plugins import get_plugin_manager
 from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
 from salesinbox.core.sending.mailer import send_sync_confirmation
-from salesinbox.core.settings import Settings
+from salesinbox.core.settings import Settings, warn_about_unknown_variables
 from salesinbox.core.sync.engine import AccountSyncReport, SyncServices
 from salesinbox.core.sync.idle import IdleTiming
 from salesinbox.core.sync.scheduler import InProcessScheduler
@@ -136,7 +136,8 @@ def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | No
     """Load the provider plugins and the secret key, and set up the sync engine."""
     services = Services(
         settings=settings,
-        providers=ProviderRegistry(plugin_manager or get_plugin_manager()),
+        providers=ProviderRegistry(plugin_manager or get_plugin_manager(
+            blocked=settings.disabled_plugins, trace_hooks=settings.trace_hooks)),
         secrets=SecretBox.from_settings(settings),
     )
     tokens.token_cache.ttl = settings.token_cache_seconds
@@ -176,7 +177,9 @@ def create_app(
     ``open_db=False`` the caller has already connected the ORM (tests, embedding);
     ``plugin_manager`` replaces the default one (tests pointing presets at test servers).
     """
-    settings = settings or Settings.from_env()
+    if settings is None:
+        settings = Settings.from_env()
+        warn_about_unknown_variables()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

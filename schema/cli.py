@@ -14,7 +14,7 @@ from salesinbox.core.db.connection import migrate_database, open_database
 from salesinbox.core.db.models import Profile
 from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.log_limits import configure_logging
-from salesinbox.core.settings import Settings
+from salesinbox.core.settings import Settings, warn_about_unknown_variables
 from salesinbox.core.sync.imap_fetch import shutdown_parse_pool
 
 
@@ -173,6 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env()
         configure_logging(settings.log_line_limit)
+        warn_about_unknown_variables()  # a typo in a variable name would go unnoticed
         return args.handler(settings, args)
     except SalesInboxError as error:
         print(f"error: {error.message}", file=sys.stderr)

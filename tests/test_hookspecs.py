@@ -56,6 +56,24 @@ class ExtraProvider:
         ]
 
 
+class DeclaresFacts:
+    """A provider that declares its folder names and its Sent copies as data, and no hook."""
+
+    @hookimpl
+    def salesinbox_providers(self) -> list[ProviderSpec]:
+        return [
+            ProviderSpec(
+                key="facts",
+                display_name="Facts",
+                imap=EXTRA,
+                smtp=EXTRA_SMTP,
+                auth_kinds=(AuthKind.PASSWORD,),
+                folder_names={FolderRole.JUNK: ("Rubbish", "Bin Liner")},
+                stores_sent_mail=True,
+            )
+        ]
+
+
 def hook_names() -> list[str]:
     """The hooks declared in core/plugin_host/hookspecs.py (functions carrying pluggy's spec marker)."""
     marker = f"{hookspecs.PROJECT_NAME}_spec"
@@ -156,6 +174,19 @@ def test_salesinbox_folder_names(pm: pluggy.PluginManager) -> None:
     # A fresh list each call: callers may change it without changing the defaults.
     default_sent.clear()
     assert names(provider="custom_imap", role=FolderRole.SENT)[0] == "Sent"
+    # Names declared as data (ProviderSpec.folder_names) are what the default answers, common
+    # names for the roles left out; a plugin's hook, for names it computes, still wins.
+    pm.register(DeclaresFacts())
+    assert names(provider="facts", role=FolderRole.JUNK) == ["Rubbish", "Bin Liner"]
+    assert names(provider="facts", role=FolderRole.SENT)[:2] == ["Sent", "Sent Items"]
+
+    class Computes:
+        @hookimpl
+        def salesinbox_folder_names(self, provider: str, role: FolderRole) -> list[str] | None:
+            return [f"{role.title()} ({provider})"] if provider == "facts" else None
+
+    pm.register(Computes())
+    assert names(provider="facts", role=FolderRole.JUNK) == ["Junk (facts)"]
 
 
 def test_salesinbox_stores_sent_mail(pm: pluggy.PluginManager) -> None:
@@ -167,6 +198,18 @@ def test_salesinbox_stores_sent_mail(pm: pluggy.PluginManager) -> None:
     assert stores(provider="zoho_mail") is False
     assert stores(provider="custom_imap") is False
     assert stores(provider="not_declared") is False
+    # Declared as data (ProviderSpec.stores_sent_mail); a hook that computes it still wins.
+    pm.register(DeclaresFacts())
+    assert stores(provider="facts") is True
+
+    class Computes:
+        @hookimpl
+        def salesinbox_stores_sent_mail(self, provider: str) -> bool | None:
+            return False if provider == "facts" else None
+
+    pm.register(Computes())
+    assert stores(provider="facts") is False
+    assert stores(provider="gmail") is True
 
 
 def test_salesinbox_auth_failure_hint(pm: pluggy.PluginManager) -> None:
@@ -184,8 +227,11 @@ def test_salesinbox_auth_failure_hint(pm: pluggy.PluginManager) -> None:
         "Office 365 and Outlook.com no longer accept passwords over IMAP: "
         "connect with Microsoft sign-in (OAuth2)."
     )
-    assert hint("outlook", AuthKind.XOAUTH2) == microsoft
-    assert hint("office365", AuthKind.XOAUTH2) == microsoft
+    assert hint("outlook", AuthKind.PASSWORD) == hint("office365", AuthKind.PASSWORD) == microsoft
+    # a refused sign-in token: IMAP or SMTP AUTH off for the mailbox, or missing permissions
+    refused = hint("outlook", AuthKind.XOAUTH2)
+    assert refused == hint("office365", AuthKind.XOAUTH2) != microsoft
+    assert "Set-CASMailbox" in refused and "IMAP.AccessAsUser.All" in refused
     assert "https://help.yahoo.com/" in hint("yahoo")
     zoho = hint("zoho_mail", AuthKind.PASSWORD)
     assert "IMAP Access" in zoho and "app-specific password" in zoho

@@ -41,6 +41,12 @@ def test_wheel_carries_every_package(wheel_names: set[str]) -> None:
             installed = "salesinbox/" + init.relative_to(ROOT).as_posix()
             assert installed in wheel_names, f"{installed} missing: add its package to pyproject.toml"
 
+def test_wheel_carries_every_builtin_plugin(wheel_names: set[str]) -> None:
+    from salesinbox.core.plugin_host.plugins import DEFAULT_PLUGINS
+
+    missing = [m for m in DEFAULT_PLUGINS if f"{m.replace('.', '/')}/__init__.py" not in wheel_names]
+    assert not missing, f"list these in pyproject.toml's packages: {missing}"
+
 
 def test_wheel_carries_data_files(wheel_names: set[str]) -> None:
     assert "salesinbox/schema/schema.graphql" in wheel_names

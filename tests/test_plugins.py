@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -9,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import tomllib
-import types
 from pathlib import Path
 
 import pluggy
@@ -109,21 +109,6 @@ def test_core_does_not_import_the_plugins_package_statically() -> None:
     subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
 
 
-def test_a_misspelt_hook_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    typo = types.ModuleType("typo_plugin")
-
-    @hookimpl
-    def salesinbox_provider() -> list[ProviderSpec]:  # missing "s": no such hook
-        return []
-
-    typo.salesinbox_provider = salesinbox_provider  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "typo_plugin", typo)
-    with_typo = (*DEFAULT_PLUGINS, "typo_plugin")
-    monkeypatch.setattr("salesinbox.core.plugin_host.plugins.DEFAULT_PLUGINS", with_typo)
-    with pytest.raises(pluggy.PluginValidationError, match="salesinbox_provider"):
-        get_plugin_manager(load_entrypoints=False)
-
-
 # -- declarations ---------------------------------------------------------------------------
 
 
@@ -154,6 +139,14 @@ def test_a_malformed_key_is_an_error(pm: pluggy.PluginManager, key: str) -> None
             spec(options=(ProviderOption("dc", "Region", (("us", "US"),), default="eu"),)),
             "not one of its choices",
         ),
+        (spec(folder_names={"OUTBOX": ("Out",)}), "folder_names has the unknown role 'OUTBOX'"),
+        (spec(folder_names={FolderRole.SENT: "Sent"}), r"folder_names\[SENT\] must be a non-empty"),
+        (spec(folder_names={FolderRole.SENT: ()}), r"folder_names\[SENT\] must be a non-empty"),
+        (spec(folder_names={FolderRole.SENT: ("Sent", " ")}), "an empty name"),
+        (spec(folder_names={FolderRole.SENT: ("Sent", 7)}), "not text"),
+        (spec(folder_names={FolderRole.SENT: ("Sent", "Sent")}), "repeats a name"),
+        (spec(folder_names=[(FolderRole.SENT, ("Sent",))]), "must map FolderRole to names"),
+        (spec(stores_sent_mail="yes"), "stores_sent_mail must be True or False"),
     ],
 )
 def test_bad_declarations_are_errors(
@@ -450,6 +443,37 @@ def test_registry_folder_names_and_sent_copies(registry: ProviderRegistry) -> No
         registry.folder_names("nope", FolderRole.SENT)
     with pytest.raises(SalesInboxError):
         registry.stores_sent_mail("nope")
+
+
+def test_outlook_and_office365_share_one_exchange_online_declaration(
+    pm: pluggy.PluginManager, registry: ProviderRegistry
+) -> None:
+    """Both run on Exchange Online: the same IMAP server, folders, Sent copies, hints and
+    sign-in, one definition of each in plugins/exchange_online.py (they differ in SMTP host,
+    domains and tenant), declared by two plugins that can be blocked one at a time."""
+    outlook, office365 = registry.get("outlook"), registry.get("office365")
+    assert outlook.imap == office365.imap
+    assert outlook.smtp != office365.smtp
+    assert outlook.folder_names == office365.folder_names
+    assert outlook.folder_names[FolderRole.SENT][0] == "Sent Items"
+    assert outlook.stores_sent_mail is office365.stores_sent_mail is True
+    assert outlook.oauth is not None and office365.oauth is not None
+    assert (outlook.oauth.default_tenant, office365.oauth.default_tenant) == (
+        "consumers", "organizations")
+    assert dataclasses.replace(outlook.oauth, default_tenant="organizations") == office365.oauth
+    for kind, fix in ((AuthKind.XOAUTH2, "Set-CASMailbox"), (AuthKind.PASSWORD, "no longer accept passwords")):
+        hints = {
+            registry.auth_failure_hint(AuthFailureContext(key, kind, protocol))
+            for key in ("outlook", "office365") for protocol in ("imap", "smtp")
+        }
+        assert len(hints) == 1 and fix in hints.pop()
+    declared_by = {
+        spec.key: impl.plugin_name
+        for impl in pm.hook.salesinbox_providers.get_hookimpls()
+        for spec in impl.function() or ()
+    }
+    assert (declared_by["outlook"], declared_by["office365"]) == (
+        "salesinbox.plugins.outlook", "salesinbox.plugins.office365")
 
 
 def test_hint_for_an_unknown_provider_is_the_generic_one(registry: ProviderRegistry) -> None:

@@ -2,7 +2,8 @@
 
 A new provider plugin gets all of these checks for free: presets complete, ports and TLS
 consistent, auth kinds declared, hints present and free of secrets, help links on https,
-folder names for every role, and every combination of its options resolving.
+declared folder names well formed and names for every role, and every combination of its
+options resolving.
 """
 
 from __future__ import annotations
@@ -91,6 +92,11 @@ def test_declaration_is_well_formed(spec: ProviderSpec) -> None:
         assert values and len(set(values)) == len(values)
         assert option.default in values
         assert option.label.strip()
+    assert isinstance(spec.stores_sent_mail, bool)
+    for role, names in spec.folder_names.items():
+        assert role in set(FolderRole) and isinstance(names, tuple) and names, role
+        assert all(name == name.strip() and name for name in names), names
+        assert len(set(names)) == len(names), names
 
 
 @pytest.mark.parametrize("spec", PROVIDERS)

@@ -5,7 +5,10 @@ Each implementation is marked ``trylast`` so that any plugin's non-``None`` answ
 provider plugin therefore implements only what differs from these defaults.
 
 The defaults live on :class:`CoreDefaults`, an object holding the plugin manager, because
-some of them read the provider's own :class:`ProviderSpec` (its presets and username format).
+some of them read the provider's own :class:`ProviderSpec`: the facts a provider declares as
+data (presets, username format, folder names, whether its SMTP server files sent mail) are
+answered here, so a plugin implements a hook only for what it must compute (Zoho's servers
+per region).
 """
 
 from __future__ import annotations
@@ -102,13 +105,18 @@ class CoreDefaults:
 
     @hookimpl(trylast=True)
     def salesinbox_folder_names(self, provider: str, role: FolderRole) -> list[str]:
-        """Common folder names for ``role`` (a fresh list: callers may change it)."""
-        return list(DEFAULT_FOLDER_NAMES.get(role, ()))
+        """The names the provider's spec declares for ``role`` (``ProviderSpec.folder_names``),
+        else common names; a fresh list, which callers may change."""
+        spec = self._spec(provider)
+        declared = spec.folder_names.get(role) if spec is not None else None
+        return list(declared or DEFAULT_FOLDER_NAMES.get(role, ()))
 
     @hookimpl(trylast=True)
     def salesinbox_stores_sent_mail(self, provider: str) -> bool:
-        """``False``: most SMTP servers do not file a Sent copy, so the core APPENDs one."""
-        return False
+        """The spec's ``stores_sent_mail``; ``False`` for an undeclared provider (most SMTP
+        servers file no Sent copy, so the core APPENDs one)."""
+        spec = self._spec(provider)
+        return spec is not None and spec.stores_sent_mail
 
     @hookimpl(trylast=True)
     def salesinbox_auth_failure_hint(self, context: AuthFailureContext) -> str:

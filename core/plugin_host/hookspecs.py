@@ -8,6 +8,9 @@ Hooks that answer "who handles this?" are ``firstresult``: the first implementat
 returns something other than ``None`` wins, so every implementation begins with
 ``if provider != MY_KEY: return None``. The core registers a default implementation of each
 such hook marked ``trylast``, so a plugin only implements what differs from the default.
+Static facts (servers, username format, folder names, whether the SMTP server files sent
+mail, OAuth server) are declared as data in ``ProviderSpec``, which those defaults read;
+hooks are for what a plugin computes (Zoho's servers per region, a hint per auth kind).
 
 Third-party plugins are discovered through the entry-point group ``salesinbox.providers``.
 """
@@ -104,8 +107,10 @@ def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None
     """Name the folders that may hold ``role`` on ``provider``'s server, most likely first.
 
     Used only when the server does not announce SPECIAL-USE flags (RFC 6154) or announces
-    none for this role. The core's ``trylast`` default returns common names ("Sent",
-    "Sent Items", "Sent Messages" for SENT; "INBOX" for INBOX…).
+    none for this role. A provider whose names are fixed declares them as data in
+    ``ProviderSpec.folder_names``, which the core's ``trylast`` default answers from; roles
+    not declared there get common names ("Sent", "Sent Items", "Sent Messages" for SENT;
+    "INBOX" for INBOX…). Implement this hook only when the names must be computed.
 
     First non-None result wins.
 
@@ -120,8 +125,10 @@ def salesinbox_stores_sent_mail(provider: str) -> bool | None:
     """Say whether the provider saves a copy of mail sent through its SMTP server itself.
 
     When ``True`` the core does not APPEND a copy to the Sent folder after sending (Gmail
-    stores it; appending would create a duplicate). The core's ``trylast`` default is
-    ``False``.
+    stores it; appending would create a duplicate). A provider declares this fact as data in
+    ``ProviderSpec.stores_sent_mail``, which the core's ``trylast`` default answers from
+    (``False`` for a provider nobody declares). Implement this hook only when the answer must
+    be computed.
 
     First non-None result wins.
 

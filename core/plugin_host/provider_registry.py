@@ -16,7 +16,7 @@ import pluggy
 from ..address_normalisation import email_domain_lenient, normalise_email_lenient
 from ..errors import ErrorCode, SalesInboxError, invalid_input
 from ..oauth.oauth_urls import RESERVED_AUTHORIZATION_PARAMS, TENANT_PATTERN, declared_url_problem
-from .plugins import get_plugin_manager
+from .plugins import get_plugin_manager, start_without
 from .providers import (
     AuthFailureContext,
     AuthKind,
@@ -75,10 +75,13 @@ class ProviderRegistry:
             if isinstance(declared, ProviderSpec) or not isinstance(declared, (list, tuple)):
                 raise ProviderDeclarationError(
                     f"plugin {plugin!r}: salesinbox_providers must return a list of "
-                    f"ProviderSpec, got {type(declared).__name__}"
+                    f"ProviderSpec, got {type(declared).__name__}; {start_without([plugin])}"
                 )
             for spec in declared:
-                self._check_spec(spec, plugin)
+                try:
+                    self._check_spec(spec, plugin)
+                except ProviderDeclarationError as error:
+                    raise ProviderDeclarationError(f"{error}; {start_without([plugin])}") from None
                 if spec.key in specs:
                     raise ProviderDeclarationError(
                         f"provider key {spec.key!r} is declared twice: by plugin "
@@ -126,6 +129,9 @@ class ProviderRegistry:
                     f"provider {spec.key!r}: the default {option.default!r} of option "
                     f"{option.name!r} is not one of its choices"
                 )
+        problem = _folder_names_problem(spec)
+        if problem:
+            raise ProviderDeclarationError(f"plugin {plugin!r}, provider {spec.key!r}: {problem}")
         if spec.oauth is not None:
             problem = _oauth_problem(spec)
             if problem:
@@ -296,6 +302,24 @@ class ProviderRegistry:
         generic hint answers then.
         """
         return self.pm.hook.salesinbox_auth_failure_hint(context=context)
+
+
+def _folder_names_problem(spec: ProviderSpec) -> str | None:
+    """What is wrong with ``spec.folder_names`` and ``spec.stores_sent_mail``, or ``None``."""
+    if not isinstance(spec.stores_sent_mail, bool):
+        return f"stores_sent_mail must be True or False, not {spec.stores_sent_mail!r}"
+    if not isinstance(spec.folder_names, Mapping):
+        return f"folder_names must map FolderRole to names, not {type(spec.folder_names).__name__}"
+    for role, names in spec.folder_names.items():
+        if role not in set(FolderRole):
+            return f"folder_names has the unknown role {role!r} (one of {', '.join(FolderRole)})"
+        if isinstance(names, str) or not isinstance(names, (tuple, list)) or not names:
+            return f"folder_names[{role}] must be a non-empty tuple of names, not {names!r}"
+        if not all(isinstance(name, str) and name.strip() for name in names):
+            return f"folder_names[{role}] holds an empty name or one that is not text: {names!r}"
+        if len(set(names)) != len(names):
+            return f"folder_names[{role}] repeats a name: {names!r}"
+    return None
 
 
 def _oauth_problem(spec: ProviderSpec) -> str | None:

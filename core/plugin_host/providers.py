@@ -6,7 +6,8 @@ depend on nothing but this module, re-exported from :mod:`salesinbox.core`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -174,6 +175,13 @@ class ProviderSpec:
     :param oauth: the provider's OAuth2 authorisation server, when users may connect with
         "Sign in with …"; ``None`` when they paste a password or token. A provider that
         declares one accepts ``AuthKind.XOAUTH2`` (the token is stored under that kind).
+    :param folder_names: the provider's own folder names per :class:`FolderRole`, most likely
+        first (Gmail: ``{FolderRole.SENT: ("[Gmail]/Sent Mail", "[Google Mail]/Sent Mail")}``),
+        tried when the server announces no SPECIAL-USE flag for the role; roles left out get
+        the core's common names ("Sent", "Sent Items"…).
+    :param stores_sent_mail: ``True`` when the provider's SMTP server files a copy of sent
+        mail in the Sent folder itself (Gmail, Exchange): the core then does not APPEND one,
+        which would be a duplicate.
     """
 
     key: str
@@ -189,6 +197,9 @@ class ProviderSpec:
     notes: str | None = None
     user_supplies_servers: bool = False
     oauth: OAuthServer | None = None
+    # A mapping is not hashable: left out of the hash (specs still compare by it).
+    folder_names: Mapping[FolderRole, tuple[str, ...]] = field(default_factory=dict, hash=False)
+    stores_sent_mail: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,9 +40,9 @@ OAUTH_HINT = (
 )
 
 
-def _system_folder(name: str) -> list[str]:
+def _system_folder(name: str) -> tuple[str, ...]:
     """Both spellings of a Gmail system folder."""
-    return [f"[Gmail]/{name}", f"[Google Mail]/{name}"]
+    return (f"[Gmail]/{name}", f"[Google Mail]/{name}")
 
 
 OAUTH = OAuthServer(
@@ -57,7 +57,8 @@ OAUTH = OAuthServer(
     setup_url="https://console.cloud.google.com/apis/credentials",
 )
 
-FOLDER_NAMES: dict[FolderRole, list[str]] = {
+#: the "[Gmail]/…" system folders; INBOX is left to the core's default
+FOLDER_NAMES: dict[FolderRole, tuple[str, ...]] = {
     FolderRole.SENT: _system_folder("Sent Mail"),
     FolderRole.DRAFTS: _system_folder("Drafts"),
     FolderRole.TRASH: _system_folder("Trash") + _system_folder("Bin"),
@@ -84,24 +85,10 @@ def salesinbox_providers() -> list[ProviderSpec]:
                 "Google Workspace addresses on your own domain use the same servers."
             ),
             oauth=OAUTH,
+            folder_names=FOLDER_NAMES,
+            stores_sent_mail=True,  # Gmail's SMTP files the Sent copy; an APPEND would duplicate it
         )
     ]
-
-
-@hookimpl
-def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None:
-    """The "[Gmail]/…" system folders; INBOX is left to the default."""
-    if provider != KEY or role not in FOLDER_NAMES:
-        return None
-    return list(FOLDER_NAMES[role])
-
-
-@hookimpl
-def salesinbox_stores_sent_mail(provider: str) -> bool | None:
-    """``True``: Gmail's SMTP files the Sent copy; an APPEND would duplicate it."""
-    if provider != KEY:
-        return None
-    return True
 
 
 @hookimpl

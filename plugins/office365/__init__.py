@@ -15,53 +15,10 @@ single-tenant app registrations need.
 
 from __future__ import annotations
 
-from salesinbox.core import (
-    AuthFailureContext,
-    AuthKind,
-    FolderRole,
-    OAuthMechanism,
-    OAuthServer,
-    ProviderSpec,
-    Security,
-    ServerEndpoint,
-    hookimpl,
-)
-from salesinbox.plugins.outlook import OAUTH_REFUSED_HINT  # the same Exchange Online
+from salesinbox.core import AuthFailureContext, AuthKind, ProviderSpec, Security, ServerEndpoint, hookimpl
+from salesinbox.plugins.exchange_online import FOLDER_NAMES, IMAP, auth_failure_hint, sign_in
 
 KEY = "office365"
-
-HINT = (
-    "Office 365 and Outlook.com no longer accept passwords over IMAP: "
-    "connect with Microsoft sign-in (OAuth2)."
-)
-
-#: Microsoft identity platform v2; no revocation endpoint, and its userinfo endpoint answers
-#: only Microsoft Graph tokens, so the address comes from the ID token
-OAUTH = OAuthServer(
-    authorization_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
-    token_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
-    scopes=(
-        "https://outlook.office.com/IMAP.AccessAsUser.All",
-        "https://outlook.office.com/SMTP.Send",
-        "offline_access",
-        "openid",
-        "email",
-    ),
-    mechanism=OAuthMechanism.XOAUTH2,
-    authorization_params=(("prompt", "select_account"),),
-    address_claims=("email", "preferred_username"),
-    default_tenant="organizations",
-    setup_url="https://learn.microsoft.com/entra/identity-platform/quickstart-register-app",
-)
-
-#: Exchange's folder names (English mailboxes; localised mailboxes announce SPECIAL-USE)
-FOLDER_NAMES: dict[FolderRole, list[str]] = {
-    FolderRole.SENT: ["Sent Items", "Sent"],
-    FolderRole.DRAFTS: ["Drafts"],
-    FolderRole.TRASH: ["Deleted Items", "Deleted"],
-    FolderRole.JUNK: ["Junk Email", "Junk E-mail", "Junk"],
-    FolderRole.ARCHIVE: ["Archive"],
-}
 
 
 @hookimpl
@@ -71,7 +28,7 @@ def salesinbox_providers() -> list[ProviderSpec]:
         ProviderSpec(
             key=KEY,
             display_name="Office 365",
-            imap=ServerEndpoint("outlook.office365.com", 993, Security.SSL),
+            imap=IMAP,
             smtp=ServerEndpoint("smtp.office365.com", 587, Security.STARTTLS),
             auth_kinds=(AuthKind.XOAUTH2,),
             domains=("onmicrosoft.com",),
@@ -83,31 +40,15 @@ def salesinbox_providers() -> list[ProviderSpec]:
                 "Sign in with your work account (OAuth2). Your administrator may need to "
                 "allow IMAP and SMTP AUTH for the mailbox."
             ),
-            oauth=OAUTH,
+            oauth=sign_in("organizations"),
+            folder_names=FOLDER_NAMES,
+            stores_sent_mail=True,
         )
     ]
 
 
 @hookimpl
-def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None:
-    """Exchange names: "Sent Items", "Junk Email", "Deleted Items"."""
-    if provider != KEY or role not in FOLDER_NAMES:
-        return None
-    return list(FOLDER_NAMES[role])
-
-
-@hookimpl
-def salesinbox_stores_sent_mail(provider: str) -> bool | None:
-    """``True``: Exchange Online files SMTP-submitted mail in "Sent Items"."""
-    if provider != KEY:
-        return None
-    return True
-
-
-@hookimpl
 def salesinbox_auth_failure_hint(context: AuthFailureContext) -> str | None:
     """Passwords cannot work at all: say to use Microsoft sign-in; a refused sign-in token
-    is most often a mailbox whose IMAP or SMTP AUTH is off in Exchange Online."""
-    if context.provider != KEY:
-        return None
-    return OAUTH_REFUSED_HINT if context.auth_kind == AuthKind.XOAUTH2 else HINT
+    is most often a mailbox whose IMAP or SMTP AUTH is off."""
+    return auth_failure_hint(context) if context.provider == KEY else None

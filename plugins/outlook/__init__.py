@@ -17,65 +17,13 @@ same one as for ``common``. An admin may set another tenant (e.g. ``common``).
 
 from __future__ import annotations
 
-from salesinbox.core import (
-    AuthFailureContext,
-    AuthKind,
-    FolderRole,
-    OAuthMechanism,
-    OAuthServer,
-    ProviderSpec,
-    Security,
-    ServerEndpoint,
-    hookimpl,
-)
+from salesinbox.core import AuthFailureContext, AuthKind, ProviderSpec, Security, ServerEndpoint, hookimpl
+from salesinbox.plugins.exchange_online import FOLDER_NAMES, IMAP, auth_failure_hint, sign_in
 
 KEY = "outlook"
 
-HINT = (
-    "Office 365 and Outlook.com no longer accept passwords over IMAP: "
-    "connect with Microsoft sign-in (OAuth2)."
-)
-
-#: Exchange Online refuses a live token with a bare "AUTHENTICATE failed" when the mailbox
-#: may not use IMAP or SMTP AUTH (switched off per mailbox or for the whole tenant)
-OAUTH_REFUSED_HINT = (
-    "Microsoft refused the sign-in token for this mailbox. If the sign-in just succeeded, "
-    "IMAP or SMTP AUTH is switched off for it: an Exchange admin can allow both "
-    "(Set-CASMailbox <address> -ImapEnabled $true -SmtpClientAuthenticationDisabled $false, or "
-    "the tenant-wide SMTP AUTH setting), and the app registration needs the "
-    "IMAP.AccessAsUser.All and SMTP.Send permissions. Otherwise connect again with Microsoft sign-in."
-)
-
-#: Microsoft identity platform v2; no revocation endpoint, and its userinfo endpoint answers
-#: only Microsoft Graph tokens, so the address comes from the ID token
-OAUTH = OAuthServer(
-    authorization_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize",
-    token_url="https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token",
-    scopes=(
-        "https://outlook.office.com/IMAP.AccessAsUser.All",
-        "https://outlook.office.com/SMTP.Send",
-        "offline_access",
-        "openid",
-        "email",
-    ),
-    mechanism=OAuthMechanism.XOAUTH2,
-    authorization_params=(("prompt", "select_account"),),
-    address_claims=("email", "preferred_username"),
-    default_tenant="consumers",
-    setup_url="https://learn.microsoft.com/entra/identity-platform/quickstart-register-app",
-)
-
-#: Exchange's folder names (English mailboxes; localised mailboxes announce SPECIAL-USE)
-FOLDER_NAMES: dict[FolderRole, list[str]] = {
-    FolderRole.SENT: ["Sent Items", "Sent"],
-    FolderRole.DRAFTS: ["Drafts"],
-    FolderRole.TRASH: ["Deleted Items", "Deleted"],
-    FolderRole.JUNK: ["Junk Email", "Junk"],
-    FolderRole.ARCHIVE: ["Archive"],
-}
-
 #: the main consumer domains, from the Thunderbird ISPDB's Outlook.com entry
-DOMAINS = (
+OUTLOOK_DOMAINS = (
     "outlook.com",
     "hotmail.com",
     "live.com",
@@ -112,40 +60,24 @@ def salesinbox_providers() -> list[ProviderSpec]:
         ProviderSpec(
             key=KEY,
             display_name="Outlook.com",
-            imap=ServerEndpoint("outlook.office365.com", 993, Security.SSL),
+            imap=IMAP,
             smtp=ServerEndpoint("smtp-mail.outlook.com", 587, Security.STARTTLS),
             auth_kinds=(AuthKind.XOAUTH2,),
-            domains=DOMAINS,
+            domains=OUTLOOK_DOMAINS,
             help_url=(
                 "https://support.microsoft.com/office/"
                 "pop-imap-and-smtp-settings-for-outlook-com-d088b986-291d-42b8-9564-9c414e2aa040"
             ),
             notes="Sign in with your Microsoft account (OAuth2); passwords are not accepted.",
-            oauth=OAUTH,
+            oauth=sign_in("consumers"),
+            folder_names=FOLDER_NAMES,
+            stores_sent_mail=True,
         )
     ]
 
 
 @hookimpl
-def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None:
-    """Exchange names: "Sent Items", "Junk Email", "Deleted Items"."""
-    if provider != KEY or role not in FOLDER_NAMES:
-        return None
-    return list(FOLDER_NAMES[role])
-
-
-@hookimpl
-def salesinbox_stores_sent_mail(provider: str) -> bool | None:
-    """``True``: Exchange's SMTP files the copy in "Sent Items"."""
-    if provider != KEY:
-        return None
-    return True
-
-
-@hookimpl
 def salesinbox_auth_failure_hint(context: AuthFailureContext) -> str | None:
     """Passwords cannot work at all: say to use Microsoft sign-in; a refused sign-in token
-    is most often a mailbox whose IMAP or SMTP AUTH is off in Exchange Online."""
-    if context.provider != KEY:
-        return None
-    return OAUTH_REFUSED_HINT if context.auth_kind == AuthKind.XOAUTH2 else HINT
+    is most often a mailbox whose IMAP or SMTP AUTH is off."""
+    return auth_failure_hint(context) if context.provider == KEY else None

@@ -31,12 +31,13 @@ OAUTH_HINT = (
     "Connect the account with Yahoo sign-in again."
 )
 
-FOLDER_NAMES: dict[FolderRole, list[str]] = {
-    FolderRole.SENT: ["Sent"],
-    FolderRole.DRAFTS: ["Draft", "Drafts"],
-    FolderRole.TRASH: ["Trash"],
-    FolderRole.JUNK: ["Bulk Mail", "Bulk"],
-    FolderRole.ARCHIVE: ["Archive"],
+#: Yahoo's names: "Bulk Mail" for spam, "Draft" for drafts
+FOLDER_NAMES: dict[FolderRole, tuple[str, ...]] = {
+    FolderRole.SENT: ("Sent",),
+    FolderRole.DRAFTS: ("Draft", "Drafts"),
+    FolderRole.TRASH: ("Trash",),
+    FolderRole.JUNK: ("Bulk Mail", "Bulk"),
+    FolderRole.ARCHIVE: ("Archive",),
 }
 
 #: yahoo.com, Yahoo's country domains served by the same servers, and its legacy brands
@@ -82,16 +83,9 @@ def salesinbox_providers() -> list[ProviderSpec]:
             app_password_url=APP_PASSWORD_URL,
             help_url="https://help.yahoo.com/kb/SLN4075.html",
             notes="Use an app password from your Yahoo Account Security page, or Yahoo sign-in.",
+            folder_names=FOLDER_NAMES,
         )
     ]
-
-
-@hookimpl
-def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None:
-    """Yahoo's names: "Bulk Mail" for spam, "Draft" for drafts."""
-    if provider != KEY or role not in FOLDER_NAMES:
-        return None
-    return list(FOLDER_NAMES[role])
 
 
 @hookimpl

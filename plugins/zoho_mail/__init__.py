@@ -74,11 +74,12 @@ HINT = (
     "also disable IMAP."
 )
 
-FOLDER_NAMES: dict[FolderRole, list[str]] = {
-    FolderRole.SENT: ["Sent"],
-    FolderRole.DRAFTS: ["Drafts"],
-    FolderRole.TRASH: ["Trash"],
-    FolderRole.JUNK: ["Spam"],
+#: Zoho's own folder names; Zoho calls the junk folder "Spam"
+FOLDER_NAMES: dict[FolderRole, tuple[str, ...]] = {
+    FolderRole.SENT: ("Sent",),
+    FolderRole.DRAFTS: ("Drafts",),
+    FolderRole.TRASH: ("Trash",),
+    FolderRole.JUNK: ("Spam",),
 }
 
 
@@ -113,6 +114,7 @@ def salesinbox_providers() -> list[ProviderSpec]:
                 "Turn on IMAP Access in Zoho Mail first (Settings > Mail Accounts > IMAP). "
                 "With two-factor authentication on, use an app-specific password."
             ),
+            folder_names=FOLDER_NAMES,
         )
     ]
 
@@ -127,14 +129,6 @@ def salesinbox_resolve_endpoints(
     region = options.get(REGION.name) or REGION.default
     account_type = options.get(ACCOUNT_TYPE.name) or ACCOUNT_TYPE.default
     return endpoints_for(region, account_type)
-
-
-@hookimpl
-def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None:
-    """Zoho's own folder names; Zoho calls the junk folder "Spam"."""
-    if provider != KEY or role not in FOLDER_NAMES:
-        return None
-    return list(FOLDER_NAMES[role])
 
 
 @hookimpl

@@ -44,16 +44,9 @@ def salesinbox_providers() -> list[ProviderSpec]:
             app_password_url="https://help.acme-mail.example/app-passwords",
             help_url="https://help.acme-mail.example/imap",
             oauth=OAUTH,
+            folder_names={FolderRole.SENT: ("Outbox Archive",)},  # the other roles: common names
         )
     ]
-
-
-@hookimpl
-def salesinbox_folder_names(provider: str, role: FolderRole) -> list[str] | None:
-    """Acme files sent mail in "Outbox Archive"."""
-    if provider != KEY or role != FolderRole.SENT:
-        return None
-    return ["Outbox Archive"]
 
 
 @hookimpl
