@@ -32,7 +32,10 @@ from tortoise.expressions import Subquery
 from salesinbox.core.db import tortoise_config
 from salesinbox.core.models import CrmRecord, MailAccount, Message, MessageLink, RecordKind, User
 from salesinbox.core.policy import (  # _visible: the record-path filter, for the joined shape
-    _visible, can_see, visible_messages, visible_messages_for_record,
+    _visible,
+    can_see,
+    visible_messages,
+    visible_messages_for_record,
 )
 
 # bench/synthetic_org.py: bench/ is on sys.path when this file runs as a script

@@ -41,8 +41,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import contextlib
+import cProfile
 import io
 import json
 import os
@@ -114,7 +114,7 @@ class PssSampler:
             self.peak_kib = max(self.peak_kib, total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PssSampler":
+    def __enter__(self) -> PssSampler:
         self._thread.start()
         return self
 
@@ -161,7 +161,14 @@ async def _child_sync(spec: dict) -> dict:
     from salesinbox.core.events import EventBus
     from salesinbox.core.mailserver import ConnectPolicy
     from salesinbox.core.models import (
-        CrmRecord, Folder, FromAddress, MailAccount, Message, MessageLink, Profile, RecordKind,
+        CrmRecord,
+        Folder,
+        FromAddress,
+        MailAccount,
+        Message,
+        MessageLink,
+        Profile,
+        RecordKind,
     )
     from salesinbox.core.plugins import get_plugin_manager
     from salesinbox.core.provider_registry import ProviderRegistry

@@ -66,6 +66,7 @@ import asyncpg
 import httpx2 as httpx
 import uvicorn
 import uvloop
+from starlette.routing import Route
 from tortoise import connections
 
 from salesinbox.core import threads, views
@@ -79,7 +80,6 @@ from salesinbox.schema.api import build_schema
 from salesinbox.schema.app import create_app
 from salesinbox.schema.context import Context
 from salesinbox.schema.loaders import folder_name_by_id, owner_by_account, records_by_message
-from starlette.routing import Route
 
 # bench/canned_graphql.py, bench/synthetic_org.py: bench/ is on sys.path when this runs as a script
 from canned_graphql import canned_app

@@ -37,8 +37,15 @@ from tortoise import Tortoise
 
 from salesinbox.core.db import migrate_database, tortoise_config
 from salesinbox.core.models import (
-    AccountExcludedDomain, CrmRecord, DomainKind, Folder, MailAccount, Organisation,
-    OrganisationDomain, RecordKind, User,
+    AccountExcludedDomain,
+    CrmRecord,
+    DomainKind,
+    Folder,
+    MailAccount,
+    Organisation,
+    OrganisationDomain,
+    RecordKind,
+    User,
 )
 
 RECORDS, CUSTOMER_DOMAINS = 20_000, 3_000

@@ -179,5 +179,5 @@ class _Watcher:
 def _drop(client: IMAPClient) -> None:
     try:
         client.shutdown()
-    except Exception:  # noqa: BLE001 - closing a dead socket: nothing left to do
+    except Exception:  # closing a dead socket: nothing left to do
         log.debug("closing a lost IDLE connection failed", exc_info=True)

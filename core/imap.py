@@ -144,7 +144,7 @@ class _PinnedIMAPClient(IMAPClient):
         super().__init__(host, port, ssl=implicit_tls, ssl_context=ssl_context, timeout=timeout)
         self._imap.debug = 0  # IMAPClient sets 5: repr() of every response, 58 % of fetch CPU
 
-    def _create_IMAP4(self) -> imaplib.IMAP4:  # noqa: N802 - imapclient's name
+    def _create_IMAP4(self) -> imaplib.IMAP4:  # imapclient's name
         tls = self.ssl_context if self.ssl else None
         return _PinnedIMAP4(self.host, self.port, self._pinned_connect, tls)
 
@@ -400,9 +400,9 @@ def close_quietly(client: IMAPClient) -> None:
     """Log out, or at least close the socket when the connection is already broken."""
     try:
         client.logout()
-    except Exception:  # noqa: BLE001 - the connection may already be dead: close the socket
+    except Exception:  # the connection may already be dead: close the socket
         log.debug("IMAP logout failed", exc_info=True)
         try:
             client.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("IMAP socket close failed", exc_info=True)

@@ -239,7 +239,7 @@ def _task_result(
         except BrokenProcessPool:  # a worker died (OOM kill…): the pool's other tasks failed too
             if _discard_pool(pool):
                 log.warning("A parsing process died: parsing in the sync thread", exc_info=True)
-        except Exception:  # noqa: BLE001 - e.g. MemoryError in the worker: try here
+        except Exception:  # e.g. MemoryError in the worker: try here
             log.warning("Parsing in a worker process failed: parsing in the sync thread", exc_info=True)
     return [parse_message(raw) for raw in raws]
 

@@ -21,9 +21,20 @@ from functools import lru_cache
 from typing import TypeVar
 
 from .addresses import normalise_email
-from .parsing_html import (Warnings, clean, cut_between, decode_bytes, decode_date,
-                           decode_header_value, decode_raw_header, header_params, html_to_text,
-                           make_snippet, normalise_subject, split_mailboxes)
+from .parsing_html import (
+    Warnings,
+    clean,
+    cut_between,
+    decode_bytes,
+    decode_date,
+    decode_header_value,
+    decode_raw_header,
+    header_params,
+    html_to_text,
+    make_snippet,
+    normalise_subject,
+    split_mailboxes,
+)
 
 __all__ = ["Address", "AttachmentInfo", "ParsedMessage", "counterparties", "direction_for",
            "normalise_subject", "parse_message"]

@@ -57,7 +57,6 @@ from .models import (
 )
 from .sql_fragment import SqlFragment
 
-
 # "domain d is the listed domain l or a subdomain of it": d = l, or d ends with "." || l.
 # substr/length rather than LIKE, whose "_" and "%" wildcards would let a listed domain match
 # more than itself. When l is longer than d the substr is shorter than "." || l: no match.

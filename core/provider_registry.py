@@ -15,8 +15,8 @@ import pluggy
 
 from .addresses import email_domain_lenient, normalise_email_lenient
 from .errors import ErrorCode, SalesInboxError, invalid_input
-from .plugins import get_plugin_manager
 from .oauth_urls import RESERVED_AUTHORIZATION_PARAMS, TENANT_PATTERN, declared_url_problem
+from .plugins import get_plugin_manager
 from .providers import (
     AuthFailureContext,
     AuthKind,

@@ -20,8 +20,8 @@ from typing import Protocol
 from tortoise.exceptions import DoesNotExist
 
 from .accounts import stored_logins
-from .errors import ErrorCode
 from .backoff import backoff_delay
+from .errors import ErrorCode
 from .idle import IdleTiming, watch_mailbox
 from .imap_fetch import shutdown_parse_pool, start_parse_pool
 from .mailserver import ServerLogin

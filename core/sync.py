@@ -212,7 +212,7 @@ async def _sync_folders(
             folder.last_error, folder.retry_at = None, None
         except CONNECTION_ERRORS:
             raise
-        except Exception as error:  # noqa: BLE001 - one bad folder must not stop the others
+        except Exception as error:  # one bad folder must not stop the others
             log.warning("Sync of folder %r of account %s failed", folder.name, account.id, exc_info=True)
             folder_report.error = folder.last_error = f"{type(error).__name__}: {error}"[:2000]
             folder.retry_at = datetime.now(UTC) + timedelta(minutes=5)
@@ -241,7 +241,7 @@ async def _finish_pass(
     if report.initial_sync_completed and services.on_initial_sync_complete is not None:
         try:
             await services.on_initial_sync_complete(account, report)
-        except Exception:  # noqa: BLE001 - the mail is synced; a failed notice is only logged
+        except Exception:  # the mail is synced; a failed notice is only logged
             log.exception("Could not send the sync confirmation of account %s", account.id)
 
 

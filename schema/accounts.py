@@ -8,8 +8,8 @@ import strawberry
 
 from salesinbox.core import accounts, from_addresses
 from salesinbox.core.credentials import Secret
-from salesinbox.core.sharing import account_excluded_domains
 from salesinbox.core.models import Folder, FromAddress, MailAccount, SharingPermission, SyncState
+from salesinbox.core.sharing import account_excluded_domains
 
 from .context import Info
 from .ids import parse_id, to_id

@@ -31,20 +31,20 @@ from strawberry.types.graphql import OperationType
 
 from salesinbox.core.settings import Settings
 
+from .accounts import AccountMutations, AccountQueries
 from .cost import cost_limit
 from .errors import TypedErrors, log_unexpected_errors
 from .execution import LeanExecutionContext
 from .input_guard import StringGuard
-from .accounts import AccountMutations, AccountQueries
 from .messages import MessageMutations
 from .oauth import OAuthMutations, OAuthQueries
 from .oauth_sign_in import OAuthSignInMutations, OAuthSignInQueries
 from .outgoing import OutgoingMutations
 from .providers import ProviderQueries
+from .records import RecordMutations, RecordQueries
 from .scalars import SCALAR_MAP
 from .sharing import SharingMutations, SharingQueries
 from .sync import SyncMutations, SyncQueries, SyncSubscriptions
-from .records import RecordMutations, RecordQueries
 from .users import UserMutations, UserQueries
 from .views import ViewQueries
 

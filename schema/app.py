@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import pluggy
-
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -40,8 +39,8 @@ from .api import build_schema
 from .context import Context, Services
 from .graphiql import graphiql_static_mount, render_graphiql_page
 from .http_limits import RequestLimits
-from .oauth_sign_in import callback_response
 from .http_requests import check_content_type, decode_body, loads, refusal_response, request_data
+from .oauth_sign_in import callback_response
 from .websocket import TransportWSHandler, offers_supported_protocol, refuse_handshake
 
 GRAPHQL_PATH = "/graphql"
@@ -100,7 +99,7 @@ async def healthz(request: Request) -> JSONResponse:
     """Liveness and database reachability, without authentication."""
     try:
         await connections.get("default").execute_query("SELECT 1")
-    except Exception:  # noqa: BLE001 - any failure means "not healthy"
+    except Exception:  # any failure means "not healthy"
         log.exception("Health check: database unreachable")
         return JSONResponse({"status": "error", "database": "unreachable"}, status_code=503)
     return JSONResponse({"status": "ok", "database": "ok"})

@@ -85,6 +85,6 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         return coerced
                 elif not non_null:
                     return None
-            except Exception:  # noqa: BLE001, S110 - graphql-core's path reports it, located
+            except Exception:  # noqa: BLE001 - graphql-core's path reports it, located
                 pass
         return super().execute_field(parent_type, source, field_details_list, path, position_context)

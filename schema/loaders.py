@@ -31,7 +31,6 @@ from salesinbox.core.sharing import shared_record_ids
 from salesinbox.core.threads import ThreadRef, thread_messages
 from salesinbox.core.views import Page
 
-
 #: The columns the API shows of a lead/contact and of a user (``*Type.from_values``).
 RECORD_FIELDS = (
     "id", "kind", "first_name", "last_name", "company", "primary_email", "secondary_email",

@@ -14,6 +14,7 @@ from .context import Info
 from .ids import parse_id
 from .messages import DirectionEnum, MessagePage, MessageType, message_items
 
+
 @strawberry.enum(description="Mail linked to leads, to contacts, or to no record.")
 class LinkedFilter(Enum):
     LEADS = "LEADS"

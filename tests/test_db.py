@@ -16,8 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import pytest
 from tortoise import Tortoise, connections
-from tortoise.transactions import in_transaction
 from tortoise.migrations.autodetector import MigrationAutodetector
+from tortoise.transactions import in_transaction
 
 from salesinbox.core import db as db_module
 from salesinbox.core import views

@@ -68,7 +68,7 @@ class Subscription:
 class OfflineGraphQL(GraphQL):
     """What schema/app.py's GraphQL subclass is expected to do."""
 
-    async def render_graphql_ide(self, request):  # noqa: ANN001, ANN201
+    async def render_graphql_ide(self, request):
         return HTMLResponse(render_graphiql_page())
 
 

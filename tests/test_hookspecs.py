@@ -25,8 +25,8 @@ from salesinbox.core import (
     Security,
     ServerEndpoint,
     hookimpl,
+    hookspecs,
 )
-from salesinbox.core import hookspecs
 from salesinbox.core.default_hooks import GENERIC_AUTH_FAILURE_HINT
 from salesinbox.core.plugins import get_plugin_manager
 

@@ -27,8 +27,8 @@ from salesinbox.core.providers import (
     OAuthMechanism,
     OAuthServer,
     ProviderSpec,
-    ServerEndpoint,
     Security,
+    ServerEndpoint,
 )
 from salesinbox.core.settings import Settings
 from salesinbox.core.smtp import send_smtp

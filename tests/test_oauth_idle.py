@@ -46,7 +46,7 @@ class RecordingTokens(OAuthTokens):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.refreshes: list[Refresh] = []
 
-    async def _request_refresh(self, grant: OAuthGrant):  # noqa: ANN202
+    async def _request_refresh(self, grant: OAuthGrant):
         self.refreshes.append(Refresh(datetime.now(UTC), grant.access_token_expires_at))
         return await super()._request_refresh(grant)
 

@@ -22,10 +22,10 @@ from salesinbox.core.settings import Settings
 from salesinbox.core.sync import sync_account
 
 from .conftest import GraphQLClient
+from .served import free_port, serve
 from .servers.browser import ChromiumPage
 from .servers.messages import build_message
 from .servers.oauth import OAuthServer
-from .served import free_port, serve
 
 if TYPE_CHECKING:
     from .servers.fixtures import MailAccount as TestMailbox

@@ -108,7 +108,7 @@ def test_reply_subject_does_not_pile_up() -> None:
 
 async def test_reply_to_colleagues_shared_mail(rep: User, other_rep: User, mail_account: TestMailbox,
                                                mail: MailServices, services: SyncServices,
-                                               smtp_server, dovecot) -> None:  # noqa: ANN001
+                                               smtp_server, dovecot) -> None:
     box = mail_account
     box.dovecot.append(box.user, "INBOX", build_message(from_="jane@globex.example", to=box.address,
                                                         subject="Shared", message_id="<shared@globex.example>"))

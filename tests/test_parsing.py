@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import random
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import getaddresses
 
 import pytest
@@ -22,8 +22,7 @@ from salesinbox.core.parsing import (
     direction_for,
     parse_message,
 )
-from salesinbox.core.parsing_html import (html_to_text, make_snippet, normalise_subject,
-                                         split_mailboxes)
+from salesinbox.core.parsing_html import html_to_text, make_snippet, normalise_subject, split_mailboxes
 
 from .servers.messages import Attachment, build_message, generate_messages
 
@@ -151,9 +150,9 @@ def test_raw_8bit_headers_utf8_then_latin1() -> None:
 
 def test_dates() -> None:
     assert parse_message(msg("Date: Mon, 5 Jan 2026 10:30:00 +0200")).date == datetime(
-        2026, 1, 5, 8, 30, tzinfo=timezone.utc)
+        2026, 1, 5, 8, 30, tzinfo=UTC)
     assert parse_message(msg("Date: 5 Jan 2026 08:30:00 -0000 (UTC)")).date == datetime(
-        2026, 1, 5, 8, 30, tzinfo=timezone.utc)
+        2026, 1, 5, 8, 30, tzinfo=UTC)
     missing = parse_message(msg("Subject: x"))
     assert (missing.date, missing.warnings) == (None, ())
     garbage = parse_message(msg("Date: next Tuesday-ish"))
@@ -522,7 +521,7 @@ def _assert_storable(parsed: ParsedMessage) -> None:
         assert "\x00" not in text
         text.encode("utf-8")  # no lone surrogates: PostgreSQL and SQLite accept it
     assert len(parsed.snippet) <= 200
-    assert parsed.date is None or parsed.date.tzinfo is timezone.utc
+    assert parsed.date is None or parsed.date.tzinfo is UTC
 
 
 @settings(max_examples=400, deadline=None)

@@ -21,12 +21,30 @@ from tortoise.transactions import in_transaction
 from salesinbox.core.db import open_database
 from salesinbox.core.linking import relink_record
 from salesinbox.core.models import (
-    AccountExcludedDomain, AddressRole, CrmRecord, Direction, DomainKind, Folder, MailAccount,
-    Message, MessageAddress, MessageLink, Organisation, OrganisationDomain, Profile, RecordKind,
-    ShareFlag, SharingPermission, User,
+    AccountExcludedDomain,
+    AddressRole,
+    CrmRecord,
+    Direction,
+    DomainKind,
+    Folder,
+    MailAccount,
+    Message,
+    MessageAddress,
+    MessageLink,
+    Organisation,
+    OrganisationDomain,
+    Profile,
+    RecordKind,
+    ShareFlag,
+    SharingPermission,
+    User,
 )
 from salesinbox.core.policy import (
-    Explanation, can_see, explain, visible_messages, visible_messages_for_record,
+    Explanation,
+    can_see,
+    explain,
+    visible_messages,
+    visible_messages_for_record,
 )
 from salesinbox.core.providers import AuthKind, Security
 from salesinbox.core.records import RecordInput, create_record

@@ -24,8 +24,8 @@ from salesinbox.core import (
     Security,
     ServerEndpoint,
 )
-from salesinbox.core.plugins import get_plugin_manager
 from salesinbox.core.oauth_urls import RESERVED_AUTHORIZATION_PARAMS, TENANT_PATTERN, fill_tenant
+from salesinbox.core.plugins import get_plugin_manager
 from salesinbox.core.provider_registry import PROVIDER_KEY_PATTERN, ProviderRegistry
 
 # Built at collection time so each provider gets its own test ids; entry points are loaded

@@ -25,7 +25,7 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff_delay(n, base=5, cap=60) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
 
 
-async def wait_for(condition, timeout: float = 15.0) -> float:  # noqa: ANN001
+async def wait_for(condition, timeout: float = 15.0) -> float:
     """Poll an async condition; return the seconds it took."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:

@@ -197,7 +197,7 @@ def count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for name in ("execute_query", "execute_query_dict"):
         real = getattr(client, name)
 
-        async def counting(query: str, *args: object, _real=real, **kwargs: object):  # noqa: ANN202
+        async def counting(query: str, *args: object, _real=real, **kwargs: object):
             counted.append(query)
             return await _real(query, *args, **kwargs)
 

@@ -142,7 +142,7 @@ async def test_cut_connections_resume_without_loss_or_duplicates(rep: User, mail
     for _attempt in range(40):
         try:
             report = await sync_account(account.id, services)
-        except sync_module.CONNECTION_ERRORS + (Exception,):  # noqa: B030 - any failure: try again
+        except sync_module.CONNECTION_ERRORS + (Exception,):  # any failure: try again
             failures += 1
             done = await Message.filter(account_id=account.id).count()
             assert done == len(set(await stored(account, "INBOX")))  # never a duplicate

@@ -162,7 +162,7 @@ async def test_a_sync_cancelled_while_logging_in_closes_its_connection_before_it
     logging_in, opened = threading.Event(), []
     real_open = sync_module.open_imap
 
-    def slow_open(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow_open(*args, **kwargs):
         logging_in.set()
         client = real_open(*args, **kwargs)
         opened.append(client)

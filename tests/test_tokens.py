@@ -12,7 +12,14 @@ from salesinbox.core import tokens as tokens_module
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.models import ApiToken, Profile, User
 from salesinbox.core.tokens import (
-    TokenCache, _Entry, authenticate, hash_token, issue_token, list_tokens, revoke_token, token_cache,
+    TokenCache,
+    _Entry,
+    authenticate,
+    hash_token,
+    issue_token,
+    list_tokens,
+    revoke_token,
+    token_cache,
 )
 from salesinbox.core.users import update_user
 

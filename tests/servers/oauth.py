@@ -186,7 +186,7 @@ class OAuthServer:
 
     # ------------------------------------------------------------- storage
 
-    def _revoke(self, which) -> int:  # noqa: ANN001
+    def _revoke(self, which) -> int:
         with self._lock:
             hits = [t for t in self._tokens.values() if which(t) and not t.revoked]
             for token in hits:
@@ -291,7 +291,7 @@ class OAuthServer:
 
     # ----------------------------------------------------------- lifecycle
 
-    def start(self, timeout: float = 15.0) -> "OAuthServer":
+    def start(self, timeout: float = 15.0) -> OAuthServer:
         """Listen on a free port of 127.0.0.1 (returns once serving) and register the
         default clients."""
         app = Starlette(routes=[
@@ -335,7 +335,7 @@ class OAuthServer:
             self._sock.close()
         self._uvicorn = self._thread = self._sock = None
 
-    def __enter__(self) -> "OAuthServer":
+    def __enter__(self) -> OAuthServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

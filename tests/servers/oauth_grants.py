@@ -183,7 +183,7 @@ class _S256Only(CodeChallenge):
 
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
 
-    def validate_code_challenge(self, grant, redirect_uri) -> None:  # noqa: ANN001
+    def validate_code_challenge(self, grant, redirect_uri) -> None:
         data = grant.request.payload.data
         if not data.get("code_challenge"):
             raise InvalidRequestError("PKCE is required: missing 'code_challenge'")
@@ -265,7 +265,7 @@ class _Introspection(IntrospectionEndpoint):
 
 
 class MemoryAuthorizationServer(AuthorizationServer):
-    def __init__(self, owner) -> None:  # noqa: ANN001 (an OAuthServer)
+    def __init__(self, owner) -> None:  # an OAuthServer
         super().__init__()
         self.owner = owner
         self.register_token_generator("default", BearerTokenGenerator(

@@ -196,7 +196,7 @@ class SmtpServer:
                 return AuthResult(success=True, auth_data=auth_data)
         return AuthResult(success=False, handled=False)  # aiosmtpd replies 535 5.7.8
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         """Start both listeners (returns when they have answered a probe connection)."""
         ctx = server_ssl_context(self.certs, untrusted=self.untrusted_cert)
         common = dict(
@@ -245,7 +245,7 @@ class SmtpServer:
             else:
                 controller._sock.close()
 
-    def __enter__(self) -> "SmtpServer":
+    def __enter__(self) -> SmtpServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
