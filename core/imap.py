@@ -193,7 +193,7 @@ def probe_imap(login: ServerLogin, policy: ConnectPolicy) -> ImapProbe:
         capabilities = tuple(_text(c).upper() for c in client.capabilities())
         special_use = "SPECIAL-USE" in capabilities
         folders = _list_folders(client, special_use)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a typed MailServerError, logged by _map_error
         _quiet_shutdown(client)
         failure = _map_error(exc, login, policy, stage, client)
     else:
@@ -239,7 +239,7 @@ def _connect(login: ServerLogin, policy: ConnectPolicy) -> tuple[IMAPClient, tup
         # imaplib keeps its last commands (a LOGIN line included) for print_log(): drop them.
         if isinstance(getattr(client._imap, "_cmd_log", None), dict):
             client._imap._cmd_log.clear()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a typed MailServerError, logged by _map_error
         if client is not None:
             _quiet_shutdown(client)
         failure = _map_error(exc, login, policy, stage, client)

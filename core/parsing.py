@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import TypeVar
 
 from .addresses import normalise_email
+from .errors import SalesInboxError
 from .parsing_html import (
     Warnings,
     clean,
@@ -169,7 +170,7 @@ def _guard(warn: Warnings, what: str, default: T, fn: Callable[..., T], *args: o
     """``fn(*args)``, or ``default`` and a warning: an unforeseen input costs one field."""
     try:
         return fn(*args)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - hostile input: an unforeseen failure costs one field
         warn(f"could not read the {what} ({type(exc).__name__}): left empty")
         return default
 
@@ -178,12 +179,12 @@ def _parse_mime(raw: bytes, warn: Warnings) -> Message:
     try:  # message_from_bytes(raw) minus its 8 KB read loop (~5 % faster); compat32 policy
         (parser := BytesFeedParser()).feed(raw)
         return parser.close()
-    except Exception as exc:  # RecursionError: thousands of nested multiparts
+    except Exception as exc:  # noqa: BLE001 - hostile input; RecursionError: thousands of nested multiparts
         problem = "nested too deeply" if isinstance(exc, RecursionError) else "unreadable"
         warn(f"MIME structure {problem}: only the headers are read")
     try:
         return BytesHeaderParser().parsebytes(raw)
-    except Exception:
+    except Exception:  # noqa: BLE001 - hostile input: a message is always returned
         return Message()
 
 
@@ -220,7 +221,7 @@ def _subject(headers: dict[str, list[str]], warn: Warnings) -> str:
 def _normalised(address: str) -> str | None:
     try:
         return normalise_email(address)
-    except Exception:
+    except SalesInboxError:  # INVALID_INPUT: not an address
         return None
 
 
@@ -318,7 +319,7 @@ class _Body:
         if not (part.is_multipart() and ctype.startswith("multipart/")):
             try:
                 self._leaf(part, ctype, sink, alternative)
-            except Exception as exc:  # one unreadable part must not cost the others
+            except Exception as exc:  # noqa: BLE001 - one unreadable part must not cost the others
                 self.warn(f"could not read a {ctype} part ({type(exc).__name__}): skipped")
         elif depth >= MAX_DEPTH:
             self.warn(f"MIME parts nested deeper than {MAX_DEPTH}: the inner ones ignored")
@@ -399,7 +400,7 @@ class _Body:
         subject = next((v for k, v in first if k.strip().lower() == "subject"), "")
         try:
             return sum(len(m.as_bytes()) for m in inner), subject
-        except Exception:  # as_bytes re-serialises: it can trip on what parsed
+        except Exception:  # noqa: BLE001 - as_bytes re-serialises: it can trip on what parsed
             self.warn("an attached message could not be measured: size 0")
             return 0, subject
 

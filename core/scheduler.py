@@ -57,7 +57,7 @@ class InProcessScheduler:
         backoff_base: float = 5.0,
         backoff_cap: float = 900.0,
         use_idle: bool = True,
-        idle_timing: IdleTiming = IdleTiming(),
+        idle_timing: IdleTiming = IdleTiming(),  # noqa: B008 - frozen: one shared default is safe
     ) -> None:
         self.services = services
         self.poll_interval = poll_interval

@@ -161,7 +161,7 @@ async def write(scenario: Scenario) -> Written:
         own = accounts[message.account].email
         addresses = [(AddressRole.TO, own, False)]
         addresses += [(AddressRole.FROM, alias, False) for alias in scenario.aliases[i]]
-        addresses += [(role, a, True) for role, a in zip(scenario.roles[i], message.counterparties)]
+        addresses += [(role, a, True) for role, a in zip(scenario.roles[i], message.counterparties, strict=True)]
         row = await write_message(accounts[message.account], i + 1, scenario.dates[i], addresses)
         out.messages[message.id] = row.id
     for record in world.records:

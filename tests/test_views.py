@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from tortoise import connections
@@ -32,8 +33,8 @@ async def test_page_size_and_cursor_are_validated(rep: User) -> None:
         with pytest.raises(SalesInboxError) as caught:
             await views.related_page(rep, record.id, **kwargs)
         assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
-        for call in (lambda: threads.thread_page(rep, record.id, **kwargs),
-                     lambda: threads.thread_messages(rep, [], **kwargs)):
+        for call in (partial(threads.thread_page, rep, record.id, **kwargs),
+                     partial(threads.thread_messages, rep, [], **kwargs)):
             with pytest.raises(SalesInboxError) as caught:
                 await call()
             assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
