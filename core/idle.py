@@ -88,8 +88,15 @@ def watch_mailbox(
 
 
 class _Watcher:
-    def __init__(self, login: ServerLogin | Callable[[], ServerLogin], policy: ConnectPolicy, on_change: Callable[[], None],
-                 stop: threading.Event, timing: IdleTiming, folder: str) -> None:
+    def __init__(
+        self,
+        login: ServerLogin | Callable[[], ServerLogin],
+        policy: ConnectPolicy,
+        on_change: Callable[[], None],
+        stop: threading.Event,
+        timing: IdleTiming,
+        folder: str,
+    ) -> None:
         self._login = login
         self.endpoint = getattr(login, "endpoint", "the mail server")  # for the logs
         self.policy = policy

@@ -146,7 +146,9 @@ def _clean_client_secret(secret: str) -> Secret:
 def _validated(values: OAuthClientInput, server: OAuthServer, settings: Settings) -> dict[str, str | None]:
     """The columns to store for ``values``, or ``INVALID_INPUT`` naming the field at fault."""
     columns: dict[str, str | None] = {"client_id": _clean_client_id(values.client_id)}
-    for name, field in zip(ENDPOINT_FIELDS, ("authorizationUrl", "tokenUrl", "revocationUrl", "userinfoUrl"), strict=True):
+    for name, field in zip(
+        ENDPOINT_FIELDS, ("authorizationUrl", "tokenUrl", "revocationUrl", "userinfoUrl"), strict=True
+    ):
         given = _blank_to_none(getattr(values, name))
         columns[name] = None if given is None else check_admin_url(given, field=field, settings=settings)
     tenant = _blank_to_none(values.tenant)

@@ -350,7 +350,9 @@ class OAuthTokens:
     def _reconnect(self, grant: OAuthGrant) -> OAuthReconnectNeeded:
         name = self._name(grant.provider)
         return OAuthReconnectNeeded(
-            grant.account_id, grant.provider, reconnect_message(name, reconnect_hint(name, grant.provider, grant.account_id))
+            grant.account_id,
+            grant.provider,
+            reconnect_message(name, reconnect_hint(name, grant.provider, grant.account_id)),
         )
 
     def _name(self, provider: str) -> str:

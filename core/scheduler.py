@@ -135,7 +135,9 @@ class InProcessScheduler:
         account = await MailAccount.get_or_none(id=account_id)
         if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
             return None
-        login: ServerLogin | Callable[[], ServerLogin] = stored_logins(account, self.services.secrets, self.services.registry).imap
+        login: ServerLogin | Callable[[], ServerLogin] = stored_logins(
+            account, self.services.secrets, self.services.registry
+        ).imap
         loop = asyncio.get_running_loop()
         tokens = self.services.tokens
         if tokens is not None and await tokens.has_grant(account_id):

@@ -327,8 +327,9 @@ async def restart_for_uidvalidity(folder_id: int, uidvalidity: int) -> int:
 
     In one transaction, deletes the messages stored under any other UIDVALIDITY and resets
     the folder's sync state (``initial_sync_done`` false, no UIDNEXT/HIGHESTMODSEQ, count 0)
-    under the new ``uidvalidity``, and a COMPLETE account goes back to SYNCING. A crash before the commit finds the old state and sees the
-    change again; a crash after it resumes the full re-sync: either way nothing is skipped.
+    under the new ``uidvalidity``, and a COMPLETE account goes back to SYNCING. A crash before
+    the commit finds the old state and sees the change again; a crash after it resumes the full
+    re-sync: either way nothing is skipped.
     Placeholders of just-sent mail (see :mod:`salesinbox.core.sent_copy`) are kept: the
     server's copy, when it comes, replaces them by Message-ID. Returns how many messages
     were deleted.

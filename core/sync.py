@@ -251,7 +251,9 @@ async def _ensure_sent_folder(client: IMAPClient, account: MailAccount, services
     name = await asyncio.to_thread(client.find_special_folder, b"\\Sent")
     if name is None:
         existing = {n for _flags, _d, n in await asyncio.to_thread(client.list_folders)}
-        name = next((c for c in services.registry.folder_names(account.provider, FolderRole.SENT) if c in existing), None)
+        name = next(
+            (c for c in services.registry.folder_names(account.provider, FolderRole.SENT) if c in existing), None
+        )
     if name is not None:
         await Folder.get_or_create(account_id=account.id, name=name, defaults={"role": FolderRole.SENT})
 
@@ -327,7 +329,9 @@ async def _store_uids(
             report.warnings += result.with_warnings
             folder.messages_synced += len(result.inserted_ids)
             lowest = min(batch)
-            folder.lowest_synced_uid = lowest if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, lowest)
+            folder.lowest_synced_uid = (
+                lowest if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, lowest)
+            )
             await folder.save(update_fields=["lowest_synced_uid"])
             if result.inserted_ids:
                 _publish(services, account, "NEW_MESSAGES", result.inserted_ids)

@@ -50,7 +50,9 @@ def policy(db: Settings) -> ConnectPolicy:
     return ConnectPolicy.from_settings(db)
 
 
-def custom(box: TestMailbox, *, implicit_tls: bool = False, password: str | None = None, **extra: object) -> ConnectAccountInput:
+def custom(
+    box: TestMailbox, *, implicit_tls: bool = False, password: str | None = None, **extra: object
+) -> ConnectAccountInput:
     """Custom IMAP pointing at the test servers (STARTTLS ports, or implicit TLS)."""
     security = Security.SSL if implicit_tls else Security.STARTTLS
     return ConnectAccountInput(
@@ -64,7 +66,9 @@ def custom(box: TestMailbox, *, implicit_tls: bool = False, password: str | None
     )
 
 
-async def test_connect_custom_imap_over_starttls(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:
+async def test_connect_custom_imap_over_starttls(
+    rep: User, mail_account: TestMailbox, registry, secrets, policy
+) -> None:
     account = await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
     assert account.email == mail_account.address and account.user_id == rep.id
     assert account.sync_state == SyncState.NEW
@@ -93,14 +97,18 @@ async def _refused(rep: User, data: ConnectAccountInput, registry, secrets, poli
     return caught.value
 
 
-async def test_wrong_password_is_typed_with_a_hint(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:
+async def test_wrong_password_is_typed_with_a_hint(
+    rep: User, mail_account: TestMailbox, registry, secrets, policy
+) -> None:
     error = await _refused(rep, custom(mail_account, password="wrong-Pa55word"), registry, secrets, policy)
     assert error.code == ErrorCode.AUTHENTICATION_FAILED
     assert "app-specific password" in error.message
     assert "wrong-Pa55word" not in error.message
 
 
-async def test_untrusted_certificate(rep: User, mail_account: TestMailbox, dovecot_factory, registry, secrets, policy) -> None:
+async def test_untrusted_certificate(
+    rep: User, mail_account: TestMailbox, dovecot_factory, registry, secrets, policy
+) -> None:
     untrusted = dovecot_factory(untrusted_cert=True)
     user = untrusted.add_user(mail_account.address, mail_account.password)
     data = replace(custom(mail_account), incoming=ServerInput("localhost", untrusted.port, Security.STARTTLS))
@@ -138,7 +146,9 @@ async def test_black_hole_times_out_within_the_limit(rep: User, mail_account: Te
     assert time.monotonic() - started < 3.0
 
 
-async def test_private_hosts_refused_unless_allowed(rep: User, mail_account: TestMailbox, registry, secrets, db: Settings) -> None:
+async def test_private_hosts_refused_unless_allowed(
+    rep: User, mail_account: TestMailbox, registry, secrets, db: Settings
+) -> None:
     strict = ConnectPolicy.from_settings(db.with_overrides(allow_private_hosts=False))
     error = await _refused(rep, custom(mail_account), registry, secrets, strict)
     assert error.code == ErrorCode.HOST_NOT_ALLOWED and "SALESINBOX_ALLOW_PRIVATE_HOSTS" in error.message
@@ -227,7 +237,9 @@ async def test_update_credentials_verifies_and_clears_reauth(rep: User, mail_acc
                                  registry=registry, policy=policy)
     assert caught.value.code == ErrorCode.AUTHENTICATION_FAILED
     row = await MailAccount.get(id=account.id)
-    assert secrets.decrypt(row.imap_secret).reveal() == mail_account.password and row.sync_state == SyncState.NEEDS_REAUTH
+    assert (
+        secrets.decrypt(row.imap_secret).reveal() == mail_account.password and row.sync_state == SyncState.NEEDS_REAUTH
+    )
     updated = await update_credentials(rep, account.id, secret=Secret(mail_account.password), smtp_secret=None,
                                        secrets=secrets, registry=registry, policy=policy)
     assert updated.sync_state == SyncState.NEW and updated.sync_error is None

@@ -195,7 +195,9 @@ class Harness:
         folders = await Folder.filter(account_id=self.account_id)
         for folder in folders:
             uidvalidity, on_server = self.server(folder.name)
-            rows = await Message.filter(folder_id=folder.id, uidvalidity=folder.uidvalidity).values_list("uid", flat=True)
+            rows = await Message.filter(folder_id=folder.id, uidvalidity=folder.uidvalidity).values_list(
+                "uid", flat=True
+            )
             stale = await Message.filter(folder_id=folder.id).exclude(uidvalidity=folder.uidvalidity).exclude(
                 uidvalidity=PLACEHOLDER_UIDVALIDITY).count()
             assert stale == 0, self.why(f"{folder.name}: {stale} rows of an old UIDVALIDITY")

@@ -104,7 +104,9 @@ async def test_new_from_address_stops_counting_as_counterparty(rep: User) -> Non
     from salesinbox.core.from_addresses import add_from_address, remove_from_address
 
     account = await _account(rep)
-    record = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Alias", primary_email="sales@acme.test"))
+    record = await create_record(
+        rep, RecordKind.CONTACT, RecordInput(last_name="Alias", primary_email="sales@acme.test")
+    )
     message = await _message(account, 1, [(AddressRole.FROM, "sales@acme.test", True)])
     await relink_record(record)
     assert await _linked(record.id) == {message.id}

@@ -57,7 +57,9 @@ async def test_send_new_message(rep: User, mail_account: TestMailbox, mail: Mail
     box = mail_account
     account = await connect(rep, box, services)
     await sync_account(account.id, services)
-    contact = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Doe", primary_email="jane@globex.example"))
+    contact = await create_record(
+        rep, RecordKind.CONTACT, RecordInput(last_name="Doe", primary_email="jane@globex.example")
+    )
     draft = Draft(to=("Jane Doe <Jane@Globex.example>",), bcc=("boss@acme.test",), subject="Proposal",
                   text="Hello Jane", attachments=(OutgoingAttachment("quote.pdf", "application/pdf", b"%PDF-1.4 x"),))
     copy = await send_new(rep, draft, mail)
@@ -143,8 +145,13 @@ async def test_errors_are_typed_and_nothing_is_stored(rep: User, other_rep: User
         (Draft(to=("x@y.example",), from_address="ceo@acme.test"), ErrorCode.INVALID_INPUT),
         (Draft(to=("not an address",)), ErrorCode.INVALID_INPUT),
         (Draft(), ErrorCode.INVALID_INPUT),
-        (Draft(to=("x@y.example",), attachments=(OutgoingAttachment("big.bin", "application/octet-stream", b"0" * 2048),)),
-         ErrorCode.MESSAGE_TOO_LARGE),
+        (
+            Draft(
+                to=("x@y.example",),
+                attachments=(OutgoingAttachment("big.bin", "application/octet-stream", b"0" * 2048),),
+            ),
+            ErrorCode.MESSAGE_TOO_LARGE,
+        ),
     ]
     small = replace(mail, max_message_bytes=1024)
     for draft, code in cases:

@@ -49,7 +49,9 @@ async def test_new_mail_arrives_through_idle(rep: User, mail_account: TestMailbo
             while not queue.empty():
                 queue.get_nowait()
             appended_at = time.monotonic()
-            await asyncio.to_thread(box.dovecot.append, box.user, "INBOX", build_message(to=box.address, subject="live"))
+            await asyncio.to_thread(
+                box.dovecot.append, box.user, "INBOX", build_message(to=box.address, subject="live")
+            )
             while True:
                 event = await asyncio.wait_for(queue.get(), timeout=15)
                 events.append(event)
@@ -68,7 +70,9 @@ async def _state_is(account_id: int, state: SyncState) -> bool:
 
 
 @pytest.mark.dovecot
-async def test_failures_back_off_and_show_the_next_retry(rep: User, mail_account: TestMailbox, services: SyncServices) -> None:
+async def test_failures_back_off_and_show_the_next_retry(
+    rep: User, mail_account: TestMailbox, services: SyncServices
+) -> None:
     account = await connect(rep, mail_account, services)
     await MailAccount.filter(id=account.id).update(imap_port=1)  # nothing listens there
     scheduler = InProcessScheduler(services, poll_interval=3600, backoff_base=30, use_idle=False)

@@ -6,8 +6,9 @@
 * `ssl_port`   SMTPS: implicit TLS, like port 465
 
 Both use the certificates from certs.py, offer AUTH PLAIN/LOGIN against
-`users` (and XOAUTH2/OAUTHBEARER when given an introspection URL, see smtp_oauth.py), capture every accepted message in `messages`, and can refuse chosen
-recipients with 550 (for RECIPIENT_REFUSED tests).
+`users` (and XOAUTH2/OAUTHBEARER when given an introspection URL, see smtp_oauth.py), capture
+every accepted message in `messages`, and can refuse chosen recipients with 550 (for
+RECIPIENT_REFUSED tests).
 """
 
 from __future__ import annotations
