@@ -4,6 +4,9 @@ Tables have explicit names. Email addresses and domains are stored normalised (s
 :mod:`salesinbox.core.addresses`) so that matching is a plain equality in SQL. Secrets are
 stored only as Fernet tokens (:mod:`salesinbox.core.credentials`) or hashes (API tokens).
 Schema changes go through Tortoise's built-in migrations in ``core/migrations``.
+
+Each foreign key ``x`` also has its column ``x_id`` (Tortoise adds it at runtime): the models
+declare it as a bare annotation so that type checkers know it.
 """
 
 from __future__ import annotations
@@ -89,6 +92,7 @@ class OAuthClient(Model):
     organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
         "salesinbox.Organisation", related_name="oauth_clients", on_delete=fields.CASCADE
     )
+    organisation_id: int
     provider = fields.CharField(max_length=64)
     client_id = fields.CharField(max_length=500)
     client_secret = fields.TextField()  # Fernet token, never the clear secret
@@ -114,6 +118,7 @@ class OrganisationDomain(Model):
     organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
         "salesinbox.Organisation", related_name="domains", on_delete=fields.CASCADE
     )
+    organisation_id: int
     kind = fields.CharEnumField(DomainKind, max_length=16)
     domain = fields.CharField(max_length=255)
 
@@ -129,6 +134,7 @@ class User(Model):
     organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
         "salesinbox.Organisation", related_name="users", on_delete=fields.CASCADE
     )
+    organisation_id: int
     email = fields.CharField(max_length=320, unique=True)
     name = fields.CharField(max_length=200)
     profile = fields.CharEnumField(Profile, max_length=16, default=Profile.STANDARD)
@@ -146,6 +152,7 @@ class ApiToken(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="tokens", on_delete=fields.CASCADE
     )
+    user_id: int
     name = fields.CharField(max_length=100)
     token_hash = fields.CharField(max_length=64, unique=True)
     # the first characters of the token, to tell tokens apart in listings
@@ -166,10 +173,12 @@ class CrmRecord(Model):
     organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
         "salesinbox.Organisation", related_name="records", on_delete=fields.CASCADE
     )
+    organisation_id: int
     kind = fields.CharEnumField(RecordKind, max_length=16)
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="records", on_delete=fields.RESTRICT
     )
+    owner_id: int
     first_name = fields.CharField(max_length=200, default="")
     last_name = fields.CharField(max_length=200)
     company = fields.CharField(max_length=200, default="")
@@ -194,9 +203,11 @@ class ShareFlag(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="share_flags", on_delete=fields.CASCADE
     )
+    user_id: int
     record: fields.ForeignKeyRelation[CrmRecord] = fields.ForeignKeyField(
         "salesinbox.CrmRecord", related_name="share_flags", on_delete=fields.CASCADE
     )
+    record_id: int
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -211,6 +222,7 @@ class MailAccount(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="accounts", on_delete=fields.CASCADE
     )
+    user_id: int
     provider = fields.CharField(max_length=64)
     provider_options: dict[str, str] = fields.JSONField(default=dict)
     display_name = fields.CharField(max_length=200)
@@ -260,6 +272,7 @@ class OAuthGrant(Model):
     account: fields.OneToOneRelation[MailAccount] = fields.OneToOneField(
         "salesinbox.MailAccount", related_name="oauth_grant", on_delete=fields.CASCADE
     )
+    account_id: int
     provider = fields.CharField(max_length=64)
     refresh_token = fields.TextField(null=True)  # Fernet token; None: the provider gave none
     access_token = fields.TextField()  # Fernet token
@@ -299,6 +312,7 @@ class OAuthSignIn(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="oauth_sign_ins", on_delete=fields.CASCADE
     )
+    user_id: int
     provider = fields.CharField(max_length=64)
     state = fields.CharField(max_length=128, unique=True)
     code_verifier = fields.TextField()  # Fernet token
@@ -323,6 +337,7 @@ class FromAddress(Model):
     account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
         "salesinbox.MailAccount", related_name="from_addresses", on_delete=fields.CASCADE
     )
+    account_id: int
     address = fields.CharField(max_length=320)
     name = fields.CharField(max_length=200, default="")
     is_default = fields.BooleanField(default=False)
@@ -339,6 +354,7 @@ class AccountExcludedDomain(Model):
     account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
         "salesinbox.MailAccount", related_name="excluded_domains", on_delete=fields.CASCADE
     )
+    account_id: int
     domain = fields.CharField(max_length=255)
 
     class Meta:
@@ -353,6 +369,7 @@ class Folder(Model):
     account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
         "salesinbox.MailAccount", related_name="folders", on_delete=fields.CASCADE
     )
+    account_id: int
     name = fields.CharField(max_length=500)
     role = fields.CharEnumField(FolderRole, max_length=16, null=True)
     uidvalidity = fields.BigIntField(null=True)
@@ -379,9 +396,11 @@ class Message(Model):
     account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
         "salesinbox.MailAccount", related_name="messages", on_delete=fields.CASCADE
     )
+    account_id: int
     folder: fields.ForeignKeyRelation[Folder] = fields.ForeignKeyField(
         "salesinbox.Folder", related_name="messages", on_delete=fields.CASCADE
     )
+    folder_id: int
     uidvalidity = fields.BigIntField()
     uid = fields.BigIntField()
     modseq = fields.BigIntField(null=True)
@@ -421,6 +440,7 @@ class MessageBody(Model):
     message: fields.OneToOneRelation[Message] = fields.OneToOneField(
         "salesinbox.Message", related_name="body", on_delete=fields.CASCADE, primary_key=True
     )
+    message_id: int
     text = fields.TextField(default="")
     html = fields.TextField(default="")
 
@@ -435,6 +455,7 @@ class MessageAddress(Model):
     message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
         "salesinbox.Message", related_name="addresses", on_delete=fields.CASCADE
     )
+    message_id: int
     role = fields.CharEnumField(AddressRole, max_length=8)
     name = fields.CharField(max_length=500, default="")
     address = fields.CharField(max_length=320)
@@ -458,6 +479,7 @@ class Attachment(Model):
     message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
         "salesinbox.Message", related_name="attachments", on_delete=fields.CASCADE
     )
+    message_id: int
     filename = fields.CharField(max_length=500, default="")
     content_type = fields.CharField(max_length=200)
     size = fields.IntField(default=0)
@@ -475,9 +497,11 @@ class MessageLink(Model):
     message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
         "salesinbox.Message", related_name="links", on_delete=fields.CASCADE
     )
+    message_id: int
     record: fields.ForeignKeyRelation[CrmRecord] = fields.ForeignKeyField(
         "salesinbox.CrmRecord", related_name="links", on_delete=fields.CASCADE
     )
+    record_id: int
     # A copy of the message's date (which never changes once stored), so that a record's
     # Emails related list is read newest first straight from the index, however busy it is.
     date = fields.DatetimeField(null=True)
