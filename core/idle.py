@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -173,7 +174,7 @@ class _Watcher:
                 return
             self._report(responses)
 
-    def _report(self, responses: list) -> None:
+    def _report(self, responses: list[Any]) -> None:
         """``on_change`` for mailbox news (EXISTS, EXPUNGE, FETCH…), not for status lines
         such as Dovecot's "* OK Still here" keepalive; BYE means the connection ends."""
         heads = [r[0] if isinstance(r, tuple) and r else None for r in responses]

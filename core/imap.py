@@ -130,12 +130,12 @@ class _PinnedIMAP4(imaplib.IMAP4):
             sock.close()
             raise
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:  # type: ignore[override]  # imaplib sends bytes only
         sys.audit("imaplib.send", self, data)
         sendall_chunked(self.sock, data)
 
 
-class _PinnedIMAPClient(IMAPClient):
+class _PinnedIMAPClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no types: Any
     """IMAPClient whose imaplib object is a :class:`_PinnedIMAP4`, with debug tracing off."""
 
     def __init__(self, host: str, port: int, *, connect: Callable[[], socket.socket],
@@ -195,7 +195,7 @@ def probe_imap(login: ServerLogin, policy: ConnectPolicy) -> ImapProbe:
         folders = _list_folders(client, special_use)
     except Exception as exc:  # noqa: BLE001 - any failure becomes a typed MailServerError, logged by _map_error
         _quiet_shutdown(client)
-        failure = _map_error(exc, login, policy, stage, client)
+        failure: MailServerError | None = _map_error(exc, login, policy, stage, client)
     else:
         failure = None
     if failure is not None:
@@ -242,7 +242,7 @@ def _connect(login: ServerLogin, policy: ConnectPolicy) -> tuple[IMAPClient, tup
     except Exception as exc:  # noqa: BLE001 - any failure becomes a typed MailServerError, logged by _map_error
         if client is not None:
             _quiet_shutdown(client)
-        failure = _map_error(exc, login, policy, stage, client)
+        failure: MailServerError | None = _map_error(exc, login, policy, stage, client)
     else:
         failure = None
     if failure is not None:

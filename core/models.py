@@ -12,6 +12,7 @@ declare it as a bare annotation so that type checkers know it.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -246,7 +247,7 @@ class MailAccount(Model):
     # the server's announced capabilities, as probed when connecting
     capabilities: list[str] = fields.JSONField(default=list)
     sync_state = fields.CharEnumField(SyncState, max_length=16, default=SyncState.NEW)
-    sync_error = fields.TextField(null=True)
+    sync_error: str | None = fields.TextField(null=True)
     sync_days_limit = fields.IntField(null=True)  # initial sync: only the last N days
     last_synced_at = fields.DatetimeField(null=True)
     initial_sync_completed_at = fields.DatetimeField(null=True)
@@ -274,7 +275,7 @@ class OAuthGrant(Model):
     )
     account_id: int
     provider = fields.CharField(max_length=64)
-    refresh_token = fields.TextField(null=True)  # Fernet token; None: the provider gave none
+    refresh_token: str | None = fields.TextField(null=True)  # Fernet token; None: the provider gave none
     access_token = fields.TextField()  # Fernet token
     #: when the access token expires (None: the provider did not say)
     access_token_expires_at = fields.DatetimeField(null=True)
@@ -316,12 +317,12 @@ class OAuthSignIn(Model):
     provider = fields.CharField(max_length=64)
     state = fields.CharField(max_length=128, unique=True)
     code_verifier = fields.TextField()  # Fernet token
-    request = fields.JSONField(default=dict)
+    request: dict[str, Any] = fields.JSONField(default=dict)
     target_account_id = fields.IntField(null=True)  # the account to reconnect
     account_id = fields.IntField(null=True)  # the account connected
     status = fields.CharEnumField(OAuthSignInStatus, max_length=16, default=OAuthSignInStatus.PENDING)
     error_code = fields.CharField(max_length=64, null=True)
-    error_message = fields.TextField(null=True)
+    error_message: str | None = fields.TextField(null=True)
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -380,7 +381,7 @@ class Folder(Model):
     initial_sync_done = fields.BooleanField(default=False)
     messages_total = fields.IntField(default=0)
     messages_synced = fields.IntField(default=0)
-    last_error = fields.TextField(null=True)
+    last_error: str | None = fields.TextField(null=True)
     retry_at = fields.DatetimeField(null=True)
     last_synced_at = fields.DatetimeField(null=True)
 

@@ -24,6 +24,7 @@ from .credentials import Secret, SecretBox
 from .errors import ErrorCode, SalesInboxError, invalid_input
 from .models import OAuthClient, User
 from .oauth_urls import check_admin_url, check_frontend_url, check_tenant, fill_tenant, split_url
+from .orm_values import column_values
 from .provider_registry import PROVIDER_KEY_PATTERN, ProviderRegistry
 from .providers import OAuthServer
 from .settings import Settings
@@ -268,7 +269,7 @@ async def delete_oauth_client(actor: User, provider: str) -> bool:
 
 async def configured_providers(organisation_id: int) -> set[str]:
     """The provider keys the organisation has an OAuth client for (what users may sign in to)."""
-    rows = await OAuthClient.filter(organisation_id=organisation_id).values_list("provider", flat=True)
+    rows = await column_values(OAuthClient.filter(organisation_id=organisation_id), "provider")
     return set(rows)
 
 

@@ -18,6 +18,7 @@ from .mailer import OutgoingAttachment, OutgoingEmail, build_mime, send_email
 from .mailserver import ConnectPolicy
 from .models import AddressRole, FromAddress, MailAccount, Message, MessageAddress, MessageBody, User
 from .oauth_tokens import OAuthTokens
+from .orm_values import column_values
 from .policy import can_see
 from .provider_registry import ProviderRegistry
 from .sent_copy import SentCopy, record_sent_copy
@@ -156,11 +157,7 @@ async def send_new(actor: User, draft: Draft, services: MailServices) -> SentCop
 
 
 async def _addresses_of(message_id: int, role: AddressRole) -> list[str]:
-    return list(
-        await MessageAddress.filter(message_id=message_id, role=role).order_by("id").values_list(
-            "address", flat=True
-        )
-    )
+    return await column_values(MessageAddress.filter(message_id=message_id, role=role).order_by("id"), "address")
 
 
 def reply_subject(subject: str) -> str:
@@ -189,8 +186,8 @@ async def reply(
         raise not_found("message")
     original = await Message.get(id=message_id)
     account, sender = await _sender(actor, draft)
-    mine = set(await FromAddress.filter(account__user_id=actor.id).values_list("address", flat=True))
-    mine |= set(await MailAccount.filter(user_id=actor.id).values_list("email", flat=True))
+    mine = set(await column_values(FromAddress.filter(account__user_id=actor.id), "address"))
+    mine |= set(await column_values(MailAccount.filter(user_id=actor.id), "email"))
     senders = await _addresses_of(original.id, AddressRole.FROM)
     original_to = await _addresses_of(original.id, AddressRole.TO)
     primary = original_to if set(senders) & mine else senders  # replying to my own sent mail

@@ -18,7 +18,7 @@ from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.parser import BytesHeaderParser
 from functools import lru_cache
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from .addresses import normalise_email
 from .errors import SalesInboxError
@@ -50,6 +50,7 @@ MAX_NAME_CHARS = 500  # message_address.name, attachment.filename
 MAX_ID_CHARS = 998  # message.message_id
 MAX_REFERENCES = 500
 T = TypeVar("T")
+D = TypeVar("D")
 _ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "reply-to", "sender")
 _WANTED = {*_ADDRESS_HEADERS, "message-id", "in-reply-to", "references", "subject", "date"}
 
@@ -166,7 +167,7 @@ def counterparties(parsed: ParsedMessage, own_addresses: set[str]) -> list[Addre
 
 # --------------------------------------------------------------------------- headers
 
-def _guard(warn: Warnings, what: str, default: T, fn: Callable[..., T], *args: object) -> T:
+def _guard(warn: Warnings, what: str, default: D, fn: Callable[..., T], *args: object) -> T | D:
     """``fn(*args)``, or ``default`` and a warning: an unforeseen input costs one field."""
     try:
         return fn(*args)
@@ -206,7 +207,7 @@ def _ids(headers: dict[str, list[str]],
     references = list(dict.fromkeys(ids("references")))  # in order, each once
     if len(references) > MAX_REFERENCES:
         warn(f"more than {MAX_REFERENCES} References: the rest ignored")
-    return (own or [None])[0], (reply or [None])[0], tuple(references[:MAX_REFERENCES])
+    return own[0] if own else None, reply[0] if reply else None, tuple(references[:MAX_REFERENCES])
 
 
 def _subject(headers: dict[str, list[str]], warn: Warnings) -> str:
@@ -325,14 +326,14 @@ class _Body:
             self.warn(f"MIME parts nested deeper than {MAX_DEPTH}: the inner ones ignored")
         elif ctype == "multipart/alternative":
             chosen: list[list[str]] = [[], []]
-            for child in part.get_payload():
+            for child in cast(list[Message], part.get_payload()):  # multipart: the parts
                 own: tuple[list[str], list[str]] = ([], [])
                 self._walk(child, depth + 1, own, True)
                 chosen = [chosen[kind] or own[kind] for kind in (0, 1)]
             sink[0].extend(chosen[0])
             sink[1].extend(chosen[1])
         else:
-            for child in part.get_payload():
+            for child in cast(list[Message], part.get_payload()):
                 self._walk(child, depth + 1, sink, False)
         where = "message" if depth == 0 else f"{ctype} part"
         for defect in part.defects:
@@ -341,7 +342,7 @@ class _Body:
 
     def _leaf(self, part: Message, ctype: str, sink: tuple[list[str], list[str]],
               alternative: bool) -> None:
-        warn, raw = self.warn, {}
+        warn, raw = self.warn, dict[str, str]()
         for name, value in part.raw_items():
             if (key := name.strip().lower()) in _PART_HEADERS:
                 raw.setdefault(key, value)
@@ -373,7 +374,7 @@ class _Body:
             is_inline=bool(content_id) and disposition != "attachment"))
 
     def _text(self, part: Message, ctype: str, charset: str | None) -> str:
-        data = part.get_payload(decode=True) or b""  # bytes for every leaf
+        data = cast(bytes | None, part.get_payload(decode=True)) or b""  # bytes for every leaf
         final = len(data) <= MAX_BODY_BYTES
         if not final:  # do not decode megabytes only to throw them away
             self.warn(f"{ctype} part larger than {MAX_BODY_BYTES} bytes: truncated")

@@ -27,6 +27,7 @@ from .imap_fetch import shutdown_parse_pool, start_parse_pool
 from .mailserver import ServerLogin
 from .models import Folder, MailAccount, SyncState
 from .oauth_tokens import OAuthTokens, TokenEndpointUnavailable
+from .orm_values import column_values
 from .sync import SyncServices, sync_account
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class InProcessScheduler:
     async def start(self) -> None:
         # The parsing processes start now, not in the middle of the first sync.
         await asyncio.to_thread(start_parse_pool)
-        for account_id in await MailAccount.all().values_list("id", flat=True):
+        for account_id in await column_values(MailAccount.all(), "id"):
             self.request_sync(account_id)
 
     async def stop(self) -> None:
@@ -135,13 +136,12 @@ class InProcessScheduler:
         account = await MailAccount.get_or_none(id=account_id)
         if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
             return None
-        login: ServerLogin | Callable[[], ServerLogin] = stored_logins(
-            account, self.services.secrets, self.services.registry
-        ).imap
+        stored = stored_logins(account, self.services.secrets, self.services.registry).imap
+        login: ServerLogin | Callable[[], ServerLogin] = stored
         loop = asyncio.get_running_loop()
         tokens = self.services.tokens
         if tokens is not None and await tokens.has_grant(account_id):
-            login = _token_login(login, tokens, account_id, loop, self.services.policy.timeout)
+            login = _token_login(stored, tokens, account_id, loop, self.services.policy.timeout)
 
         def on_change() -> None:
             try:

@@ -309,7 +309,7 @@ def _transmit(client: smtplib.SMTP, login: ServerLogin, probe: SmtpProbe, sender
                        "attachments, possibly as spam); it was not sent.")
 
 
-def _refusal(login: ServerLogin, code: int, reply: bytes, field: str, size: int,
+def _refusal(login: ServerLogin, code: int, reply: bytes | str, field: str, size: int,
              permanent: str) -> MailServerError:
     text = _reply_text(code, reply, login)
     if code == 552:

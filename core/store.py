@@ -37,6 +37,7 @@ from .models import (
     MessageBody,
     SyncState,
 )
+from .orm_values import column_values
 from .parsing import Address, ParsedMessage, direction_for
 from .uninterrupted import uninterrupted
 
@@ -91,15 +92,15 @@ async def _account_id(folder_id: int) -> int | None:
     """The folder's account. Message lookups name it: the only index on (folder, UIDVALIDITY,
     UID) is the unique one on (account, folder, UIDVALIDITY, UID); without the account they
     scan the whole table (on PostgreSQL, storing 20,000 messages took 4x as long)."""
-    found = await Folder.filter(id=folder_id).limit(1).values_list("account_id", flat=True)
-    return found[0] if found else None
+    found = await column_values(Folder.filter(id=folder_id).limit(1), "account_id")
+    return int(found[0]) if found else None
 
 
 async def stored_uids(folder_id: int, uidvalidity: int) -> set[int]:
     """The UIDs of ``folder_id`` stored under ``uidvalidity``."""
-    rows = await Message.filter(
-        account_id=await _account_id(folder_id), folder_id=folder_id, uidvalidity=uidvalidity
-    ).values_list("uid", flat=True)
+    rows = await column_values(
+        Message.filter(account_id=await _account_id(folder_id), folder_id=folder_id, uidvalidity=uidvalidity), "uid"
+    )
     return set(rows)
 
 

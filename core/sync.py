@@ -32,6 +32,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -309,7 +310,7 @@ async def _store_uids(
     unfetched: set[int] = set()
     batches = [uids[start : start + BATCH_SIZE] for start in range(0, len(uids), BATCH_SIZE)]
 
-    def fetch_later(batch: list[int]) -> asyncio.Future[list]:
+    def fetch_later(batch: list[int]) -> asyncio.Future[list[Any]]:  # of FetchedMessage
         return asyncio.ensure_future(
             asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
         )
@@ -319,6 +320,7 @@ async def _store_uids(
         for index, batch in enumerate(batches):
             # shield: if the sync is cancelled, the thread still finishes with the connection
             # before anyone closes it (see the finally below).
+            assert pending is not None  # fetch_later(batches[index]), started before this turn
             fetched = await asyncio.shield(pending)
             pending = fetch_later(batches[index + 1]) if index + 1 < len(batches) else None
             unfetched.update(set(batch).difference(item.uid for item in fetched))

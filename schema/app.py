@@ -47,7 +47,7 @@ GRAPHQL_PATH = "/graphql"
 log = logging.getLogger("salesinbox.server")
 
 
-class SalesInboxGraphQL(GraphQL):
+class SalesInboxGraphQL(GraphQL[Context, None]):
     """Strawberry's ASGI view with our context, the offline GraphiQL page, typed refusals of
     malformed requests (:mod:`.http_requests`) and graphql-transport-ws only (:mod:`.websocket`)."""
 

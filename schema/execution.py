@@ -43,7 +43,7 @@ def _plain_fields(schema: GraphQLSchema) -> dict[int, _Shortcut]:
                 continue
             leaf, non_null = field.type, isinstance(field.type, GraphQLNonNull)
             if non_null:
-                leaf = leaf.of_type  # type: ignore[union-attr]
+                leaf = leaf.of_type
             if isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
                 plain[id(field)] = (resolve, leaf, non_null)
     return plain

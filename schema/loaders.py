@@ -27,6 +27,7 @@ from salesinbox.core.models import (
     MessageLink,
     User,
 )
+from salesinbox.core.orm_values import column_values
 from salesinbox.core.sharing import shared_record_ids
 from salesinbox.core.threads import ThreadRef, thread_messages
 from salesinbox.core.views import Page
@@ -112,7 +113,7 @@ class BodyReader:
 
     async def _read(self, column: str, message_ids: Sequence[int]) -> list[str]:
         ids = list(message_ids)
-        sizes = await MessageBody.filter(message_id__in=ids).annotate(n=Length(column)).values_list("n", flat=True)
+        sizes = await column_values(MessageBody.filter(message_id__in=ids).annotate(n=Length(column)), "n")
         wanted = sum(n or 0 for n in sizes)
         if self._spent + wanted > self._limit:
             raise SalesInboxError(
