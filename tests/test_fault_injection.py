@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -302,7 +302,7 @@ async def test_push_mail_survives_cuts_and_restarts(harness: Harness) -> None:
     In the end, after a last cut, new mail is stored within seconds, without polling."""
     await harness.connect()
     await sync_account(harness.account_id, harness.services)
-    options = {"poll_interval": 3600.0, "backoff_base": 0.2, "backoff_cap": 1.0,
+    options: dict[str, Any] = {"poll_interval": 3600.0, "backoff_base": 0.2, "backoff_cap": 1.0,
                "idle_timing": IdleTiming(backoff_base=0.1, backoff_cap=0.5)}
     seeds = iter(range(1000, 2000))
 

@@ -17,6 +17,7 @@ from salesinbox.core.models import (
     RecordKind,
     User,
 )
+from salesinbox.core.orm_values import column_values
 from salesinbox.core.providers import AuthKind, Security
 from salesinbox.core.records import RecordInput, create_record, update_record
 
@@ -44,7 +45,7 @@ async def _message(account: MailAccount, uid: int, addresses: list[tuple[Address
 
 
 async def _linked(record_id: int) -> set[int]:
-    return set(await MessageLink.filter(record_id=record_id).values_list("message_id", flat=True))
+    return set(await column_values(MessageLink.filter(record_id=record_id), "message_id"))
 
 
 async def test_record_created_after_mail_gets_its_history(rep: User) -> None:

@@ -37,7 +37,7 @@ LIFETIME = 2
 @dataclass
 class Refresh:
     at: datetime  #: when the refresh was asked of the token endpoint
-    replaced_expiry: datetime  #: the expiry of the access token it replaced
+    replaced_expiry: datetime | None  #: the expiry of the access token it replaced
 
 
 class RecordingTokens(OAuthTokens):

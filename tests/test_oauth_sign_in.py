@@ -28,6 +28,8 @@ from .servers.messages import build_message
 from .servers.oauth import OAuthServer
 
 if TYPE_CHECKING:
+    from salesinbox.schema.context import Services
+
     from .servers.fixtures import MailAccount as TestMailbox
 from .test_graphiql import find_chromium
 
@@ -48,7 +50,7 @@ PROVIDERS = {
 }
 
 
-async def configure(admin: User, server: OAuthServer, settings: Settings, services: object,
+async def configure(admin: User, server: OAuthServer, settings: Settings, services: Services,
                     frontend: str | None = None, provider: str = "gmail") -> None:
     """The admin points ``provider``'s OAuth client at ``server`` (every endpoint overridden,
     Microsoft's ``{tenant}`` URLs too), registered with our callback."""

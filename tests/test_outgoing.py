@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -98,7 +98,7 @@ async def test_reply_is_threaded_and_quoted(rep: User, mail_account: TestMailbox
     assert wire["References"].split() == ["<root@globex.example>", "<orig@globex.example>"]
     assert wire["To"] == "jane@globex.example"
     assert wire["Cc"] == "colleague@globex.example, cc@globex.example"  # my own address dropped
-    body = wire.get_payload(decode=True).decode()
+    body = cast(bytes, wire.get_payload(decode=True)).decode()
     assert body.startswith("It is 10 EUR.") and "> What is the price?" in body and "wrote:" in body
 
 

@@ -173,7 +173,7 @@ OAUTH = OAuthServer(
 
 def oauth(**changes: object) -> OAuthServer:
     """A valid OAuth declaration, changed as the test needs."""
-    return OAuthServer(**{**{f: getattr(OAUTH, f) for f in OAuthServer.__slots__}, **changes})  # type: ignore[arg-type]
+    return OAuthServer(**{**{f: getattr(OAUTH, f) for f in OAuthServer.__slots__}, **changes})
 
 
 def test_an_oauth_declaration_is_accepted(pm: pluggy.PluginManager) -> None:

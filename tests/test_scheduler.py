@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from salesinbox.core.backoff import backoff_delay
 from salesinbox.core.events import MailEvent
 from salesinbox.core.models import Folder, MailAccount, Message, SyncState, User
-from salesinbox.core.scheduler import InProcessScheduler, backoff_delay
+from salesinbox.core.scheduler import InProcessScheduler
 from salesinbox.core.sync import SyncServices
 
 from .servers.messages import build_message
@@ -97,7 +98,7 @@ async def test_refused_login_waits_for_new_credentials(rep: User, mail_account: 
     account = await connect(rep, mail_account, services)
     await MailAccount.filter(id=account.id).update(imap_secret=services.secrets.encrypt("revoked"))
     logins = 0
-    real_open = sync_module.open_imap
+    real_open = sync_module.open_imap  # type: ignore[attr-defined]  # patched where sync uses it
 
     def counting_open(*args: object, **kwargs: object) -> object:
         nonlocal logins

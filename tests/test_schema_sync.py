@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 import websockets
 from starlette.applications import Starlette
+from websockets.typing import Subprotocol
 
 from salesinbox.core.models import Message, User
 from salesinbox.core.sync import sync_account
@@ -124,7 +125,7 @@ async def test_mail_events_subscription(app: Starlette, api: GraphQLClient, live
                                         rep_token: str, mail_account: TestMailbox) -> None:
     box = mail_account
     account_id = await connected(api, rep_token, box)
-    async with websockets.connect(live_url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(live_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {rep_token}"}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
@@ -142,7 +143,7 @@ async def test_mail_events_subscription(app: Starlette, api: GraphQLClient, live
 
 
 async def test_subscription_without_token_is_refused(app: Starlette, live_url: str) -> None:
-    async with websockets.connect(live_url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(live_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -21,6 +21,7 @@ from salesinbox.core.models import (
     SyncState,
     User,
 )
+from salesinbox.core.orm_values import column_values
 from salesinbox.core.providers import Security
 from salesinbox.core.records import RecordInput, create_record
 from salesinbox.core.sync import AccountSyncReport, SyncServices, sync_account
@@ -51,7 +52,7 @@ def server_uids(box: TestMailbox, folder: str) -> set[int]:
 
 
 async def stored(account: MailAccount, folder: str) -> list[int]:
-    return sorted(await Message.filter(account_id=account.id, folder__name=folder).values_list("uid", flat=True))
+    return sorted(await column_values(Message.filter(account_id=account.id, folder__name=folder), "uid"))
 
 
 async def test_initial_sync_stores_every_message_exactly_once(rep: User, mail_account: TestMailbox,
@@ -163,7 +164,7 @@ async def test_cancelled_task_resumes(rep: User, mail_account: TestMailbox, serv
     box = mail_account
     box.dovecot.append_many(box.user, "INBOX", generate_messages(23, seed=4, rep=("Rex", box.address)))
     account = await connect(rep, box, services)
-    real_store = sync_module.store_batch
+    real_store = sync_module.store_batch  # type: ignore[attr-defined]  # patched where sync uses it
     calls = 0
 
     async def store_then_cancel(*args: object, **kwargs: object) -> object:
@@ -211,10 +212,12 @@ async def test_unchanged_mailbox_is_confirmed_without_fetching(
     await sync_account(account.id, services)
     touched: list[str] = []
     for name in ("list_uids", "uids_from", "fetch_messages", "fetch_flags", "changed_since"):
-        real = getattr(sync_module.fetch, name)
-        monkeypatch.setattr(
-            sync_module.fetch, name, lambda *a, _n=name, _r=real, **k: (touched.append(_n), _r(*a, **k))[1]
-        )
+        real = getattr(sync_module.fetch, name)  # type: ignore[attr-defined]  # imap_fetch, as sync uses it
+
+        def spy(*a: Any, _n: str = name, _r: Any = real, **k: Any) -> Any:
+            touched.append(_n)
+            return _r(*a, **k)
+        monkeypatch.setattr(sync_module.fetch, name, spy)  # type: ignore[attr-defined]
     await sync_account(account.id, services)
     assert touched == []  # SELECT alone proved nothing changed (CONDSTORE)
 

@@ -462,4 +462,4 @@ service imap-login {{
         found = [re.search(rb"APPENDUID \d+ (\d+)", reply) for reply in replies]
         if not all(found):
             raise DovecotError(f"no APPENDUID in APPEND replies {replies!r}")
-        return [int(m.group(1)) for m in found]  # type: ignore[union-attr]
+        return [int(m.group(1)) for m in found]

@@ -285,12 +285,12 @@ class MemoryAuthorizationServer(AuthorizationServer):
     def create_oauth2_request(self, request: StarletteOAuth2Request) -> StarletteOAuth2Request:
         return request
 
-    def handle_response(self, status: int, body: object, headers: list) -> Response:
-        headers = dict(headers)
+    def handle_response(self, status: int, body: object, headers: list[tuple[str, str]]) -> Response:
+        response_headers = dict(headers)
         if isinstance(body, dict):
-            headers.pop("Content-Type", None)
-            return JSONResponse(body, status, headers=headers)
-        return Response(body or b"", status, headers=headers)
+            response_headers.pop("Content-Type", None)
+            return JSONResponse(body, status, headers=response_headers)
+        return Response(body or b"", status, headers=response_headers)
 
     def send_signal(self, name: str, *args: object, **kwargs: object) -> None:
         pass

@@ -126,7 +126,7 @@ class _Controller(Controller):
         self._auth_required = auth_required
         super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1], **kwargs)
 
-    def _create_server(self):  # type: ignore[no-untyped-def]
+    def _create_server(self):
         return self.loop.create_server(self._factory_invoker, sock=self._sock,
                                        ssl=self.ssl_context)
 
