@@ -64,9 +64,11 @@ WHERE l.record_id = $1 AND (a.user_id = $2 OR (
   u.organisation_id = $3 AND a.sharing IN ('PUBLIC', 'CUSTOM')
   AND NOT EXISTS (SELECT 1 FROM message_address ma WHERE ma.message_id = m.id AND ma.is_counterparty
     AND (EXISTS (SELECT 1 FROM organisation_domain d WHERE d.organisation_id = u.organisation_id
-                 AND (ma.domain = d.domain OR substr(ma.domain, length(ma.domain) - length(d.domain)) = '.' || d.domain))
+                 AND (ma.domain = d.domain
+                      OR substr(ma.domain, length(ma.domain) - length(d.domain)) = '.' || d.domain))
       OR EXISTS (SELECT 1 FROM account_excluded_domain x WHERE x.account_id = a.id
-                 AND (ma.domain = x.domain OR substr(ma.domain, length(ma.domain) - length(x.domain)) = '.' || x.domain))))
+                 AND (ma.domain = x.domain
+                      OR substr(ma.domain, length(ma.domain) - length(x.domain)) = '.' || x.domain))))
   AND (a.sharing = 'PUBLIC' OR EXISTS (SELECT 1 FROM message_link l2 JOIN share_flag s
        ON s.record_id = l2.record_id AND s.user_id = a.user_id WHERE l2.message_id = m.id))))
 ORDER BY m.date DESC, m.id DESC LIMIT 50

@@ -28,8 +28,9 @@ same private Dovecot, the client trusting the test CA:
 
 Each of (1)-(3) runs ``--repeat`` times (median reported, every figure printed); a cProfile of
 (3) follows (top 15 by cumulative time among core/, imapclient and tortoise functions, then top 15 by own
-time without the waits; worker-thread work merged in, the parsing processes' not) unless ``--no-profile``. The load average is printed at
-the start and the end: the figures are only comparable on an otherwise idle machine.
+time without the waits; worker-thread work merged in, the parsing processes' not) unless ``--no-profile``.
+The load average is printed at the start and the end: the figures are only comparable on an otherwise
+idle machine.
 
 The Dovecot mailbox and the corpus are kept under ``--workdir`` and reused by later runs:
 appending 20,000 messages takes minutes, and deleting then re-creating many files within
@@ -114,7 +115,7 @@ class PssSampler:
             self.peak_kib = max(self.peak_kib, total)
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "PssSampler":
+    def __enter__(self) -> PssSampler:
         self._thread.start()
         return self
 

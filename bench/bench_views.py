@@ -303,8 +303,12 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
         (total,), = (await conn.execute_query("SELECT count(*) FROM message"))[1]
         (links,), = (await conn.execute_query(
             f"SELECT count(*) FROM message_link WHERE record_id = {record.id}"))[1]
-        (mine,), = (await conn.execute_query(
-            f"SELECT count(*) FROM message m JOIN mail_account a ON a.id = m.account_id WHERE a.user_id = {owner.id}"))[1]
+        ((mine,),) = (
+            await conn.execute_query(
+                "SELECT count(*) FROM message m JOIN mail_account a ON a.id = m.account_id "
+                f"WHERE a.user_id = {owner.id}"
+            )
+        )[1]
         print(f"{'PostgreSQL' if pg else 'SQLite'} {url}: {total} messages, busy {field} {record.id} has "
               f"{links} links, busy user {owner.id} has {mine} messages; server on 127.0.0.1:{port}; "
               f"load average {os.getloadavg()[0]:.2f}")
@@ -485,8 +489,11 @@ async def measure(url: str, runs: int, rounds: int, profile: bool, profile_runs:
                 page = await threads.thread_page(viewer, record.id, record_verified=True)
                 samples.append((time.perf_counter() - began) * 1000)
             samples = samples[1:]
-            print(f"  {'threads, ' + label:<34} {statistics.median(samples):8.2f} "
-                  f"{max(samples):8.2f}   {len(page.items)} threads of {sum(t.ref.message_count for t in page.items)} messages")
+            print(
+                f"  {'threads, ' + label:<34} {statistics.median(samples):8.2f} "
+                f"{max(samples):8.2f}   {len(page.items)} threads of "
+                f"{sum(t.ref.message_count for t in page.items)} messages"
+            )
 
         # What one request sends, and the related-list query's plan.
         with QueryLog() as log:
@@ -575,7 +582,11 @@ def report(results: Results, scenarios: dict, runs: int, rounds: int, loads: lis
         http_, raw_ = results.all((label, "http")), results.all((label, "raw"))
         p95 = _percentile(http_, 0.95)
         ratio = statistics.median(http_) / statistics.median(raw_)
-        target = f"p95 {p95:.1f} ms {'<' if p95 < 20 else '>='} 20 ms" if label.startswith("related") else f"p95 {p95:.1f} ms"
+        target = (
+            f"p95 {p95:.1f} ms {'<' if p95 < 20 else '>='} 20 ms"
+            if label.startswith("related")
+            else f"p95 {p95:.1f} ms"
+        )
         print(f"  target, {label}: {target}; GraphQL/raw p50 {ratio:.1f}x {'<' if ratio < 2 else '>='} 2x")
 
 

@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import invalid_input
 
@@ -115,7 +116,7 @@ class Settings:
             values[f.name] = _parse(f.name, str(f.type), raw)
         return cls(**values)  # type: ignore[arg-type]
 
-    def with_overrides(self, **changes: object) -> Settings:
+    def with_overrides(self, **changes: Any) -> Settings:
         """Return a copy with ``changes`` applied."""
         return replace(self, **changes)
 

@@ -243,7 +243,9 @@ class AccountMutations:
         return [FromAddressType.from_model(r) for r in await from_addresses.list_from_addresses(account)]
 
     @strawberry.mutation(description="Choose the From address used by default when sending.")
-    async def set_default_from_address(self, info: Info, account_id: strawberry.ID, address: str) -> list[FromAddressType]:
+    async def set_default_from_address(
+        self, info: Info, account_id: strawberry.ID, address: str
+    ) -> list[FromAddressType]:
         account = parse_id(account_id, field="accountId")
         await from_addresses.set_default_from_address(info.context.user, account, address)
         return [FromAddressType.from_model(r) for r in await from_addresses.list_from_addresses(account)]

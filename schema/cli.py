@@ -73,7 +73,7 @@ def _issue_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_sync_services(settings: Settings, work):  # noqa: ANN001, ANN202
+async def _with_sync_services(settings: Settings, work):
     from .asgi_app import build_services
 
     async with open_database(settings):

@@ -143,14 +143,14 @@ class _Estimate:
         inner = self.selections(node.selection_set, get_named_type(definition.type)) if node.selection_set else 0
         per_item = declared.weight + inner
         if declared.page_argument is not None:
-            return self._page_length(definition, node, declared) * per_item
+            return self._page_length(definition, node, declared, declared.page_argument) * per_item
         if declared.items is not None:
             return declared.items * per_item
         return (UNPAGED_ITEMS if _is_list(definition.type) else 1) * per_item
 
-    def _page_length(self, definition: GraphQLField, node: FieldNode, declared: FieldCost) -> int:
+    def _page_length(self, definition: GraphQLField, node: FieldNode, declared: FieldCost, argument: str) -> int:
         try:
-            value = get_argument_values(definition, node, self.variables).get(declared.page_argument)
+            value = get_argument_values(definition, node, self.variables).get(argument)
         except GraphQLError:
             value = None  # execution reports it; count the most the field could return
         if not isinstance(value, int):
@@ -204,7 +204,7 @@ def cost_limit(settings: Settings) -> type[SchemaExtension]:
     limit = settings.max_query_cost
 
     class CostLimit(SchemaExtension):
-        async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        async def on_execute(self) -> AsyncIterator[None]:
             context = self.execution_context
             # Runs after authentication (an earlier extension): a refused token stays UNAUTHENTICATED.
             if context.result is None and context.graphql_document is not None:

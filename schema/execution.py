@@ -43,7 +43,7 @@ def _plain_fields(schema: GraphQLSchema) -> dict[int, _Shortcut]:
                 continue
             leaf, non_null = field.type, isinstance(field.type, GraphQLNonNull)
             if non_null:
-                leaf = leaf.of_type  # type: ignore[union-attr]
+                leaf = leaf.of_type
             if isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
                 plain[id(field)] = (resolve, leaf, non_null)
     return plain
@@ -85,6 +85,6 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
                         return coerced
                 elif not non_null:
                     return None
-            except Exception:  # noqa: BLE001, S110 - graphql-core's path reports it, located
+            except Exception:  # noqa: BLE001 - graphql-core's path reports it, located
                 pass
         return super().execute_field(parent_type, source, field_details_list, path, position_context)

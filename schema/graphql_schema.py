@@ -75,7 +75,7 @@ class Authenticated(SchemaExtension):
 
     refusal: GraphQLError | None = None
 
-    async def on_operation(self) -> AsyncIterator[None]:  # type: ignore[override]
+    async def on_operation(self) -> AsyncIterator[None]:
         context = self.execution_context
         try:
             await context.context.authenticate()

@@ -26,6 +26,7 @@ from salesinbox.core.db.models import (
     MessageLink,
     User,
 )
+from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.sharing.sharing_settings import shared_record_ids
 from salesinbox.core.sharing.threads import ThreadRef, thread_messages
@@ -112,7 +113,7 @@ class BodyReader:
 
     async def _read(self, column: str, message_ids: Sequence[int]) -> list[str]:
         ids = list(message_ids)
-        sizes = await MessageBody.filter(message_id__in=ids).annotate(n=Length(column)).values_list("n", flat=True)
+        sizes = await column_values(MessageBody.filter(message_id__in=ids).annotate(n=Length(column)), "n")
         wanted = sum(n or 0 for n in sizes)
         if self._spent + wanted > self._limit:
             raise SalesInboxError(

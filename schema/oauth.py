@@ -149,7 +149,9 @@ class OAuthQueries:
 
 @strawberry.type
 class OAuthMutations:
-    @strawberry.mutation(name="setOAuthClient", description="Set the organisation's OAuth client for a provider (admins).")
+    @strawberry.mutation(
+        name="setOAuthClient", description="Set the organisation's OAuth client for a provider (admins)."
+    )
     async def set_oauth_client(self, info: Info, input: OAuthClientInputType) -> OAuthClientType:
         services = info.context.services
         row = await oauth_clients.set_oauth_client(
@@ -164,7 +166,9 @@ class OAuthMutations:
         )
         return OAuthClientType.from_settings(row)
 
-    @strawberry.mutation(name="deleteOAuthClient", description="Remove the organisation's OAuth client for a provider (admins); "
-                         "false when there was none.")
+    @strawberry.mutation(
+        name="deleteOAuthClient",
+        description="Remove the organisation's OAuth client for a provider (admins); false when there was none.",
+    )
     async def delete_oauth_client(self, info: Info, provider: str) -> bool:
         return await oauth_clients.delete_oauth_client(info.context.user, provider)

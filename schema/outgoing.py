@@ -29,7 +29,9 @@ class AttachmentInput:
         except (binascii.Error, ValueError):
             raise invalid_input(f"The attachment {self.filename!r} is not valid base64.", field="attachments") from None
         name = self.filename.strip().replace("/", "_").replace("\\", "_") or "attachment"
-        return OutgoingAttachment(filename=name[:255], content_type=self.content_type.strip() or "application/octet-stream", data=data)
+        return OutgoingAttachment(
+            filename=name[:255], content_type=self.content_type.strip() or "application/octet-stream", data=data
+        )
 
 
 @strawberry.input(description="A message to send. Addresses may be 'a@b.com' or 'Name <a@b.com>'.")

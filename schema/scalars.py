@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 _MIN, _MAX = -(2**63), 2**63 - 1
 
@@ -27,7 +28,7 @@ def parse_bigint(value: object) -> int:
     return value
 
 
-SCALAR_MAP = {
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     BigInt: strawberry.scalar(
         name="BigInt",
         description="A 64-bit integer (IMAP UIDs, MODSEQ), sent as a decimal string.",

@@ -55,11 +55,15 @@ class SharingMutations:
 
     @strawberry.mutation(description="Never share this account's mail with a domain (and its subdomains).")
     async def add_account_excluded_domain(self, info: Info, account_id: strawberry.ID, domain: str) -> list[str]:
-        return await sharing.add_account_excluded_domain(info.context.user, parse_id(account_id, field="accountId"), domain)
+        return await sharing.add_account_excluded_domain(
+            info.context.user, parse_id(account_id, field="accountId"), domain
+        )
 
     @strawberry.mutation(description="Remove an account-level excluded domain.")
     async def remove_account_excluded_domain(self, info: Info, account_id: strawberry.ID, domain: str) -> list[str]:
-        return await sharing.remove_account_excluded_domain(info.context.user, parse_id(account_id, field="accountId"), domain)
+        return await sharing.remove_account_excluded_domain(
+            info.context.user, parse_id(account_id, field="accountId"), domain
+        )
 
     @strawberry.mutation(description="Add a company or excluded domain for the whole organisation (admins).")
     async def add_organisation_domain(self, info: Info, kind: DomainKindEnum, domain: str) -> list[str]:  # type: ignore[valid-type]

@@ -43,7 +43,7 @@ class FolderAuditType:
             folder=audit.folder, on_server=audit.on_server, stored=audit.stored,
             missing_count=audit.missing_count, extra_count=audit.extra_count,
             coverage=audit.coverage, backfilled=audit.backfilled,
-            missing=[MissingMessageType(uid=m.uid, message_id=m.message_id, subject=m.subject, date=m.date)
+            missing=[MissingMessageType(uid=BigInt(m.uid), message_id=m.message_id, subject=m.subject, date=m.date)
                      for m in audit.missing],
         )
 

@@ -54,7 +54,9 @@ class ThreadPage:
     next_cursor: str | None = strawberry.field(description="Pass as `after` for the next page; null at the end.")
 
 
-async def record_thread_page(info: Info, record_id: int, shared_by: int | None, first: int, after: str | None) -> ThreadPage:
+async def record_thread_page(
+    info: Info, record_id: int, shared_by: int | None, first: int, after: str | None
+) -> ThreadPage:
     """A page of the threads of a record the caller loaded from the viewer's organisation."""
     page = await threads.thread_page(info.context.user, record_id, shared_by=shared_by, first=first, after=after,
                                      record_verified=True)

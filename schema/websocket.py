@@ -122,7 +122,7 @@ class TransportWSHandler(BaseGraphQLTransportWSHandler[Context, None]):
                 except Unauthenticated as refusal:
                     await self._close_for(refusal)
                     return
-                except Exception:  # noqa: BLE001 - e.g. the database away for a moment: try again later
+                except Exception:  # e.g. the database away for a moment: try again later
                     log.warning("Could not re-check a WebSocket's token", exc_info=True)
         finally:
             token_cache.remove_listener(on_forget)

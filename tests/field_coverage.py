@@ -61,7 +61,7 @@ class FieldCoverage:
     def missing(self, schema: GraphQLSchema) -> list[str]:
         """``Type.field`` of every field of the schema's object types that no document selects."""
         seen = self.selected(schema)
-        missing = []
+        missing: list[str] = []
         for named in schema.type_map.values():
             if not isinstance(named, GraphQLObjectType) or named.name.startswith("__"):
                 continue

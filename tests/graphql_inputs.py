@@ -124,7 +124,7 @@ def _benign(type_: GraphQLInputType, name: str) -> Any:
         return {n: _benign(f.type, n) for n, f in type_.fields.items() if required(f)}
     if name in BENIGN_BY_NAME:
         return BENIGN_BY_NAME[name][0]
-    return {"ID": "1", "Int": 10, "BigInt": "10", "Float": 1.0, "Boolean": True}.get(type_.name, "Doe")  # type: ignore[union-attr]
+    return {"ID": "1", "Int": 10, "BigInt": "10", "Float": 1.0, "Boolean": True}.get(type_.name, "Doe")
 
 
 def _slots(type_: GraphQLInputType, name: str, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], str, str]]:

@@ -50,7 +50,9 @@ def policy(db: Settings) -> ConnectPolicy:
     return ConnectPolicy.from_settings(db)
 
 
-def custom(box: TestMailbox, *, implicit_tls: bool = False, password: str | None = None, **extra: object) -> ConnectAccountInput:
+def custom(
+    box: TestMailbox, *, implicit_tls: bool = False, password: str | None = None, **extra: object
+) -> ConnectAccountInput:
     """Custom IMAP pointing at the test servers (STARTTLS ports, or implicit TLS)."""
     security = Security.SSL if implicit_tls else Security.STARTTLS
     return ConnectAccountInput(
@@ -64,7 +66,9 @@ def custom(box: TestMailbox, *, implicit_tls: bool = False, password: str | None
     )
 
 
-async def test_connect_custom_imap_over_starttls(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_connect_custom_imap_over_starttls(
+    rep: User, mail_account: TestMailbox, registry, secrets, policy
+) -> None:
     account = await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
     assert account.email == mail_account.address and account.user_id == rep.id
     assert account.sync_state == SyncState.NEW
@@ -80,27 +84,31 @@ async def test_connect_custom_imap_over_starttls(rep: User, mail_account: TestMa
     assert row.smtp_same_credentials
 
 
-async def test_connect_over_implicit_tls(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_connect_over_implicit_tls(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:
     account = await connect_account(rep, custom(mail_account, implicit_tls=True), registry=registry,
                                     secrets=secrets, policy=policy)
     assert account.imap_security == Security.SSL and account.smtp_port == mail_account.smtp.ssl_port
 
 
-async def _refused(rep: User, data: ConnectAccountInput, registry, secrets, policy) -> SalesInboxError:  # noqa: ANN001
+async def _refused(rep: User, data: ConnectAccountInput, registry, secrets, policy) -> SalesInboxError:
     with pytest.raises(SalesInboxError) as caught:
         await connect_account(rep, data, registry=registry, secrets=secrets, policy=policy)
     assert await MailAccount.all().count() == 0, "nothing may be saved on failure"
     return caught.value
 
 
-async def test_wrong_password_is_typed_with_a_hint(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_wrong_password_is_typed_with_a_hint(
+    rep: User, mail_account: TestMailbox, registry, secrets, policy
+) -> None:
     error = await _refused(rep, custom(mail_account, password="wrong-Pa55word"), registry, secrets, policy)
     assert error.code == ErrorCode.AUTHENTICATION_FAILED
     assert "app-specific password" in error.message
     assert "wrong-Pa55word" not in error.message
 
 
-async def test_untrusted_certificate(rep: User, mail_account: TestMailbox, dovecot_factory, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_untrusted_certificate(
+    rep: User, mail_account: TestMailbox, dovecot_factory, registry, secrets, policy
+) -> None:
     untrusted = dovecot_factory(untrusted_cert=True)
     user = untrusted.add_user(mail_account.address, mail_account.password)
     data = replace(custom(mail_account), incoming=ServerInput("localhost", untrusted.port, Security.STARTTLS))
@@ -109,7 +117,7 @@ async def test_untrusted_certificate(rep: User, mail_account: TestMailbox, dovec
     assert error.code == ErrorCode.TLS_FAILED and "localhost" in error.message
 
 
-async def test_closed_port(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_closed_port(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed = probe.getsockname()[1]
@@ -128,7 +136,7 @@ def black_hole() -> Iterator[int]:
 
 
 async def test_black_hole_times_out_within_the_limit(rep: User, mail_account: TestMailbox, black_hole: int,
-                                                     registry, secrets) -> None:  # noqa: ANN001
+                                                     registry, secrets) -> None:
     policy = ConnectPolicy(timeout=1.0, allow_private_hosts=True, allow_plaintext=False,
                            extra_ca_file=None)
     data = replace(custom(mail_account), incoming=ServerInput("localhost", black_hole, Security.SSL))
@@ -138,7 +146,9 @@ async def test_black_hole_times_out_within_the_limit(rep: User, mail_account: Te
     assert time.monotonic() - started < 3.0
 
 
-async def test_private_hosts_refused_unless_allowed(rep: User, mail_account: TestMailbox, registry, secrets, db: Settings) -> None:  # noqa: ANN001
+async def test_private_hosts_refused_unless_allowed(
+    rep: User, mail_account: TestMailbox, registry, secrets, db: Settings
+) -> None:
     strict = ConnectPolicy.from_settings(db.with_overrides(allow_private_hosts=False))
     error = await _refused(rep, custom(mail_account), registry, secrets, strict)
     assert error.code == ErrorCode.HOST_NOT_ALLOWED and "SALESINBOX_ALLOW_PRIVATE_HOSTS" in error.message
@@ -168,7 +178,7 @@ def preset_registry(mail_account: TestMailbox) -> ProviderRegistry:
 
 
 async def test_preset_account_connects_and_gets_the_provider_hint(rep: User, mail_account: TestMailbox,
-                                                                  preset_registry, secrets, policy) -> None:  # noqa: ANN001
+                                                                  preset_registry, secrets, policy) -> None:
     wrong = ConnectAccountInput(provider="gmail", email=mail_account.address, secret=Secret("not-it"))
     error = await _refused(rep, wrong, preset_registry, secrets, policy)
     assert error.code == ErrorCode.AUTHENTICATION_FAILED
@@ -179,14 +189,14 @@ async def test_preset_account_connects_and_gets_the_provider_hint(rep: User, mai
     assert account.provider == "gmail" and account.imap_port == mail_account.dovecot.ssl_port
 
 
-async def test_microsoft_refuses_passwords_before_connecting(rep: User, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_microsoft_refuses_passwords_before_connecting(rep: User, registry, secrets, policy) -> None:
     data = ConnectAccountInput(provider="outlook", email="rep@outlook.com", secret=Secret("pw"),
                                auth_kind=AuthKind.PASSWORD)
     error = await _refused(rep, data, registry, secrets, policy)
     assert error.code == ErrorCode.INVALID_INPUT and "XOAUTH2" in error.message
 
 
-async def test_unknown_and_disabled_providers(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_unknown_and_disabled_providers(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:
     unknown = ConnectAccountInput(provider="aol", email=mail_account.address, secret=Secret("pw"))
     assert (await _refused(rep, unknown, registry, secrets, policy)).code == ErrorCode.UNKNOWN_PROVIDER
     await Organisation.all().update(disabled_providers=["custom_imap"])
@@ -194,14 +204,14 @@ async def test_unknown_and_disabled_providers(rep: User, mail_account: TestMailb
     assert error.code == ErrorCode.PROVIDER_DISABLED
 
 
-async def test_custom_imap_needs_both_servers(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_custom_imap_needs_both_servers(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:
     data = ConnectAccountInput(provider="custom_imap", email=mail_account.address, secret=Secret("pw"))
     error = await _refused(rep, data, registry, secrets, policy)
     assert error.code == ErrorCode.INVALID_INPUT and error.field == "incoming"
 
 
 async def test_duplicate_and_on_behalf(rep: User, admin: User, other_rep: User, mail_account: TestMailbox,
-                                       registry, secrets, policy) -> None:  # noqa: ANN001
+                                       registry, secrets, policy) -> None:
     await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
     with pytest.raises(SalesInboxError) as caught:
         await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
@@ -219,7 +229,7 @@ async def test_duplicate_and_on_behalf(rep: User, admin: User, other_rep: User, 
 
 
 async def test_update_credentials_verifies_and_clears_reauth(rep: User, mail_account: TestMailbox,
-                                                            registry, secrets, policy) -> None:  # noqa: ANN001
+                                                            registry, secrets, policy) -> None:
     account = await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
     await MailAccount.filter(id=account.id).update(sync_state=SyncState.NEEDS_REAUTH, sync_error="refused")
     with pytest.raises(SalesInboxError) as caught:
@@ -227,13 +237,15 @@ async def test_update_credentials_verifies_and_clears_reauth(rep: User, mail_acc
                                  registry=registry, policy=policy)
     assert caught.value.code == ErrorCode.AUTHENTICATION_FAILED
     row = await MailAccount.get(id=account.id)
-    assert secrets.decrypt(row.imap_secret).reveal() == mail_account.password and row.sync_state == SyncState.NEEDS_REAUTH
+    assert (
+        secrets.decrypt(row.imap_secret).reveal() == mail_account.password and row.sync_state == SyncState.NEEDS_REAUTH
+    )
     updated = await update_credentials(rep, account.id, secret=Secret(mail_account.password), smtp_secret=None,
                                        secrets=secrets, registry=registry, policy=policy)
     assert updated.sync_state == SyncState.NEW and updated.sync_error is None
 
 
-async def test_disconnect_needs_confirmation(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:  # noqa: ANN001
+async def test_disconnect_needs_confirmation(rep: User, mail_account: TestMailbox, registry, secrets, policy) -> None:
     account = await connect_account(rep, custom(mail_account), registry=registry, secrets=secrets, policy=policy)
     with pytest.raises(SalesInboxError) as caught:
         await disconnect_account(rep, account.id, confirm_email="yes")
@@ -244,7 +256,7 @@ async def test_disconnect_needs_confirmation(rep: User, mail_account: TestMailbo
 
 
 async def test_password_never_reaches_logs_or_errors(rep: User, mail_account: TestMailbox, registry, secrets,
-                                                     policy, caplog: pytest.LogCaptureFixture) -> None:  # noqa: ANN001
+                                                     policy, caplog: pytest.LogCaptureFixture) -> None:
     secret_word = "Recognisable-S3cret-Zebra"
     with caplog.at_level(logging.DEBUG):
         error = await _refused(rep, custom(mail_account, password=secret_word), registry, secrets, policy)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -119,7 +120,7 @@ def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     texts: list[str] = []
     parse = strawberry_schema.parse
 
-    def counting_parse(source: str, **options: object) -> object:
+    def counting_parse(source: str, **options: Any) -> object:
         texts.append(source)
         return parse(source, **options)
 

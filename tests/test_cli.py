@@ -77,7 +77,7 @@ def test_export_schema(tmp_path: Path) -> None:
 
 
 @pytest.mark.dovecot
-def test_sync_and_audit_commands(data_dir: Path, capsys: pytest.CaptureFixture[str], mail_account, server_certs,  # noqa: ANN001
+def test_sync_and_audit_commands(data_dir: Path, capsys: pytest.CaptureFixture[str], mail_account, server_certs,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
     from salesinbox.core.credentials import Secret, SecretBox
     from salesinbox.core.crm.users import create_user

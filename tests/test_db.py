@@ -23,6 +23,7 @@ from salesinbox.core.credentials import SecretBox
 from salesinbox.core.db import connection as db_module
 from salesinbox.core.db.connection import APP_LABEL, migrate_database, open_database, tortoise_config
 from salesinbox.core.db.models import Direction, Folder, MailAccount, Message, Organisation, User
+from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.settings import Settings
 from salesinbox.core.sharing import views
 
@@ -115,7 +116,7 @@ async def test_migrate_is_idempotent(tmp_path: Path) -> None:
     await migrate_database(url)  # nothing pending: must not fail or redo work
 
 
-def test_tortoise_cli_config_comes_from_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_tortoise_cli_config_comes_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SALESINBOX_DATABASE_URL", "postgres://u@db.example:5432/crm")
     config = db_module.TORTOISE_ORM
     assert config["connections"]["default"] == "postgres://u@db.example:5432/crm"
@@ -247,5 +248,5 @@ async def test_a_transaction_cancelled_while_it_begins_wedges_nothing(
         assert not connection.in_transaction
     # Committed for real: another connection sees them; the cancelled ones left nothing.
     async with open_database(Settings(database_url=url), apply_migrations=False):
-        names = sorted(await Organisation.all().values_list("name", flat=True))
+        names = sorted(await column_values(Organisation.all(), "name"))
     assert names.count("after") == 3 and "in a transaction" in names and "never" not in names

@@ -73,9 +73,9 @@ async def test_same_data_and_errors_as_graphql_core_on_odd_values(query: str) ->
 def test_plain_fields_are_the_attribute_leaves_only() -> None:
     schema = strawberry.Schema(Query)._schema
     plain = _plain_fields(schema)
-    item = schema.type_map["Item"].fields
+    item = schema.type_map["Item"].fields  # type: ignore[attr-defined]  # an object type
     assert {id(item[name]) for name in ("name", "nickname", "colour", "broken")} <= plain.keys()
-    assert id(schema.type_map["Query"].fields["items"]) not in plain  # has a resolver
+    assert id(schema.type_map["Query"].fields["items"]) not in plain  # type: ignore[attr-defined]  # has a resolver
 
 
 VIEW_QUERIES = [

@@ -36,7 +36,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -195,7 +195,9 @@ class Harness:
         folders = await Folder.filter(account_id=self.account_id)
         for folder in folders:
             uidvalidity, on_server = self.server(folder.name)
-            rows = await Message.filter(folder_id=folder.id, uidvalidity=folder.uidvalidity).values_list("uid", flat=True)
+            rows = await Message.filter(folder_id=folder.id, uidvalidity=folder.uidvalidity).values_list(
+                "uid", flat=True
+            )
             stale = await Message.filter(folder_id=folder.id).exclude(uidvalidity=folder.uidvalidity).exclude(
                 uidvalidity=PLACEHOLDER_UIDVALIDITY).count()
             assert stale == 0, self.why(f"{folder.name}: {stale} rows of an old UIDVALIDITY")
@@ -300,7 +302,7 @@ async def test_push_mail_survives_cuts_and_restarts(harness: Harness) -> None:
     In the end, after a last cut, new mail is stored within seconds, without polling."""
     await harness.connect()
     await sync_account(harness.account_id, harness.services)
-    options = {"poll_interval": 3600.0, "backoff_base": 0.2, "backoff_cap": 1.0,
+    options: dict[str, Any] = {"poll_interval": 3600.0, "backoff_base": 0.2, "backoff_cap": 1.0,
                "idle_timing": IdleTiming(backoff_base=0.1, backoff_cap=0.5)}
     seeds = iter(range(1000, 2000))
 

@@ -19,4 +19,9 @@ def test_selected_fields_follow_fragments_and_interfaces() -> None:
     missing = coverage.missing(schema)
     # Selected on the interface: covered for Lead and Contact alike; never selected: missing.
     assert "Lead.lastName" not in missing and "Contact.emails" not in missing
-    assert "Lead.emails" in missing and "Lead.company" in missing and "User.email" in missing and "Message.subject" in missing
+    assert (
+        "Lead.emails" in missing
+        and "Lead.company" in missing
+        and "User.email" in missing
+        and "Message.subject" in missing
+    )

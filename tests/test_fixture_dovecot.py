@@ -5,7 +5,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import pytest
@@ -59,14 +59,14 @@ def test_append_then_fetch_is_byte_equal(dovecot: DovecotServer, mail_user: Mail
         text="Grüße!\n", html="<p>Grüße!</p>",
         attachments=[Attachment("quote.pdf", b"%PDF-1.4\n" + bytes(range(256)), "application/pdf")],
     )
-    when = datetime(2026, 3, 1, 12, 30, tzinfo=timezone.utc)
+    when = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
     uid = dovecot.append(mail_user, "INBOX", raw, flags=(b"\\Seen",), date=when)
     with dovecot.imap_client(mail_user) as client:
         client.select_folder("INBOX", readonly=True)
         data = client.fetch([uid], ["BODY.PEEK[]", "FLAGS", "INTERNALDATE"])[uid]
     assert data[b"BODY[]"] == raw
     assert b"\\Seen" in data[b"FLAGS"]
-    assert data[b"INTERNALDATE"].astimezone(timezone.utc) == when
+    assert data[b"INTERNALDATE"].astimezone(UTC) == when
 
 
 def test_special_use_folders(dovecot: DovecotServer, mail_user: MailUser) -> None:

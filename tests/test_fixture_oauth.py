@@ -11,6 +11,7 @@ import hmac
 import json
 import smtplib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -85,7 +86,7 @@ def introspect(http: httpx.Client, server: OAuthServer, token: str) -> dict:
 
 
 @pytest.fixture
-def http() -> httpx.Client:
+def http() -> Iterator[httpx.Client]:
     with httpx.Client(timeout=10) as client:
         yield client
 
@@ -331,7 +332,7 @@ def smtp_token_login(smtp: SmtpServer, user: str, token: str, mechanism: str) ->
 def test_smtp_token_logins(oauth_server: OAuthServer, oauth_smtp: SmtpServer,
                            mechanism: str) -> None:
     user = "ann@example.test"
-    token = oauth_server.issue_tokens(user)["access_token"]
+    token = str(oauth_server.issue_tokens(user)["access_token"])
     with smtp_token_login(oauth_smtp, user, token, mechanism) as client:
         assert mechanism in client.esmtp_features["auth"]
         client.sendmail(user, ["bob@example.test"], b"Subject: hi\r\n\r\nhello\r\n")
@@ -342,7 +343,7 @@ def test_smtp_token_logins(oauth_server: OAuthServer, oauth_smtp: SmtpServer,
     assert refused.value.smtp_code == 535
     oauth_server.introspection_down = True
     with pytest.raises(smtplib.SMTPAuthenticationError) as unavailable:
-        smtp_token_login(oauth_smtp, user, oauth_server.issue_tokens(user)["access_token"],
+        smtp_token_login(oauth_smtp, user, str(oauth_server.issue_tokens(user)["access_token"]),
                          mechanism)
     assert unavailable.value.smtp_code == 454
     assert oauth_server.introspections == 3
@@ -350,7 +351,7 @@ def test_smtp_token_logins(oauth_server: OAuthServer, oauth_smtp: SmtpServer,
 
 def test_smtp_token_of_another_user_is_refused(oauth_server: OAuthServer,
                                                oauth_smtp: SmtpServer) -> None:
-    token = oauth_server.issue_tokens("mallory@example.test")["access_token"]
+    token = str(oauth_server.issue_tokens("mallory@example.test")["access_token"])
     with pytest.raises(smtplib.SMTPAuthenticationError):
         smtp_token_login(oauth_smtp, "ann@example.test", token, "XOAUTH2")
 

@@ -15,7 +15,6 @@ import pytest
 from tests.servers.messages import Attachment, build_message, generate_messages
 from tests.servers.smtp import SmtpServer, SmtpUser
 
-
 # smtplib would otherwise call socket.getfqdn() for EHLO, a DNS lookup per connection.
 LOCAL = "client.example.test"
 

@@ -14,9 +14,10 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import AsyncGenerator, Iterator
+from collections.abc import AsyncGenerator, Iterator, MutableMapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -68,7 +69,7 @@ class Subscription:
 class OfflineGraphQL(GraphQL):
     """What schema/asgi_app.py's GraphQL subclass is expected to do."""
 
-    async def render_graphql_ide(self, request):  # noqa: ANN001, ANN201
+    async def render_graphql_ide(self, request):
         return HTMLResponse(render_graphiql_page())
 
 
@@ -83,7 +84,7 @@ class RequestLog:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
 
-        async def logging_send(message: dict) -> None:
+        async def logging_send(message: MutableMapping[str, Any]) -> None:
             if message["type"] == "http.response.start":
                 self.entries.append((scope["method"], scope["path"], message["status"]))
             await send(message)

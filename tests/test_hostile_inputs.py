@@ -63,7 +63,8 @@ CASES = [
      {"code": "INVALID_INPUT", "field": "id"}),
     ("owner id beyond int", "query($o: ID) { leads(ownerId: $o) { total } }", {"o": BEYOND_INT},
      {"code": "INVALID_INPUT", "field": "ownerId"}),
-    ("record input owner beyond int", "mutation { createLead(input: {lastName: \"Doe\", ownerId: \"2147483648\"}) { id } }",
+    ("record input owner beyond int",
+     "mutation { createLead(input: {lastName: \"Doe\", ownerId: \"2147483648\"}) { id } }",
      {}, {"code": "INVALID_INPUT", "field": "ownerId"}),
     # Message keys are 64-bit: the largest one is merely absent, one more is invalid.
     ("largest message id", "query($id: ID!) { message(id: $id) { id } }", {"id": str(2**63 - 1)},
@@ -85,7 +86,8 @@ CASES = [
     ("NUL in a record", "mutation($i: RecordInput!) { createLead(input: $i) { id } }",
      {"i": {"lastName": "Do\x00e"}}, {"code": "INVALID_INPUT", "field": "lastName"}),
     ("NUL in a list of records", "mutation($r: [RecordInput!]) { importContacts(rows: $r) { createdCount } }",
-     {"r": [{"lastName": "Ok"}, {"lastName": "Doe", "company": "\x00"}]}, {"code": "INVALID_INPUT", "field": "company"}),
+     {"r": [{"lastName": "Ok"}, {"lastName": "Doe", "company": "\x00"}]},
+     {"code": "INVALID_INPUT", "field": "company"}),
     ("NUL in a literal", "mutation { createLead(input: {lastName: \"Do\\u0000e\"}) { id } }", {},
      {"code": "INVALID_INPUT", "field": "lastName"}),
     ("NUL in an inbox search", "query($f: InboxFilterInput) { salesInbox(filter: $f) { nextCursor } }",
@@ -139,10 +141,12 @@ async def test_short_csv_rows_are_padded(api: GraphQLClient, rep: User, rep_toke
     """Trailing optional cells may be left out, as spreadsheets do; extra filled cells may not."""
     data = await api.ok("mutation($c: String) { importLeads(csv: $c) { createdCount created { lastName company } } }",
                         {"c": "last_name,company,email\nDoe,Globex\nRoe\n"}, token=rep_token)
-    assert data["importLeads"]["created"] == [{"lastName": "Doe", "company": "Globex"}, {"lastName": "Roe", "company": ""}]
+    assert data["importLeads"]["created"] == [
+        {"lastName": "Doe", "company": "Globex"}, {"lastName": "Roe", "company": ""}]
     error = await api.error("mutation($c: String) { importLeads(csv: $c) { createdCount } }",
                             {"c": "last_name\nDoe,,\nRoe,Globex\n"}, token=rep_token)
-    assert error["extensions"] == {"code": "INVALID_INPUT", "field": "csv"} and "line 3" in error["message"].lower(), error
+    assert error["extensions"] == {"code": "INVALID_INPUT", "field": "csv"}, error
+    assert "line 3" in error["message"].lower(), error
 
 
 @pytest.mark.parametrize(("filename", "content_type"), [
@@ -165,7 +169,8 @@ async def test_attachment_headers_cannot_be_broken(api: GraphQLClient, rep: User
          {"i": {"text": "Hi", "attachments": [attachment]}}),
     ]:
         body = await post(api, operation, variables, rep_token)
-        assert [e["extensions"] for e in body.get("errors", ())] == [{"code": "INVALID_INPUT", "field": "attachments"}], body
+        refusal = {"code": "INVALID_INPUT", "field": "attachments"}
+        assert [e["extensions"] for e in body.get("errors", ())] == [refusal], body
     assert await Message.all().count() == 0
 
 
@@ -178,7 +183,8 @@ async def test_reply_subject_cannot_inject_headers(api: GraphQLClient, app: Star
                                                         subject="Question", message_id="<q@globex.example>"))
     await sync_account(int(await connected(api, rep_token, box)), app.state.services.sync_services())
     original = await Message.get(message_id="<q@globex.example>")
-    sent = await api.ok("mutation($m: ID!, $i: EmailInput!) { replyToEmail(messageId: $m, input: $i) { message { subject } } }",
+    sent = await api.ok("mutation($m: ID!, $i: EmailInput!) { "
+                        "replyToEmail(messageId: $m, input: $i) { message { subject } } }",
                         {"m": str(original.id), "i": {"subject": "Offer\r\nBcc: spy@rival.example", "text": "Hi"}},
                         token=rep_token)
     assert sent["replyToEmail"]["message"]["subject"] == "Re: Offer Bcc: spy@rival.example"

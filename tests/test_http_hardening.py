@@ -12,6 +12,7 @@ import httpx2 as httpx
 import pytest
 import websockets
 from starlette.applications import Starlette
+from websockets.typing import Subprotocol
 
 from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.settings import Settings
@@ -154,14 +155,15 @@ async def test_websocket_messages_over_the_limit_close_the_connection(
 ) -> None:
     big = json.dumps({"type": "connection_init", "payload": {"padding": "x" * (2 * CHUNK)}})
     # The app's own check (this uvicorn keeps its 16 MiB default)…
-    async with live(small_app) as url, websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with live(small_app) as url, websockets.connect(url, subprotocols=protocols) as ws:
         await ws.send(big)
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), timeout=10)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
     # …and uvicorn's, as `salesinbox serve` configures it.
     async with serve(settings, tmp_path / "serve.log", max_request_bytes=str(CHUNK)) as served:
-        async with websockets.connect(served.ws_url, subprotocols=["graphql-transport-ws"]) as ws:
+        async with websockets.connect(served.ws_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
             await ws.send(big)
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 await asyncio.wait_for(ws.recv(), timeout=10)
@@ -286,7 +288,7 @@ async def test_a_refused_text_is_not_cached_in_place_of_the_real_document(api: G
 
 
 async def test_over_websocket_an_anonymous_operation_learns_nothing_either(app: Starlette) -> None:
-    async with live(app) as url, websockets.connect(url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with live(app) as url, websockets.connect(url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {

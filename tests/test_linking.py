@@ -18,6 +18,7 @@ from salesinbox.core.db.models import (
     RecordKind,
     User,
 )
+from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.plugin_host.providers import AuthKind, Security
 
 _box = SecretBox([generate_key().encode()])
@@ -44,7 +45,7 @@ async def _message(account: MailAccount, uid: int, addresses: list[tuple[Address
 
 
 async def _linked(record_id: int) -> set[int]:
-    return set(await MessageLink.filter(record_id=record_id).values_list("message_id", flat=True))
+    return set(await column_values(MessageLink.filter(record_id=record_id), "message_id"))
 
 
 async def test_record_created_after_mail_gets_its_history(rep: User) -> None:
@@ -104,7 +105,9 @@ async def test_new_from_address_stops_counting_as_counterparty(rep: User) -> Non
     from salesinbox.core.mail_accounts.from_addresses import add_from_address, remove_from_address
 
     account = await _account(rep)
-    record = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Alias", primary_email="sales@acme.test"))
+    record = await create_record(
+        rep, RecordKind.CONTACT, RecordInput(last_name="Alias", primary_email="sales@acme.test")
+    )
     message = await _message(account, 1, [(AddressRole.FROM, "sales@acme.test", True)])
     await relink_record(record)
     assert await _linked(record.id) == {message.id}

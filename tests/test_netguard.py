@@ -63,7 +63,7 @@ class StarttlsStripper:
                 selector.register(server, selectors.EVENT_READ)
                 while events := selector.select(timeout=10):
                     for key, _mask in events:
-                        data = key.fileobj.recv(65536)  # type: ignore[union-attr]
+                        data = key.fileobj.recv(65536)
                         if not data:
                             return  # either side hung up
                         if key.fileobj is client:

@@ -9,6 +9,7 @@ import asyncio
 import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 import pytest
@@ -36,7 +37,7 @@ LIFETIME = 2
 @dataclass
 class Refresh:
     at: datetime  #: when the refresh was asked of the token endpoint
-    replaced_expiry: datetime  #: the expiry of the access token it replaced
+    replaced_expiry: datetime | None  #: the expiry of the access token it replaced
 
 
 class RecordingTokens(OAuthTokens):
@@ -46,7 +47,7 @@ class RecordingTokens(OAuthTokens):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self.refreshes: list[Refresh] = []
 
-    async def _request_refresh(self, grant: OAuthGrant):  # noqa: ANN202
+    async def _request_refresh(self, grant: OAuthGrant):
         self.refreshes.append(Refresh(datetime.now(UTC), grant.access_token_expires_at))
         return await super()._request_refresh(grant)
 
@@ -73,14 +74,14 @@ async def test_idle_keeps_working_across_token_expiries(
             connections, introspections = relay.connections, oauth_server.introspections
             assert relay.cut_all() >= 1  # the watcher's connection: it must log in again
 
-            async def logged_in_again() -> bool:
+            async def logged_in_again(connections: int = connections, introspections: int = introspections) -> bool:
                 return relay.connections > connections and oauth_server.introspections > introspections
             await wait_for(logged_in_again, timeout=10)
             await asyncio.sleep(0.3)  # select, catch-up sync, back in IDLE
             appended = time.monotonic()
             await asyncio.to_thread(oauth_account.dovecot.append, oauth_account.user, "INBOX",
                                     build_message(to=oauth_account.address, subject=f"round {round_}"))
-            delays.append(await wait_for(lambda: stored(account.id, f"round {round_}"), timeout=8))
+            delays.append(await wait_for(partial(stored, account.id, f"round {round_}"), timeout=8))
             assert time.monotonic() - appended < 8
     finally:
         await scheduler.stop()

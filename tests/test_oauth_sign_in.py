@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, urlsplit
 
@@ -32,6 +32,8 @@ from .servers.messages import build_message
 from .servers.oauth import OAuthServer
 
 if TYPE_CHECKING:
+    from salesinbox.schema.context import Services
+
     from .servers.fixtures import MailAccount as TestMailbox
 from .test_graphiql import find_chromium
 
@@ -52,7 +54,7 @@ PROVIDERS = {
 }
 
 
-async def configure(admin: User, server: OAuthServer, settings: Settings, services: object,
+async def configure(admin: User, server: OAuthServer, settings: Settings, services: Services,
                     frontend: str | None = None, provider: str = "gmail") -> None:
     """The admin points ``provider``'s OAuth client at ``server`` (every declared endpoint
     overridden, Microsoft's ``{tenant}`` URLs too), registered with our callback. Microsoft

@@ -72,6 +72,7 @@ async def signed_in(admin: User, rep: User, box: TestMailbox, server: OAuthServe
 
 async def stored_refresh_token(account_id: int, services: SyncServices) -> str:
     grant = await OAuthGrant.get(account_id=account_id)
+    assert grant.refresh_token is not None
     return services.secrets.decrypt(grant.refresh_token).reveal()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import email
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
@@ -57,7 +57,9 @@ async def test_send_new_message(rep: User, mail_account: TestMailbox, mail: Mail
     box = mail_account
     account = await connect(rep, box, services)
     await sync_account(account.id, services)
-    contact = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Doe", primary_email="jane@globex.example"))
+    contact = await create_record(
+        rep, RecordKind.CONTACT, RecordInput(last_name="Doe", primary_email="jane@globex.example")
+    )
     draft = Draft(to=("Jane Doe <Jane@Globex.example>",), bcc=("boss@acme.test",), subject="Proposal",
                   text="Hello Jane", attachments=(OutgoingAttachment("quote.pdf", "application/pdf", b"%PDF-1.4 x"),))
     copy = await send_new(rep, draft, mail)
@@ -96,7 +98,7 @@ async def test_reply_is_threaded_and_quoted(rep: User, mail_account: TestMailbox
     assert wire["References"].split() == ["<root@globex.example>", "<orig@globex.example>"]
     assert wire["To"] == "jane@globex.example"
     assert wire["Cc"] == "colleague@globex.example, cc@globex.example"  # my own address dropped
-    body = wire.get_payload(decode=True).decode()
+    body = cast(bytes, wire.get_payload(decode=True)).decode()
     assert body.startswith("It is 10 EUR.") and "> What is the price?" in body and "wrote:" in body
 
 
@@ -108,7 +110,7 @@ def test_reply_subject_does_not_pile_up() -> None:
 
 async def test_reply_to_colleagues_shared_mail(rep: User, other_rep: User, mail_account: TestMailbox,
                                                mail: MailServices, services: SyncServices,
-                                               smtp_server, dovecot) -> None:  # noqa: ANN001
+                                               smtp_server, dovecot) -> None:
     box = mail_account
     box.dovecot.append(box.user, "INBOX", build_message(from_="jane@globex.example", to=box.address,
                                                         subject="Shared", message_id="<shared@globex.example>"))
@@ -143,8 +145,13 @@ async def test_errors_are_typed_and_nothing_is_stored(rep: User, other_rep: User
         (Draft(to=("x@y.example",), from_address="ceo@acme.test"), ErrorCode.INVALID_INPUT),
         (Draft(to=("not an address",)), ErrorCode.INVALID_INPUT),
         (Draft(), ErrorCode.INVALID_INPUT),
-        (Draft(to=("x@y.example",), attachments=(OutgoingAttachment("big.bin", "application/octet-stream", b"0" * 2048),)),
-         ErrorCode.MESSAGE_TOO_LARGE),
+        (
+            Draft(
+                to=("x@y.example",),
+                attachments=(OutgoingAttachment("big.bin", "application/octet-stream", b"0" * 2048),),
+            ),
+            ErrorCode.MESSAGE_TOO_LARGE,
+        ),
     ]
     small = replace(mail, max_message_bytes=1024)
     for draft, code in cases:

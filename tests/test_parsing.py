@@ -6,7 +6,7 @@ import base64
 import random
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import getaddresses
 
 import pytest
@@ -167,9 +167,9 @@ def test_raw_8bit_headers_utf8_then_latin1() -> None:
 
 def test_dates() -> None:
     assert parse_message(msg("Date: Mon, 5 Jan 2026 10:30:00 +0200")).date == datetime(
-        2026, 1, 5, 8, 30, tzinfo=timezone.utc)
+        2026, 1, 5, 8, 30, tzinfo=UTC)
     assert parse_message(msg("Date: 5 Jan 2026 08:30:00 -0000 (UTC)")).date == datetime(
-        2026, 1, 5, 8, 30, tzinfo=timezone.utc)
+        2026, 1, 5, 8, 30, tzinfo=UTC)
     missing = parse_message(msg("Subject: x"))
     assert (missing.date, missing.warnings) == (None, ())
     garbage = parse_message(msg("Date: next Tuesday-ish"))
@@ -538,7 +538,7 @@ def _assert_storable(parsed: ParsedMessage) -> None:
         assert "\x00" not in text
         text.encode("utf-8")  # no lone surrogates: PostgreSQL and SQLite accept it
     assert len(parsed.snippet) <= 200
-    assert parsed.date is None or parsed.date.tzinfo is timezone.utc
+    assert parsed.date is None or parsed.date.tzinfo is UTC
 
 
 @settings(max_examples=400, deadline=None)

@@ -11,6 +11,7 @@ import sys
 import textwrap
 import tomllib
 from pathlib import Path
+from typing import cast
 
 import pluggy
 import pytest
@@ -166,7 +167,7 @@ OAUTH = OAuthServer(
 
 def oauth(**changes: object) -> OAuthServer:
     """A valid OAuth declaration, changed as the test needs."""
-    return OAuthServer(**{**{f: getattr(OAUTH, f) for f in OAuthServer.__slots__}, **changes})  # type: ignore[arg-type]
+    return OAuthServer(**{**{f: getattr(OAUTH, f) for f in OAuthServer.__slots__}, **changes})
 
 
 def test_an_oauth_declaration_is_accepted(pm: pluggy.PluginManager) -> None:
@@ -470,7 +471,7 @@ def test_outlook_and_office365_share_one_exchange_online_declaration(
     declared_by = {
         spec.key: impl.plugin_name
         for impl in pm.hook.salesinbox_providers.get_hookimpls()
-        for spec in impl.function() or ()
+        for spec in cast(list[ProviderSpec], impl.function())
     }
     assert (declared_by["outlook"], declared_by["office365"]) == (
         "salesinbox.plugins.outlook", "salesinbox.plugins.office365")

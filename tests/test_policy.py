@@ -162,16 +162,16 @@ async def write(scenario: Scenario) -> Written:
         own = accounts[message.account].email
         addresses = [(AddressRole.TO, own, False)]
         addresses += [(AddressRole.FROM, alias, False) for alias in scenario.aliases[i]]
-        addresses += [(role, a, True) for role, a in zip(scenario.roles[i], message.counterparties)]
-        row = await write_message(accounts[message.account], i + 1, scenario.dates[i], addresses)
-        out.messages[message.id] = row.id
+        addresses += [(role, a, True) for role, a in zip(scenario.roles[i], message.counterparties, strict=True)]
+        stored = await write_message(accounts[message.account], i + 1, scenario.dates[i], addresses)
+        out.messages[message.id] = stored.id
     for record in world.records:
-        row = await CrmRecord.create(
+        crm_record = await CrmRecord.create(
             organisation=org, kind=RecordKind(record.kind), owner=out.users[0],
             first_name="Rec", last_name=str(record.id),
             primary_email=record.primary_email, secondary_email=record.secondary_email)
-        out.records[record.id] = row.id
-        await relink_record(row)  # the real linking code
+        out.records[record.id] = crm_record.id
+        await relink_record(crm_record)  # the real linking code
     await ShareFlag.bulk_create([ShareFlag(user=out.users[u], record_id=out.records[r])
                                  for u, r in sorted(world.share_flags)])
     return out

@@ -26,9 +26,12 @@ from salesinbox.schema.asgi_app import create_app
 from salesinbox.schema.cost import BODY_COST, estimate_cost
 from salesinbox.schema.graphql_schema import build_schema
 
+from . import test_schema_views
 from .conftest import GraphQLClient
 from .test_policy import write_account
-from .test_schema_views import count_statements, mail, world  # noqa: F401 - world: the fixture
+from .test_schema_views import count_statements, mail
+
+world = test_schema_views.world  # the fixture, for the tests that take `world` (an import would be F811)
 
 ATTACK = "{ " + " ".join(
     f'a{i}: contact(id: "{{id}}") {{ threads {{ messages {{ id bodyText bodyHtml }} }} }}' for i in range(30)
@@ -68,7 +71,9 @@ async def test_the_thirty_alias_attack_is_refused_before_it_runs(api: GraphQLCli
     assert (await api.error(one, {"id": str(world["jane"].id)}, token=rep_token))["extensions"]["code"] == \
         "QUERY_TOO_COSTLY"
     # … while a thread read with its bodies, a page at a time, passes.
-    small = 'query($id: ID!) { contact(id: $id) { threads(first: 2) { messages(first: 20) { id bodyText bodyHtml } } } }'
+    small = (
+        "query($id: ID!) { contact(id: $id) { threads(first: 2) { messages(first: 20) { id bodyText bodyHtml } } } }"
+    )
     data = await api.ok(small, {"id": str(world["jane"].id)}, token=rep_token)
     assert {m["bodyText"] for t in data["contact"]["threads"] for m in t["messages"]} >= {"Body of Offer"}
 
@@ -200,7 +205,9 @@ async def conversations(rep: User, other_rep: User) -> dict:
     message in one of the threads (which the rep must never see nor count)."""
     account = await write_account(rep, "PRIVATE", "rep@acme.test")
     hidden = await write_account(other_rep, "PRIVATE", "other@acme.test")
-    contact = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Busy", primary_email="busy@client.io"))
+    contact = await create_record(
+        rep, RecordKind.CONTACT, RecordInput(last_name="Busy", primary_email="busy@client.io")
+    )
     plan = {"<a>": [1, 10, 20], "<b>": [2, 3], "<c>": [5, 25], "<d>": [4, 6, 7, 8, 9, 11], "<e>": [20], "<f>": [12]}
     uid = 0
     for key, minutes in plan.items():

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from salesinbox.core.db.models import Folder, MailAccount, Message, SyncState, User
+from salesinbox.core.sync.backoff import backoff_delay
 from salesinbox.core.sync.engine import SyncServices
 from salesinbox.core.sync.events import MailEvent
-from salesinbox.core.sync.scheduler import InProcessScheduler, backoff_delay
+from salesinbox.core.sync.scheduler import InProcessScheduler
 
 from .servers.messages import build_message
 from .test_sync import connect
@@ -25,7 +26,7 @@ def test_backoff_doubles_up_to_the_cap() -> None:
     assert [backoff_delay(n, base=5, cap=60) for n in range(1, 7)] == [5, 10, 20, 40, 60, 60]
 
 
-async def wait_for(condition, timeout: float = 15.0) -> float:  # noqa: ANN001
+async def wait_for(condition, timeout: float = 15.0) -> float:
     """Poll an async condition; return the seconds it took."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
@@ -49,7 +50,9 @@ async def test_new_mail_arrives_through_idle(rep: User, mail_account: TestMailbo
             while not queue.empty():
                 queue.get_nowait()
             appended_at = time.monotonic()
-            await asyncio.to_thread(box.dovecot.append, box.user, "INBOX", build_message(to=box.address, subject="live"))
+            await asyncio.to_thread(
+                box.dovecot.append, box.user, "INBOX", build_message(to=box.address, subject="live")
+            )
             while True:
                 event = await asyncio.wait_for(queue.get(), timeout=15)
                 events.append(event)
@@ -68,7 +71,9 @@ async def _state_is(account_id: int, state: SyncState) -> bool:
 
 
 @pytest.mark.dovecot
-async def test_failures_back_off_and_show_the_next_retry(rep: User, mail_account: TestMailbox, services: SyncServices) -> None:
+async def test_failures_back_off_and_show_the_next_retry(
+    rep: User, mail_account: TestMailbox, services: SyncServices
+) -> None:
     account = await connect(rep, mail_account, services)
     await MailAccount.filter(id=account.id).update(imap_port=1)  # nothing listens there
     scheduler = InProcessScheduler(services, poll_interval=3600, backoff_base=30, use_idle=False)
@@ -93,7 +98,7 @@ async def test_refused_login_waits_for_new_credentials(rep: User, mail_account: 
     account = await connect(rep, mail_account, services)
     await MailAccount.filter(id=account.id).update(imap_secret=services.secrets.encrypt("revoked"))
     logins = 0
-    real_open = sync_module.open_imap
+    real_open = sync_module.open_imap  # type: ignore[attr-defined]  # patched where sync uses it
 
     def counting_open(*args: object, **kwargs: object) -> object:
         nonlocal logins

@@ -23,7 +23,8 @@ CONNECT = """mutation($input: ConnectMailAccountInput!) { connectMailAccount(inp
   incoming { host port security username } outgoing { host port security username }
   capabilities { idle condstore qresync specialUse authMechanisms all }
   fromAddresses { address name isDefault }
-  folders { name role messagesTotal messagesSynced initialSyncDone uidvalidity highestModseq lastSyncedAt lastError retryAt }
+  folders { name role messagesTotal messagesSynced initialSyncDone uidvalidity highestModseq lastSyncedAt lastError
+    retryAt }
 } }"""
 
 
@@ -77,26 +78,43 @@ async def test_colleagues_cannot_see_or_touch_an_account(api: GraphQLClient, rep
     account = (await api.ok(CONNECT, {"input": connect_input(mail_account)}, token=rep_token))["connectMailAccount"]
     colleague = await create_user(None, email="col@acme.test", name="Col")
     colleague_token = (await issue_token(colleague, "t"))[1]
-    error = await api.error("query($id: ID!) { mailAccount(id: $id) { id } }", {"id": account["id"]}, token=colleague_token)
+    error = await api.error(
+        "query($id: ID!) { mailAccount(id: $id) { id } }", {"id": account["id"]}, token=colleague_token
+    )
     assert error["extensions"]["code"] == "NOT_FOUND"
-    error = await api.error("query($u: ID!) { mailAccounts(userId: $u) { id } }", {"u": str(rep.id)}, token=colleague_token)
+    error = await api.error(
+        "query($u: ID!) { mailAccounts(userId: $u) { id } }", {"u": str(rep.id)}, token=colleague_token
+    )
     assert error["extensions"]["code"] == "FORBIDDEN"
     # An admin manages anyone's account.
-    admin_view = await api.ok("query($u: ID!) { mailAccounts(userId: $u) { id } }", {"u": str(rep.id)}, token=admin_token)
+    admin_view = await api.ok(
+        "query($u: ID!) { mailAccounts(userId: $u) { id } }", {"u": str(rep.id)}, token=admin_token
+    )
     assert admin_view["mailAccounts"] == [{"id": account["id"]}]
 
 
 async def test_from_addresses(api: GraphQLClient, rep_token: str, mail_account: TestMailbox) -> None:
     account = (await api.ok(CONNECT, {"input": connect_input(mail_account)}, token=rep_token))["connectMailAccount"]
     variables = {"a": account["id"], "addr": "Sales@Acme.test"}
-    added = await api.ok("mutation($a: ID!, $addr: String!) { addFromAddress(accountId: $a, address: $addr, name: \"Sales\") { address isDefault } }",
-                         variables, token=rep_token)
+    added = await api.ok(
+        "mutation($a: ID!, $addr: String!) { "
+        'addFromAddress(accountId: $a, address: $addr, name: "Sales") { address isDefault } }',
+        variables,
+        token=rep_token,
+    )
     assert {"address": "sales@acme.test", "isDefault": False} in added["addFromAddress"]
-    chosen = await api.ok("mutation($a: ID!, $addr: String!) { setDefaultFromAddress(accountId: $a, address: $addr) { address isDefault } }",
-                          variables, token=rep_token)
+    chosen = await api.ok(
+        "mutation($a: ID!, $addr: String!) { "
+        "setDefaultFromAddress(accountId: $a, address: $addr) { address isDefault } }",
+        variables,
+        token=rep_token,
+    )
     assert chosen["setDefaultFromAddress"][0] == {"address": "sales@acme.test", "isDefault": True}
-    removed = await api.ok("mutation($a: ID!, $addr: String!) { removeFromAddress(accountId: $a, address: $addr) { address isDefault } }",
-                           variables, token=rep_token)
+    removed = await api.ok(
+        "mutation($a: ID!, $addr: String!) { removeFromAddress(accountId: $a, address: $addr) { address isDefault } }",
+        variables,
+        token=rep_token,
+    )
     assert removed["removeFromAddress"] == [{"address": mail_account.address, "isDefault": True}]
     error = await api.error("mutation($a: ID!) { addFromAddress(accountId: $a, address: \"nope\") { address } }",
                             {"a": account["id"]}, token=rep_token)
@@ -108,8 +126,11 @@ async def test_update_credentials_and_disconnect(api: GraphQLClient, rep_token: 
     error = await api.error("mutation($id: ID!) { updateMailAccountCredentials(id: $id, password: \"bad\") { id } }",
                             {"id": account["id"]}, token=rep_token)
     assert error["extensions"]["code"] == "AUTHENTICATION_FAILED"
-    ok = await api.ok("mutation($id: ID!, $p: String!) { updateMailAccountCredentials(id: $id, password: $p) { syncState } }",
-                      {"id": account["id"], "p": mail_account.password}, token=rep_token)
+    ok = await api.ok(
+        "mutation($id: ID!, $p: String!) { updateMailAccountCredentials(id: $id, password: $p) { syncState } }",
+        {"id": account["id"], "p": mail_account.password},
+        token=rep_token,
+    )
     assert ok["updateMailAccountCredentials"]["syncState"] == "NEW"
     error = await api.error("mutation($id: ID!) { disconnectMailAccount(id: $id, confirmEmail: \"x\") }",
                             {"id": account["id"]}, token=rep_token)

@@ -111,8 +111,8 @@ def operation(kind: str, name: str) -> Operation:
     return Operation(f"{kind}{f'({signature})' if signature else ''} {{ {text} }}", declared)
 
 
-ROOT_FIELDS = [("query", n) for n in SCHEMA.query_type.fields] + [  # type: ignore[union-attr]
-    ("mutation", n) for n in SCHEMA.mutation_type.fields  # type: ignore[union-attr]
+ROOT_FIELDS = [("query", n) for n in SCHEMA.query_type.fields] + [
+    ("mutation", n) for n in SCHEMA.mutation_type.fields
 ]
 
 

@@ -41,8 +41,11 @@ async def test_send_and_reply(api: GraphQLClient, app: Starlette, rep_token: str
     assert sent["sendEmail"]["message"]["fromAddress"] == box.address and sent["sendEmail"]["message"]["seen"]
 
     original = await Message.get(message_id="<q@globex.example>")
-    replied = await api.ok(f"mutation($m: ID!, $i: EmailInput!) {{ replyToEmail(messageId: $m, input: $i) {{ {SENT} }} }}",
-                           {"m": str(original.id), "i": {"text": "Answer"}}, token=rep_token)
+    replied = await api.ok(
+        f"mutation($m: ID!, $i: EmailInput!) {{ replyToEmail(messageId: $m, input: $i) {{ {SENT} }} }}",
+        {"m": str(original.id), "i": {"text": "Answer"}},
+        token=rep_token,
+    )
     assert replied["replyToEmail"]["message"]["subject"] == "Re: Question"
     wire = email.message_from_bytes(box.smtp.wait_for_messages(2)[1].data)
     assert wire["In-Reply-To"] == "<q@globex.example>" and wire["To"] == "jane@globex.example"

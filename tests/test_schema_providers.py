@@ -28,17 +28,22 @@ async def test_provider_by_key_and_unknown(api: GraphQLClient, rep_token: str) -
 
 
 async def test_detect_provider(api: GraphQLClient, rep_token: str) -> None:
-    data = await api.ok('{ a: detectProvider(email: "x@Hotmail.com") { key } b: detectProvider(email: "x@acme.test") { key } }',
-                        token=rep_token)
+    data = await api.ok(
+        '{ a: detectProvider(email: "x@Hotmail.com") { key } b: detectProvider(email: "x@acme.test") { key } }',
+        token=rep_token,
+    )
     assert data == {"a": {"key": "outlook"}, "b": None}
 
 
 async def test_provider_servers_resolve_zoho_regions(api: GraphQLClient, rep_token: str) -> None:
-    query = """query($o: [ProviderOptionValue!]) { providerServers(provider: "zoho_mail", email: "a@acme.eu", options: $o)
+    query = """query($o: [ProviderOptionValue!]) {
+               providerServers(provider: "zoho_mail", email: "a@acme.eu", options: $o)
                { incoming { host port security } outgoing { host port security } } }"""
     data = await api.ok(query, {"o": [{"name": "region", "value": "eu"}]}, token=rep_token)
     assert data["providerServers"]["incoming"]["host"].endswith("zoho.eu")
     error = await api.error(query, {"o": [{"name": "region", "value": "mars"}]}, token=rep_token)
     assert error["extensions"]["code"] == "INVALID_INPUT"
-    custom = await api.ok('{ providerServers(provider: "custom_imap", email: "a@b.com") { incoming { host } } }', token=rep_token)
+    custom = await api.ok(
+        '{ providerServers(provider: "custom_imap", email: "a@b.com") { incoming { host } } }', token=rep_token
+    )
     assert custom["providerServers"] is None

@@ -12,6 +12,7 @@ import pytest
 import uvicorn
 import websockets
 from starlette.applications import Starlette
+from websockets.typing import Subprotocol
 
 from salesinbox.core.db.models import Message, User
 from salesinbox.core.sync.engine import sync_account
@@ -45,7 +46,9 @@ async def test_sync_now_with_the_scheduler(api: GraphQLClient, app: Starlette, r
     mail_account.dovecot.append(mail_account.user, "INBOX", build_message(to=mail_account.address))
     account_id = await connected(api, rep_token, mail_account)  # connecting requests the first sync
     try:
-        await api.ok("mutation($a: ID!) { syncNow(accountId: $a) { id syncState } }", {"a": account_id}, token=rep_token)
+        await api.ok(
+            "mutation($a: ID!) { syncNow(accountId: $a) { id syncState } }", {"a": account_id}, token=rep_token
+        )
         for _ in range(200):
             state = await api.ok("query($a: ID!) { mailAccount(id: $a) { syncState folders { name messagesSynced } } }",
                                  {"a": account_id}, token=rep_token)
@@ -58,21 +61,26 @@ async def test_sync_now_with_the_scheduler(api: GraphQLClient, app: Starlette, r
     assert {"name": "INBOX", "messagesSynced": 1} in state["mailAccount"]["folders"]
 
 
-async def test_audit_then_backfill(api: GraphQLClient, app: Starlette, rep_token: str, mail_account: TestMailbox) -> None:
+async def test_audit_then_backfill(
+    api: GraphQLClient, app: Starlette, rep_token: str, mail_account: TestMailbox
+) -> None:
     box = mail_account
     box.dovecot.append_many(box.user, "INBOX", [build_message(to=box.address, subject=f"m{i}") for i in range(3)])
     account_id = await connected(api, rep_token, box)
     await sync_account(int(account_id), app.state.services.sync_services())
     await Message.filter(account_id=int(account_id), subject="m1").delete()  # mail silently lost
 
-    query = "query($a: ID!) { mailAudit(accountId: $a) { folder onServer stored missingCount extraCount coverage backfilled missing { uid messageId subject date } } }"
+    query = ("query($a: ID!) { mailAudit(accountId: $a) { folder onServer stored missingCount extraCount coverage "
+             "backfilled missing { uid messageId subject date } } }")
     audit = {f["folder"]: f for f in (await api.ok(query, {"a": account_id}, token=rep_token))["mailAudit"]}
     inbox = audit["INBOX"]
     assert (inbox["onServer"], inbox["stored"], inbox["missingCount"]) == (3, 2, 1)
     assert inbox["missing"][0]["subject"] == "m1" and inbox["coverage"] == pytest.approx(2 / 3)
 
     mutation = "mutation($a: ID!) { backfillMissingMail(accountId: $a) { folder backfilled } }"
-    filled = {f["folder"]: f for f in (await api.ok(mutation, {"a": account_id}, token=rep_token))["backfillMissingMail"]}
+    filled = {
+        f["folder"]: f for f in (await api.ok(mutation, {"a": account_id}, token=rep_token))["backfillMissingMail"]
+    }
     assert filled["INBOX"]["backfilled"] == 1
     again = {f["folder"]: f for f in (await api.ok(query, {"a": account_id}, token=rep_token))["mailAudit"]}
     assert again["INBOX"]["missingCount"] == 0 and again["INBOX"]["coverage"] == 1.0
@@ -85,7 +93,8 @@ async def test_flags_set_through_the_api_reach_other_devices(api: GraphQLClient,
     account_id = await connected(api, rep_token, box)
     await sync_account(int(account_id), app.state.services.sync_services())
     message = await Message.get(account_id=int(account_id), uid=uid)
-    mutation = "mutation($id: ID!, $s: Boolean, $f: Boolean) { setMessageFlags(id: $id, seen: $s, flagged: $f) { id seen flagged uid } }"
+    mutation = ("mutation($id: ID!, $s: Boolean, $f: Boolean) { "
+                "setMessageFlags(id: $id, seen: $s, flagged: $f) { id seen flagged uid } }")
     data = await api.ok(mutation, {"id": str(message.id), "s": True, "f": True}, token=rep_token)
     assert data["setMessageFlags"] == {"id": str(message.id), "seen": True, "flagged": True, "uid": str(uid)}
     with box.dovecot.imap_client(box.user) as other_device:
@@ -116,7 +125,7 @@ async def test_mail_events_subscription(app: Starlette, api: GraphQLClient, live
                                         rep_token: str, mail_account: TestMailbox) -> None:
     box = mail_account
     account_id = await connected(api, rep_token, box)
-    async with websockets.connect(live_url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(live_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {rep_token}"}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {
@@ -134,7 +143,7 @@ async def test_mail_events_subscription(app: Starlette, api: GraphQLClient, live
 
 
 async def test_subscription_without_token_is_refused(app: Starlette, live_url: str) -> None:
-    async with websockets.connect(live_url, subprotocols=["graphql-transport-ws"]) as ws:
+    async with websockets.connect(live_url, subprotocols=[Subprotocol("graphql-transport-ws")]) as ws:
         await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"
         await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {

@@ -58,8 +58,10 @@ async def test_update_user(api: GraphQLClient, admin: User, rep: User, admin_tok
 
 async def test_issue_use_list_and_revoke_token(api: GraphQLClient, admin_token: str, rep: User) -> None:
     issued = await api.ok(
-        "mutation($u: ID!) { issueToken(name: \"mobile\", userId: $u, expiresInDays: 30) { token apiToken { id name prefix userId expiresAt revokedAt } } }",
-        {"u": str(rep.id)}, token=admin_token,
+        'mutation($u: ID!) { issueToken(name: "mobile", userId: $u, expiresInDays: 30) '
+        "{ token apiToken { id name prefix userId expiresAt revokedAt } } }",
+        {"u": str(rep.id)},
+        token=admin_token,
     )
     token = issued["issueToken"]["token"]
     meta = issued["issueToken"]["apiToken"]

@@ -50,12 +50,27 @@ async def world(rep: User, other_rep: User) -> dict:
                                                                     secondary_email="jane.doe@gmail.com"))
     lead = await create_record(rep, RecordKind.LEAD, RecordInput(last_name="Lead", primary_email="lead@initech.io"))
     m = {
-        "r1": await mail(rep_account, 1, sender="jane@globex.com", to="rep@acme.test", minutes=1, subject="Offer", thread="<t1>"),
-        "r2": await mail(rep_account, 2, sender="rep@acme.test", to="jane.doe@gmail.com", minutes=2, subject="Re: Offer",
-                         thread="<t1>", direction=Direction.SENT, seen=True),
+        "r1": await mail(
+            rep_account, 1, sender="jane@globex.com", to="rep@acme.test", minutes=1, subject="Offer", thread="<t1>"
+        ),
+        "r2": await mail(
+            rep_account,
+            2,
+            sender="rep@acme.test",
+            to="jane.doe@gmail.com",
+            minutes=2,
+            subject="Re: Offer",
+            thread="<t1>",
+            direction=Direction.SENT,
+            seen=True,
+        ),
         "r3": await mail(rep_account, 3, sender="lead@initech.io", to="rep@acme.test", minutes=3, subject="Intro"),
-        "r4": await mail(rep_account, 4, sender="news@spam.example", to="rep@acme.test", minutes=4, subject="Newsletter"),
-        "o1": await mail(other_account, 1, sender="jane@globex.com", to="other@acme.test", minutes=5, subject="Colleague"),
+        "r4": await mail(
+            rep_account, 4, sender="news@spam.example", to="rep@acme.test", minutes=4, subject="Newsletter"
+        ),
+        "o1": await mail(
+            other_account, 1, sender="jane@globex.com", to="other@acme.test", minutes=5, subject="Colleague"
+        ),
     }
     await Attachment.create(message=m["r1"], filename="quote.pdf", content_type="application/pdf", size=1234)
     return {"jane": jane, "lead": lead, "m": m, "rep_account": rep_account, "other_account": other_account}
@@ -67,7 +82,8 @@ def ids(page: dict) -> list[str]:
 
 async def test_sales_inbox_filters_and_pages(api: GraphQLClient, rep_token: str, world: dict) -> None:
     m = world["m"]
-    query = "query($f: InboxFilterInput, $n: Int!, $a: String) { salesInbox(filter: $f, first: $n, after: $a) { items { id subject folder direction seen linkedRecords { id kind } owner { email } } nextCursor } }"
+    query = ("query($f: InboxFilterInput, $n: Int!, $a: String) { salesInbox(filter: $f, first: $n, after: $a) { "
+             "items { id subject folder direction seen linkedRecords { id kind } owner { email } } nextCursor } }")
     everything = (await api.ok(query, {"n": 50}, token=rep_token))["salesInbox"]
     assert ids(everything) == [str(m[k].id) for k in ("r4", "r3", "r2", "r1")]  # own mail only, newest first
     first = (await api.ok(query, {"n": 3}, token=rep_token))["salesInbox"]
@@ -96,11 +112,13 @@ async def test_related_list_respects_sharing(api: GraphQLClient, rep_token: str,
                                              world: dict) -> None:
     other_token = (await issue_token(other_rep, "t"))[1]
     m, jane = world["m"], world["jane"]
-    query = "query($id: ID!, $by: ID) { contact(id: $id) { emails(sharedBy: $by) { items { id owner { id } direction } } } }"
+    query = ("query($id: ID!, $by: ID) { "
+             "contact(id: $id) { emails(sharedBy: $by) { items { id owner { id } direction } } } }")
     mine = (await api.ok(query, {"id": str(jane.id)}, token=rep_token))["contact"]["emails"]
     # The rep sees their own mail (primary and secondary address) and the colleague's PUBLIC mail.
     assert ids(mine) == [str(m[k].id) for k in ("o1", "r2", "r1")]
-    only_other = (await api.ok(query, {"id": str(jane.id), "by": str(other_rep.id)}, token=rep_token))["contact"]["emails"]
+    by_other = {"id": str(jane.id), "by": str(other_rep.id)}
+    only_other = (await api.ok(query, by_other, token=rep_token))["contact"]["emails"]
     assert ids(only_other) == [str(m["o1"].id)]
     # The colleague does not see the rep's PRIVATE mail…
     theirs = (await api.ok(query, {"id": str(jane.id)}, token=other_token))["contact"]["emails"]
@@ -109,7 +127,9 @@ async def test_related_list_respects_sharing(api: GraphQLClient, rep_token: str,
     await api.ok("mutation($a: ID!) { setAccountSharing(accountId: $a, permission: CUSTOM) { sharing } }",
                  {"a": str(world["rep_account"].id)}, token=rep_token)
     assert ids((await api.ok(query, {"id": str(jane.id)}, token=other_token))["contact"]["emails"]) == [str(m["o1"].id)]
-    ticked = await api.ok("mutation($r: ID!) { setShareEmail(recordId: $r, shared: true) }", {"r": str(jane.id)}, token=rep_token)
+    ticked = await api.ok(
+        "mutation($r: ID!) { setShareEmail(recordId: $r, shared: true) }", {"r": str(jane.id)}, token=rep_token
+    )
     assert ticked["setShareEmail"] is True
     assert ids((await api.ok(query, {"id": str(jane.id)}, token=other_token))["contact"]["emails"]) == [
         str(m[k].id) for k in ("o1", "r2", "r1")]
@@ -125,12 +145,13 @@ async def test_excluded_domains_and_explain(api: GraphQLClient, rep_token: str, 
     other_token = (await issue_token(other_rep, "t"))[1]
     m = world["m"]
     explain = "query($m: ID!) { explainVisibility(messageId: $m) { visible code reason } }"
-    assert (await api.ok(explain, {"m": str(m["o1"].id)}, token=rep_token))["explainVisibility"]["code"] == "shared_public"
+    public = (await api.ok(explain, {"m": str(m["o1"].id)}, token=rep_token))["explainVisibility"]
+    assert public["code"] == "shared_public"
     hidden = (await api.ok(explain, {"m": str(m["r1"].id)}, token=other_token))["explainVisibility"]
     assert hidden == {"visible": False, "code": "hidden_private", "reason": hidden["reason"]}
     assert "Offer" not in hidden["reason"] and "jane" not in hidden["reason"]
 
-    added = await api.ok("mutation { addOrganisationDomain(kind: EXCLUDED, domain: \"Globex.COM\") }", token=admin_token)
+    added = await api.ok('mutation { addOrganisationDomain(kind: EXCLUDED, domain: "Globex.COM") }', token=admin_token)
     assert added["addOrganisationDomain"] == ["globex.com"]
     org = await api.ok("{ organisation { name companyDomains excludedDomains disabledProviders } }", token=rep_token)
     assert org["organisation"]["excludedDomains"] == ["globex.com"]
@@ -143,7 +164,9 @@ async def test_excluded_domains_and_explain(api: GraphQLClient, rep_token: str, 
                            {"a": account}, token=other_token)
     assert domains["addAccountExcludedDomain"] == ["globex.com"]
     assert (await api.ok(explain, {"m": str(m["o1"].id)}, token=rep_token))["explainVisibility"]["visible"] is False
-    listed = await api.ok("query($a: ID!) { mailAccount(id: $a) { excludedDomains } }", {"a": account}, token=other_token)
+    listed = await api.ok(
+        "query($a: ID!) { mailAccount(id: $a) { excludedDomains } }", {"a": account}, token=other_token
+    )
     assert listed["mailAccount"]["excludedDomains"] == ["globex.com"]
     cleared = await api.ok("mutation($a: ID!) { removeAccountExcludedDomain(accountId: $a, domain: \"globex.com\") }",
                            {"a": account}, token=other_token)
@@ -165,7 +188,9 @@ async def test_share_email_is_refused_unless_custom(api: GraphQLClient, rep_toke
 
 async def test_message_detail_and_threads(api: GraphQLClient, rep_token: str, other_rep: User, world: dict) -> None:
     m = world["m"]
-    detail = "query($id: ID!) { message(id: $id) { subject accountId messageId bodyText bodyHtml to { name address } cc { address } bcc { address } attachments { filename contentType size isInline contentId } threadKey inReplyTo } }"
+    detail = ("query($id: ID!) { message(id: $id) { subject accountId messageId bodyText bodyHtml "
+              "to { name address } cc { address } bcc { address } "
+              "attachments { filename contentType size isInline contentId } threadKey inReplyTo } }")
     data = (await api.ok(detail, {"id": str(m["r1"].id)}, token=rep_token))["message"]
     assert data["bodyText"] == "Body of Offer" and data["to"] == [{"name": "", "address": "rep@acme.test"}]
     assert data["accountId"] == str(world["rep_account"].id) and data["messageId"] == m["r1"].message_id
@@ -175,8 +200,11 @@ async def test_message_detail_and_threads(api: GraphQLClient, rep_token: str, ot
     error = await api.error(detail, {"id": str(m["r1"].id)}, token=other_token)
     assert error["extensions"]["code"] == "NOT_FOUND"  # private: as if it did not exist
 
-    threads = await api.ok("query($id: ID!) { contact(id: $id) { threads { key subject messageCount latestDate messages { id } } } }",
-                           {"id": str(world["jane"].id)}, token=rep_token)
+    threads = await api.ok(
+        "query($id: ID!) { contact(id: $id) { threads { key subject messageCount latestDate messages { id } } } }",
+        {"id": str(world["jane"].id)},
+        token=rep_token,
+    )
     by_key = {t["key"]: t for t in threads["contact"]["threads"]}
     assert by_key["<t1>"]["messageCount"] == 2 and by_key["<t1>"]["subject"] == "Offer"
     assert [x["id"] for x in by_key["<t1>"]["messages"]] == [str(m["r1"].id), str(m["r2"].id)]
@@ -197,7 +225,7 @@ def count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     for name in ("execute_query", "execute_query_dict"):
         real = getattr(client, name)
 
-        async def counting(query: str, *args: object, _real=real, **kwargs: object):  # noqa: ANN202
+        async def counting(query: str, *args: object, _real=real, **kwargs: object):
             counted.append(query)
             return await _real(query, *args, **kwargs)
 
@@ -210,7 +238,8 @@ async def test_a_page_of_fifty_costs_a_fixed_number_of_queries(api: GraphQLClien
     account = world["rep_account"]
     for uid in range(100, 160):
         await mail(account, uid, sender="jane@globex.com", to="rep@acme.test", minutes=10 + uid)
-    query = "query($n: Int!) { salesInbox(first: $n) { items { id subject folder owner { email } linkedRecords { id lastName } } } }"
+    query = ("query($n: Int!) { "
+             "salesInbox(first: $n) { items { id subject folder owner { email } linkedRecords { id lastName } } } }")
     await api.ok(query, {"n": 1}, token=rep_token)  # the token is now known (cached, last use written)
     counted = count_statements(monkeypatch)
     sizes = {}

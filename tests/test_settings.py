@@ -78,7 +78,8 @@ def test_an_unknown_variable_is_reported_with_the_closest_setting(caplog: pytest
     messages = [record.getMessage() for record in caplog.records]
     assert messages[0] == ("SALESINBOX_DATABSE_URL is not a SalesInbox setting and is ignored: did you mean "
                            "SALESINBOX_DATABASE_URL? (the settings are listed in README.md, Configuration)")
-    assert "SALESINBOX_FROBNICATE is not a SalesInbox setting and is ignored: no setting has a similar name" in messages[1]
+    assert ("SALESINBOX_FROBNICATE is not a SalesInbox setting and is ignored: "
+            "no setting has a similar name") in messages[1]
     assert len(messages) == 3
     assert not any("secret" in message for message in messages), "values are never logged"
     assert Settings.from_env(environ).port == 9000  # the known ones still apply

@@ -33,7 +33,7 @@ async def test_a_batch_cancelled_while_it_is_written_commits_first_and_wedges_no
     writing = asyncio.Event()
     real_insert = store_module._insert_rows
 
-    async def observed_insert(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    async def observed_insert(*args, **kwargs):
         writing.set()
         return await real_insert(*args, **kwargs)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
 from tortoise import connections
 from tortoise.transactions import in_transaction
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import websockets
 from starlette.applications import Starlette
+from websockets.typing import Subprotocol
 
 from salesinbox.core.crm.api_tokens import token_cache
 from salesinbox.core.db.models import ApiToken, User
@@ -24,14 +25,14 @@ from salesinbox.schema.asgi_app import create_app
 from .conftest import GraphQLClient
 from .served import live, serve
 
-PROTOCOL = "graphql-transport-ws"
+PROTOCOL = Subprotocol("graphql-transport-ws")
 MAIL_EVENTS = "subscription { mailEvents { kind accountId messageIds at } }"
 REVOKE = "mutation($id: ID!) { revokeToken(id: $id) { revokedAt } }"
 DEACTIVATE = "mutation($id: ID!) { updateUser(id: $id, input: {isActive: false}) { isActive } }"
 
 
 async def token_id(user: User) -> str:
-    return str((await ApiToken.filter(user_id=user.id).order_by("-id").first()).id)  # type: ignore[union-attr]
+    return str((await ApiToken.filter(user_id=user.id).order_by("-id").first()).id)
 
 
 async def open_subscription(url: str, authorization: object) -> websockets.ClientConnection:
@@ -53,7 +54,7 @@ async def closed_with(ws: websockets.ClientConnection, timeout: float) -> tuple[
     """Wait for the server to close ``ws``; its close code and reason (nothing may arrive first)."""
     with pytest.raises(websockets.ConnectionClosed) as closed:
         message = await asyncio.wait_for(ws.recv(), timeout=timeout)
-        pytest.fail(f"expected the connection to close, got {message}")
+        pytest.fail(f"expected the connection to close, got {message!r}")
     assert closed.value.rcvd is not None, "closed without a close frame from the server"
     return closed.value.rcvd.code, closed.value.rcvd.reason
 
@@ -199,7 +200,7 @@ async def test_a_handshake_without_graphql_transport_ws_is_refused(
 
 
 async def test_a_client_offering_both_protocols_gets_graphql_transport_ws(app: Starlette, rep_token: str) -> None:
-    async with live(app) as url, websockets.connect(url, subprotocols=["graphql-ws", PROTOCOL]) as ws:
+    async with live(app) as url, websockets.connect(url, subprotocols=[Subprotocol("graphql-ws"), PROTOCOL]) as ws:
         assert ws.subprotocol == PROTOCOL
         await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {rep_token}"}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,6 +20,7 @@ from salesinbox.core.db.models import (
     SyncState,
     User,
 )
+from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.mail_accounts.accounts import ConnectAccountInput, ServerInput, connect_account
 from salesinbox.core.plugin_host.providers import Security
 from salesinbox.core.sync import engine as sync_module
@@ -51,7 +52,7 @@ def server_uids(box: TestMailbox, folder: str) -> set[int]:
 
 
 async def stored(account: MailAccount, folder: str) -> list[int]:
-    return sorted(await Message.filter(account_id=account.id, folder__name=folder).values_list("uid", flat=True))
+    return sorted(await column_values(Message.filter(account_id=account.id, folder__name=folder), "uid"))
 
 
 async def test_initial_sync_stores_every_message_exactly_once(rep: User, mail_account: TestMailbox,
@@ -75,7 +76,9 @@ async def test_initial_sync_stores_every_message_exactly_once(rep: User, mail_ac
     assert account.sync_state == SyncState.COMPLETE and account.initial_sync_completed_at is not None
 
 
-async def test_confirmation_email_after_initial_sync(rep: User, mail_account: TestMailbox, services: SyncServices) -> None:
+async def test_confirmation_email_after_initial_sync(
+    rep: User, mail_account: TestMailbox, services: SyncServices
+) -> None:
     from salesinbox.core.sending.mailer import send_sync_confirmation
 
     box = mail_account
@@ -109,7 +112,8 @@ async def test_tricky_messages_are_stored_with_what_could_be_read(rep: User, mai
         build_message(subject="no id", headers=[], message_id=None),
         build_message(subject="dup 1", message_id=duplicate_id),
         build_message(subject="dup 2", message_id=duplicate_id),
-        b"From: a@b.example\r\nTo: x@y.example\r\nSubject: bad charset\r\nContent-Type: text/plain; charset=x-bogus\r\n\r\nhello \xe9\xe8\r\n",
+        b"From: a@b.example\r\nTo: x@y.example\r\nSubject: bad charset\r\n"
+        b"Content-Type: text/plain; charset=x-bogus\r\n\r\nhello \xe9\xe8\r\n",
         b"Subject: missing everything\r\n\r\nbody only\r\n",
     ]
     uids = box.dovecot.append_many(box.user, "INBOX", tricky)
@@ -142,7 +146,7 @@ async def test_cut_connections_resume_without_loss_or_duplicates(rep: User, mail
     for _attempt in range(40):
         try:
             report = await sync_account(account.id, services)
-        except sync_module.CONNECTION_ERRORS + (Exception,):  # noqa: B030 - any failure: try again
+        except sync_module.CONNECTION_ERRORS + (Exception,):  # any failure: try again
             failures += 1
             done = await Message.filter(account_id=account.id).count()
             assert done == len(set(await stored(account, "INBOX")))  # never a duplicate
@@ -160,7 +164,7 @@ async def test_cancelled_task_resumes(rep: User, mail_account: TestMailbox, serv
     box = mail_account
     box.dovecot.append_many(box.user, "INBOX", generate_messages(23, seed=4, rep=("Rex", box.address)))
     account = await connect(rep, box, services)
-    real_store = sync_module.store_batch
+    real_store = sync_module.store_batch  # type: ignore[attr-defined]  # patched where sync uses it
     calls = 0
 
     async def store_then_cancel(*args: object, **kwargs: object) -> object:
@@ -199,16 +203,21 @@ async def test_incremental_changes_are_followed(rep: User, mail_account: TestMai
     assert rows[new_uid].subject == "fresh"
 
 
-async def test_unchanged_mailbox_is_confirmed_without_fetching(rep: User, mail_account: TestMailbox,
-                                                               services: SyncServices, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_unchanged_mailbox_is_confirmed_without_fetching(
+    rep: User, mail_account: TestMailbox, services: SyncServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
     box = mail_account
     box.dovecot.append_many(box.user, "INBOX", generate_messages(5, seed=6, rep=("Rex", box.address)))
     account = await connect(rep, box, services)
     await sync_account(account.id, services)
     touched: list[str] = []
     for name in ("list_uids", "uids_from", "fetch_messages", "fetch_flags", "changed_since"):
-        real = getattr(sync_module.fetch, name)
-        monkeypatch.setattr(sync_module.fetch, name, lambda *a, _n=name, _r=real, **k: (touched.append(_n), _r(*a, **k))[1])
+        real = getattr(sync_module.fetch, name)  # type: ignore[attr-defined]  # imap_fetch, as sync uses it
+
+        def spy(*a: Any, _n: str = name, _r: Any = real, **k: Any) -> Any:
+            touched.append(_n)
+            return _r(*a, **k)
+        monkeypatch.setattr(sync_module.fetch, name, spy)  # type: ignore[attr-defined]
     await sync_account(account.id, services)
     assert touched == []  # SELECT alone proved nothing changed (CONDSTORE)
 
@@ -229,8 +238,9 @@ async def test_uidvalidity_change_resyncs_without_duplicates(rep: User, mail_acc
     assert len(rows) == 4 and {r.uidvalidity for r in rows} == {after.uidvalidity}
 
 
-async def test_refused_login_needs_reauth_and_stops_trying(rep: User, mail_account: TestMailbox,
-                                                           services: SyncServices, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_refused_login_needs_reauth_and_stops_trying(
+    rep: User, mail_account: TestMailbox, services: SyncServices, monkeypatch: pytest.MonkeyPatch
+) -> None:
     box = mail_account
     account = await connect(rep, box, services)
     await sync_account(account.id, services)
@@ -246,12 +256,16 @@ async def test_refused_login_needs_reauth_and_stops_trying(rep: User, mail_accou
     assert attempts == []  # no login attempt with the refused password
 
 
-async def test_record_created_after_sync_links_history(rep: User, mail_account: TestMailbox, services: SyncServices) -> None:
+async def test_record_created_after_sync_links_history(
+    rep: User, mail_account: TestMailbox, services: SyncServices
+) -> None:
     box = mail_account
     box.dovecot.append(box.user, "INBOX", build_message(from_="newlead@prospect.example", to=box.address))
     account = await connect(rep, box, services)
     await sync_account(account.id, services)
-    lead = await create_record(rep, RecordKind.LEAD, RecordInput(last_name="New", primary_email="NewLead@prospect.example"))
+    lead = await create_record(
+        rep, RecordKind.LEAD, RecordInput(last_name="New", primary_email="NewLead@prospect.example")
+    )
     assert await MessageLink.filter(record_id=lead.id).count() == 1
 
 

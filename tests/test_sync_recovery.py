@@ -160,9 +160,9 @@ async def test_a_sync_cancelled_while_logging_in_closes_its_connection_before_it
 
     account = await connect(rep, mail_account, services)
     logging_in, opened = threading.Event(), []
-    real_open = sync_module.open_imap
+    real_open = sync_module.open_imap  # type: ignore[attr-defined]  # patched where sync uses it
 
-    def slow_open(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def slow_open(*args, **kwargs):
         logging_in.set()
         client = real_open(*args, **kwargs)
         opened.append(client)

@@ -27,7 +27,7 @@ def test_extra_ca_is_added_to_the_system_store(server_certs: CertBundle) -> None
     system = client_ssl_context(None).cert_store_stats()["x509_ca"]
     extra = client_ssl_context(server_certs.ca_cert)
     assert extra.cert_store_stats()["x509_ca"] == system + 1  # not instead of it
-    subjects = [dict(item[0] for item in ca["subject"]) for ca in extra.get_ca_certs()]
+    subjects = [dict(item[0] for item in ca["subject"]) for ca in extra.get_ca_certs()]  # type: ignore[misc]
     assert {"organizationName": "SalesInbox tests", "commonName": "SalesInbox Test CA"} in subjects
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from functools import partial
 
 import pytest
 from tortoise import connections
@@ -32,8 +33,8 @@ async def test_page_size_and_cursor_are_validated(rep: User) -> None:
         with pytest.raises(SalesInboxError) as caught:
             await views.related_page(rep, record.id, **kwargs)
         assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
-        for call in (lambda: threads.thread_page(rep, record.id, **kwargs),
-                     lambda: threads.thread_messages(rep, [], **kwargs)):
+        for call in (partial(threads.thread_page, rep, record.id, **kwargs),
+                     partial(threads.thread_messages, rep, [], **kwargs)):
             with pytest.raises(SalesInboxError) as caught:
                 await call()
             assert caught.value.code == ErrorCode.INVALID_INPUT and caught.value.field == field
@@ -78,9 +79,13 @@ async def test_text_search_finds_what_contains_the_text_with_or_without_the_sqli
             continue
         want = expected(term)
         for use_index in {False, indexed}:
-            got = set(await Message.filter(views.text_search(term, sqlite_index=use_index)).values_list("id", flat=True))
+            got = set(
+                await Message.filter(views.text_search(term, sqlite_index=use_index)).values_list("id", flat=True)
+            )
             assert got == want, (term, use_index)
-    assert {m.id for m in (await views.inbox_page(rep, views.InboxFilter(search="quarterly OFFER"))).items} == {messages[0].id}
+    assert {m.id for m in (await views.inbox_page(rep, views.InboxFilter(search="quarterly OFFER"))).items} == {
+        messages[0].id
+    }
 
 
 async def test_sqlite_asks_the_index_only_for_text_it_finds_rarely(rep: User, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -14,6 +14,7 @@ from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
 from ..db.models import CrmRecord, FromAddress, MailAccount, Message, MessageAddress, MessageLink
+from ..db.orm_values import column_values
 
 
 def record_emails(record: CrmRecord) -> list[str]:
@@ -62,7 +63,7 @@ async def records_matching(organisation_id: int, addresses: Iterable[str]) -> li
 async def own_addresses(account_id: int) -> set[str]:
     """The account owner's own addresses in this account: its email and its From addresses."""
     account = await MailAccount.get(id=account_id)
-    extra = await FromAddress.filter(account_id=account_id).values_list("address", flat=True)
+    extra = await column_values(FromAddress.filter(account_id=account_id), "address")
     return {account.email, *extra}
 
 
@@ -107,5 +108,5 @@ async def refresh_counterparties(account_id: int) -> None:
             address__in=own
         ).update(is_counterparty=True)
         await MessageLink.filter(message_id__in=Subquery(messages)).delete()
-        ids = await Message.filter(account_id=account_id).values_list("id", flat=True)
+        ids = await column_values(Message.filter(account_id=account_id), "id")
         await link_messages(account.user.organisation_id, ids)

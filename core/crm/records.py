@@ -16,6 +16,7 @@ from tortoise.transactions import in_transaction
 
 from ..address_normalisation import normalise_optional_email
 from ..db.models import CrmRecord, Profile, RecordKind, User
+from ..db.orm_values import column_values
 from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .linking import relink_record
 
@@ -54,7 +55,7 @@ def _text(value: str | None, label: str, *, required: bool = False, limit: int =
     return cleaned
 
 
-def _validated_fields(data: RecordInput) -> dict[str, object]:
+def _validated_fields(data: RecordInput) -> dict[str, Any]:
     primary = normalise_optional_email(data.primary_email, field="primaryEmail")
     secondary = normalise_optional_email(data.secondary_email, field="secondaryEmail")
     if secondary and not primary:
@@ -264,7 +265,7 @@ async def import_records(actor: User, kind: RecordKind, rows: list[RecordInput])
         raise invalid_input(
             f"At most {MAX_IMPORT_ROWS} rows per import: split the file.", field="rows"
         )
-    prepared: list[tuple[int, dict[str, object], User]] = []
+    prepared: list[tuple[int, dict[str, Any], User]] = []
     errors: list[str] = []
     for number, row in enumerate(rows, start=1):
         try:
@@ -277,9 +278,10 @@ async def import_records(actor: User, kind: RecordKind, rows: list[RecordInput])
         raise invalid_input(f"Nothing was imported. Fix these rows: {shown}{more}.", field="rows")
 
     existing = set(
-        await CrmRecord.filter(
-            organisation_id=actor.organisation_id, kind=kind, primary_email__not_isnull=True
-        ).values_list("primary_email", flat=True)
+        await column_values(
+            CrmRecord.filter(organisation_id=actor.organisation_id, kind=kind, primary_email__not_isnull=True),
+            "primary_email",
+        )
     )
     result = ImportResult()
     async with in_transaction():

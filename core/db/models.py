@@ -4,11 +4,15 @@ Tables have explicit names. Email addresses and domains are stored normalised (s
 :mod:`salesinbox.core.address_normalisation`) so that matching is a plain equality in SQL. Secrets are
 stored only as Fernet tokens (:mod:`salesinbox.core.credentials`) or hashes (API tokens).
 Schema changes go through Tortoise's built-in migrations in ``core/db/migrations``.
+
+Each foreign key ``x`` also has its column ``x_id`` (Tortoise adds it at runtime): the models
+declare it as a bare annotation so that type checkers know it.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from tortoise import fields
 from tortoise.indexes import Index
@@ -89,6 +93,7 @@ class OAuthClient(Model):
     organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
         "salesinbox.Organisation", related_name="oauth_clients", on_delete=fields.CASCADE
     )
+    organisation_id: int
     provider = fields.CharField(max_length=64)
     client_id = fields.CharField(max_length=500)
     client_secret = fields.TextField()  # Fernet token, never the clear secret
@@ -114,6 +119,7 @@ class OrganisationDomain(Model):
     organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
         "salesinbox.Organisation", related_name="domains", on_delete=fields.CASCADE
     )
+    organisation_id: int
     kind = fields.CharEnumField(DomainKind, max_length=16)
     domain = fields.CharField(max_length=255)
 
@@ -129,6 +135,7 @@ class User(Model):
     organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
         "salesinbox.Organisation", related_name="users", on_delete=fields.CASCADE
     )
+    organisation_id: int
     email = fields.CharField(max_length=320, unique=True)
     name = fields.CharField(max_length=200)
     profile = fields.CharEnumField(Profile, max_length=16, default=Profile.STANDARD)
@@ -146,6 +153,7 @@ class ApiToken(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="tokens", on_delete=fields.CASCADE
     )
+    user_id: int
     name = fields.CharField(max_length=100)
     token_hash = fields.CharField(max_length=64, unique=True)
     # the first characters of the token, to tell tokens apart in listings
@@ -166,10 +174,12 @@ class CrmRecord(Model):
     organisation: fields.ForeignKeyRelation[Organisation] = fields.ForeignKeyField(
         "salesinbox.Organisation", related_name="records", on_delete=fields.CASCADE
     )
+    organisation_id: int
     kind = fields.CharEnumField(RecordKind, max_length=16)
     owner: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="records", on_delete=fields.RESTRICT
     )
+    owner_id: int
     first_name = fields.CharField(max_length=200, default="")
     last_name = fields.CharField(max_length=200)
     company = fields.CharField(max_length=200, default="")
@@ -194,9 +204,11 @@ class ShareFlag(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="share_flags", on_delete=fields.CASCADE
     )
+    user_id: int
     record: fields.ForeignKeyRelation[CrmRecord] = fields.ForeignKeyField(
         "salesinbox.CrmRecord", related_name="share_flags", on_delete=fields.CASCADE
     )
+    record_id: int
     created_at = fields.DatetimeField(auto_now_add=True)
 
     class Meta:
@@ -211,6 +223,7 @@ class MailAccount(Model):
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="accounts", on_delete=fields.CASCADE
     )
+    user_id: int
     provider = fields.CharField(max_length=64)
     provider_options: dict[str, str] = fields.JSONField(default=dict)
     display_name = fields.CharField(max_length=200)
@@ -234,7 +247,7 @@ class MailAccount(Model):
     # the server's announced capabilities, as probed when connecting
     capabilities: list[str] = fields.JSONField(default=list)
     sync_state = fields.CharEnumField(SyncState, max_length=16, default=SyncState.NEW)
-    sync_error = fields.TextField(null=True)
+    sync_error: str | None = fields.TextField(null=True)
     sync_days_limit = fields.IntField(null=True)  # initial sync: only the last N days
     last_synced_at = fields.DatetimeField(null=True)
     initial_sync_completed_at = fields.DatetimeField(null=True)
@@ -260,8 +273,9 @@ class OAuthGrant(Model):
     account: fields.OneToOneRelation[MailAccount] = fields.OneToOneField(
         "salesinbox.MailAccount", related_name="oauth_grant", on_delete=fields.CASCADE
     )
+    account_id: int
     provider = fields.CharField(max_length=64)
-    refresh_token = fields.TextField(null=True)  # Fernet token; None: the provider gave none
+    refresh_token: str | None = fields.TextField(null=True)  # Fernet token; None: the provider gave none
     access_token = fields.TextField()  # Fernet token
     #: when the access token expires (None: the provider did not say)
     access_token_expires_at = fields.DatetimeField(null=True)
@@ -293,15 +307,17 @@ class OAuthSignIn(Model):
     verifier is a Fernet token. ``launch_ticket`` is the digest of the single-use link the
     user's browser opens (core/oauth/oauth_launch.py); opening it (``launched_at``) sends the
     browser on to ``authorization_url`` and binds it: ``browser_binding`` is the digest of
-    the secret in that browser's cookie, which the callback requires. ``request`` holds what the user asked for besides the
-    provider (sharing, display name, server overrides), never a secret. ``target_account``
-    is the account to reconnect, if any; ``account`` the one connected in the end.
+    the secret in that browser's cookie, which the callback requires. ``request`` holds what
+    the user asked for besides the provider (sharing, display name, server overrides), never
+    a secret. ``target_account`` is the account to reconnect, if any; ``account`` the one
+    connected in the end.
     """
 
     id = fields.IntField(primary_key=True)
     user: fields.ForeignKeyRelation[User] = fields.ForeignKeyField(
         "salesinbox.User", related_name="oauth_sign_ins", on_delete=fields.CASCADE
     )
+    user_id: int
     provider = fields.CharField(max_length=64)
     state = fields.CharField(max_length=128, unique=True)
     code_verifier = fields.TextField()  # Fernet token
@@ -309,12 +325,12 @@ class OAuthSignIn(Model):
     authorization_url = fields.TextField(null=True)  # the provider's consent URL
     browser_binding = fields.CharField(max_length=64, null=True)  # SHA-256 hex of the cookie
     launched_at = fields.DatetimeField(null=True)
-    request = fields.JSONField(default=dict)
+    request: dict[str, Any] = fields.JSONField(default=dict)
     target_account_id = fields.IntField(null=True)  # the account to reconnect
     account_id = fields.IntField(null=True)  # the account connected
     status = fields.CharEnumField(OAuthSignInStatus, max_length=16, default=OAuthSignInStatus.PENDING)
     error_code = fields.CharField(max_length=64, null=True)
-    error_message = fields.TextField(null=True)
+    error_message: str | None = fields.TextField(null=True)
     expires_at = fields.DatetimeField()
     used_at = fields.DatetimeField(null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -330,6 +346,7 @@ class FromAddress(Model):
     account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
         "salesinbox.MailAccount", related_name="from_addresses", on_delete=fields.CASCADE
     )
+    account_id: int
     address = fields.CharField(max_length=320)
     name = fields.CharField(max_length=200, default="")
     is_default = fields.BooleanField(default=False)
@@ -346,6 +363,7 @@ class AccountExcludedDomain(Model):
     account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
         "salesinbox.MailAccount", related_name="excluded_domains", on_delete=fields.CASCADE
     )
+    account_id: int
     domain = fields.CharField(max_length=255)
 
     class Meta:
@@ -360,6 +378,7 @@ class Folder(Model):
     account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
         "salesinbox.MailAccount", related_name="folders", on_delete=fields.CASCADE
     )
+    account_id: int
     name = fields.CharField(max_length=500)
     role = fields.CharEnumField(FolderRole, max_length=16, null=True)
     uidvalidity = fields.BigIntField(null=True)
@@ -370,7 +389,7 @@ class Folder(Model):
     initial_sync_done = fields.BooleanField(default=False)
     messages_total = fields.IntField(default=0)
     messages_synced = fields.IntField(default=0)
-    last_error = fields.TextField(null=True)
+    last_error: str | None = fields.TextField(null=True)
     retry_at = fields.DatetimeField(null=True)
     last_synced_at = fields.DatetimeField(null=True)
 
@@ -386,9 +405,11 @@ class Message(Model):
     account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
         "salesinbox.MailAccount", related_name="messages", on_delete=fields.CASCADE
     )
+    account_id: int
     folder: fields.ForeignKeyRelation[Folder] = fields.ForeignKeyField(
         "salesinbox.Folder", related_name="messages", on_delete=fields.CASCADE
     )
+    folder_id: int
     uidvalidity = fields.BigIntField()
     uid = fields.BigIntField()
     modseq = fields.BigIntField(null=True)
@@ -428,6 +449,7 @@ class MessageBody(Model):
     message: fields.OneToOneRelation[Message] = fields.OneToOneField(
         "salesinbox.Message", related_name="body", on_delete=fields.CASCADE, primary_key=True
     )
+    message_id: int
     text = fields.TextField(default="")
     html = fields.TextField(default="")
 
@@ -442,6 +464,7 @@ class MessageAddress(Model):
     message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
         "salesinbox.Message", related_name="addresses", on_delete=fields.CASCADE
     )
+    message_id: int
     role = fields.CharEnumField(AddressRole, max_length=8)
     name = fields.CharField(max_length=500, default="")
     address = fields.CharField(max_length=320)
@@ -465,6 +488,7 @@ class Attachment(Model):
     message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
         "salesinbox.Message", related_name="attachments", on_delete=fields.CASCADE
     )
+    message_id: int
     filename = fields.CharField(max_length=500, default="")
     content_type = fields.CharField(max_length=200)
     size = fields.IntField(default=0)
@@ -482,9 +506,11 @@ class MessageLink(Model):
     message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
         "salesinbox.Message", related_name="links", on_delete=fields.CASCADE
     )
+    message_id: int
     record: fields.ForeignKeyRelation[CrmRecord] = fields.ForeignKeyField(
         "salesinbox.CrmRecord", related_name="links", on_delete=fields.CASCADE
     )
+    record_id: int
     # A copy of the message's date (which never changes once stored), so that a record's
     # Emails related list is read newest first straight from the index, however busy it is.
     date = fields.DatetimeField(null=True)

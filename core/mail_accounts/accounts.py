@@ -9,7 +9,7 @@ may manage anyone's.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
@@ -230,7 +230,7 @@ def _duplicate(email: str) -> SalesInboxError:
     )
 
 
-def _server_columns(servers: AccountServers, secrets: SecretBox) -> dict[str, object]:
+def _server_columns(servers: AccountServers, secrets: SecretBox) -> dict[str, Any]:
     return {
         "imap_host": servers.imap.host,
         "imap_port": servers.imap.port,

@@ -23,6 +23,7 @@ from tortoise.transactions import in_transaction
 from ..credentials import Secret, SecretBox
 from ..crm.users import require_admin
 from ..db.models import OAuthClient, User
+from ..db.orm_values import column_values
 from ..errors import ErrorCode, SalesInboxError, invalid_input
 from ..plugin_host.provider_registry import PROVIDER_KEY_PATTERN, ProviderRegistry
 from ..plugin_host.providers import OAuthServer
@@ -146,7 +147,9 @@ def _clean_client_secret(secret: str) -> Secret:
 def _validated(values: OAuthClientInput, server: OAuthServer, settings: Settings) -> dict[str, str | None]:
     """The columns to store for ``values``, or ``INVALID_INPUT`` naming the field at fault."""
     columns: dict[str, str | None] = {"client_id": _clean_client_id(values.client_id)}
-    for name, field in zip(ENDPOINT_FIELDS, ("authorizationUrl", "tokenUrl", "revocationUrl", "userinfoUrl"), strict=True):
+    for name, field in zip(
+        ENDPOINT_FIELDS, ("authorizationUrl", "tokenUrl", "revocationUrl", "userinfoUrl"), strict=True
+    ):
         given = _blank_to_none(getattr(values, name))
         columns[name] = None if given is None else check_admin_url(given, field=field, settings=settings)
     tenant = _blank_to_none(values.tenant)
@@ -266,7 +269,7 @@ async def delete_oauth_client(actor: User, provider: str) -> bool:
 
 async def configured_providers(organisation_id: int) -> set[str]:
     """The provider keys the organisation has an OAuth client for (what users may sign in to)."""
-    rows = await OAuthClient.filter(organisation_id=organisation_id).values_list("provider", flat=True)
+    rows = await column_values(OAuthClient.filter(organisation_id=organisation_id), "provider")
     return set(rows)
 
 

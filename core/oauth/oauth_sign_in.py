@@ -301,7 +301,7 @@ async def _exchange(config: OAuthClientSettings, client_secret: Secret, code: st
     try:
         async with token_client(config.client_id, client_secret, policy,
                                 redirect_uri=config.redirect_url) as client:
-            token = await client.fetch_token(config.token_url, grant_type="authorization_code",
+            token: Mapping[str, Any] = await client.fetch_token(config.token_url, grant_type="authorization_code",
                                              code=code, code_verifier=verifier.reveal())
     except OAuthError as error:
         if error.error in {"invalid_grant", "invalid_request"}:

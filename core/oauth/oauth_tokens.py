@@ -182,7 +182,7 @@ async def store_grant(
 
 
 def _is_postgres() -> bool:
-    return connections.get("default").capabilities.dialect == "postgres"
+    return bool(connections.get("default").capabilities.dialect == "postgres")
 
 
 async def account_logins(
@@ -310,10 +310,14 @@ class OAuthTokens:
             settings=self.settings,
         )
         await self._check_host(config.token_url)
+        assert grant.refresh_token is not None  # the caller returned early without one
         refresh_token = self.secrets.decrypt(grant.refresh_token)
         try:
             async with self._client(config.client_id, client_secret) as client:
-                return await client.refresh_token(config.token_url, refresh_token=refresh_token.reveal())
+                token: Mapping[str, Any] = await client.refresh_token(
+                    config.token_url, refresh_token=refresh_token.reveal()
+                )
+                return token
         except OAuthError:
             raise
         except httpx2.TimeoutException:
@@ -350,7 +354,9 @@ class OAuthTokens:
     def _reconnect(self, grant: OAuthGrant) -> OAuthReconnectNeeded:
         name = self._name(grant.provider)
         return OAuthReconnectNeeded(
-            grant.account_id, grant.provider, reconnect_message(name, reconnect_hint(name, grant.provider, grant.account_id))
+            grant.account_id,
+            grant.provider,
+            reconnect_message(name, reconnect_hint(name, grant.provider, grant.account_id)),
         )
 
     def _name(self, provider: str) -> str:
@@ -394,7 +400,7 @@ class OAuthTokens:
                 response = await client.revoke_token(
                     url, token=refresh_token.reveal(), token_type_hint="refresh_token"
                 )
-            accepted = response.status_code == 200
+            accepted: bool = response.status_code == 200
         except Exception as error:  # noqa: BLE001 - best effort
             log.warning("Could not revoke the OAuth grant of account %s: %s", account_id,
                         type(error).__name__)

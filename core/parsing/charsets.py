@@ -46,7 +46,7 @@ def _codec(label: str) -> str | None:
         b"a".decode(codec)  # LookupError for bytes-to-bytes codecs (base64, zlib, rot13 ...)
     except UnicodeError:  # a text codec that dislikes b"a" (utf-16) is still a text codec
         pass
-    except Exception:  # LookupError; ValueError for a NUL in the name
+    except (LookupError, ValueError):  # ValueError for a NUL in the name
         return None
     return None if codec in _NOT_CHARSETS else _SUPERSETS.get(codec, codec)
 
@@ -73,7 +73,7 @@ def decode_bytes(data: bytes, charset: str | None, where: str, warn: Warnings,
     if codec is not None:
         try:
             return _strict(data, codec, final)
-        except Exception:  # UnicodeDecodeError, or a codec's own error (utf-7, iso-2022)
+        except Exception:  # noqa: BLE001 - a codec's own errors vary (UnicodeDecodeError; utf-7, iso-2022)
             problem = f"invalid {label or 'us-ascii'} bytes in {where}"
     else:
         problem = f"unknown charset {label[:40]!r} in {where}"

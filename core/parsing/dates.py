@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from .headers import decode_raw_header
@@ -18,8 +18,8 @@ def decode_date(value: str, warn: Warnings) -> datetime | None:
     try:
         parsed = parsedate_to_datetime(value)
         if parsed.tzinfo is None:  # "-0000": the time is UTC, its zone unknown (RFC 5322 3.3)
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.astimezone(timezone.utc)
-    except Exception:  # ValueError, TypeError, OverflowError: garbage or out of range
+            parsed = parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except Exception:  # noqa: BLE001 - hostile input; ValueError, TypeError, OverflowError: garbage or out of range
         warn(f"invalid Date {value[:60]!r}: ignored")
         return None

@@ -19,9 +19,10 @@ from email.feedparser import BytesFeedParser
 from email.message import Message
 from email.parser import BytesHeaderParser
 from functools import lru_cache
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from ..address_normalisation import normalise_email
+from ..errors import SalesInboxError
 from .charsets import clean, decode_bytes
 from .dates import decode_date
 from .headers import (
@@ -49,6 +50,7 @@ MAX_NAME_CHARS = 500  # message_address.name, attachment.filename
 MAX_ID_CHARS = 998  # message.message_id
 MAX_REFERENCES = 500
 T = TypeVar("T")
+D = TypeVar("D")
 _ADDRESS_HEADERS = ("from", "to", "cc", "bcc", "reply-to", "sender")
 _WANTED = {*_ADDRESS_HEADERS, "message-id", "in-reply-to", "references", "subject", "date"}
 
@@ -177,11 +179,11 @@ def counterparties(parsed: ParsedMessage, own_addresses: set[str]) -> list[Addre
 
 # --------------------------------------------------------------------------- headers
 
-def _guard(warn: Warnings, what: str, default: T, fn: Callable[..., T], *args: object) -> T:
+def _guard(warn: Warnings, what: str, default: D, fn: Callable[..., T], *args: object) -> T | D:
     """``fn(*args)``, or ``default`` and a warning: an unforeseen input costs one field."""
     try:
         return fn(*args)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - hostile input: an unforeseen failure costs one field
         warn(f"could not read the {what} ({type(exc).__name__}): left empty")
         return default
 
@@ -190,12 +192,12 @@ def _parse_mime(raw: bytes, warn: Warnings) -> Message:
     try:  # message_from_bytes(raw) minus its 8 KB read loop (~5 % faster); compat32 policy
         (parser := BytesFeedParser()).feed(raw)
         return parser.close()
-    except Exception as exc:  # RecursionError: thousands of nested multiparts
+    except Exception as exc:  # noqa: BLE001 - hostile input; RecursionError: thousands of nested multiparts
         problem = "nested too deeply" if isinstance(exc, RecursionError) else "unreadable"
         warn(f"MIME structure {problem}: only the headers are read")
     try:
         return BytesHeaderParser().parsebytes(raw)
-    except Exception:
+    except Exception:  # noqa: BLE001 - hostile input: a message is always returned
         return Message()
 
 
@@ -217,7 +219,7 @@ def _ids(headers: dict[str, list[str]],
     references = list(dict.fromkeys(ids("references")))  # in order, each once
     if len(references) > MAX_REFERENCES:
         warn(f"more than {MAX_REFERENCES} References: the rest ignored")
-    return (own or [None])[0], (reply or [None])[0], tuple(references[:MAX_REFERENCES])
+    return own[0] if own else None, reply[0] if reply else None, tuple(references[:MAX_REFERENCES])
 
 
 def _subject(headers: dict[str, list[str]], warn: Warnings) -> str:
@@ -232,7 +234,7 @@ def _subject(headers: dict[str, list[str]], warn: Warnings) -> str:
 def _normalised(address: str) -> str | None:
     try:
         return normalise_email(address)
-    except Exception:
+    except SalesInboxError:  # INVALID_INPUT: not an address
         return None
 
 
@@ -330,20 +332,20 @@ class _Body:
         if not (part.is_multipart() and ctype.startswith("multipart/")):
             try:
                 self._leaf(part, ctype, sink, alternative)
-            except Exception as exc:  # one unreadable part must not cost the others
+            except Exception as exc:  # noqa: BLE001 - one unreadable part must not cost the others
                 self.warn(f"could not read a {ctype} part ({type(exc).__name__}): skipped")
         elif depth >= MAX_DEPTH:
             self.warn(f"MIME parts nested deeper than {MAX_DEPTH}: the inner ones ignored")
         elif ctype == "multipart/alternative":
             chosen: list[list[str]] = [[], []]
-            for child in part.get_payload():
+            for child in cast(list[Message], part.get_payload()):  # multipart: the parts
                 own: tuple[list[str], list[str]] = ([], [])
                 self._walk(child, depth + 1, own, True)
                 chosen = [chosen[kind] or own[kind] for kind in (0, 1)]
             sink[0].extend(chosen[0])
             sink[1].extend(chosen[1])
         else:
-            for child in part.get_payload():
+            for child in cast(list[Message], part.get_payload()):
                 self._walk(child, depth + 1, sink, False)
         where = "message" if depth == 0 else f"{ctype} part"
         for defect in part.defects:
@@ -352,7 +354,7 @@ class _Body:
 
     def _leaf(self, part: Message, ctype: str, sink: tuple[list[str], list[str]],
               alternative: bool) -> None:
-        warn, raw = self.warn, {}
+        warn, raw = self.warn, dict[str, str]()
         for name, value in part.raw_items():
             if (key := name.strip().lower()) in _PART_HEADERS:
                 raw.setdefault(key, value)
@@ -384,7 +386,7 @@ class _Body:
             is_inline=bool(content_id) and disposition != "attachment"))
 
     def _text(self, part: Message, ctype: str, charset: str | None) -> str:
-        data = part.get_payload(decode=True) or b""  # bytes for every leaf
+        data = cast(bytes | None, part.get_payload(decode=True)) or b""  # bytes for every leaf
         final = len(data) <= MAX_BODY_BYTES
         if not final:  # do not decode megabytes only to throw them away
             self.warn(f"{ctype} part larger than {MAX_BODY_BYTES} bytes: truncated")
@@ -411,7 +413,7 @@ class _Body:
         subject = next((v for k, v in first if k.strip().lower() == "subject"), "")
         try:
             return sum(len(m.as_bytes()) for m in inner), subject
-        except Exception:  # as_bytes re-serialises: it can trip on what parsed
+        except Exception:  # noqa: BLE001 - as_bytes re-serialises: it can trip on what parsed
             self.warn("an attached message could not be measured: size 0")
             return 0, subject
 

@@ -37,7 +37,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 @hookspec
-def salesinbox_providers() -> list[ProviderSpec]:
+def salesinbox_providers() -> list[ProviderSpec]:  # type: ignore[empty-body]  # a contract, no body
     """Declare the mail providers this plugin adds.
 
     Every plugin that adds a provider implements this. All results are collected (this is not

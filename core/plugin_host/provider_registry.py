@@ -244,9 +244,10 @@ class ProviderRegistry:
         :raises SalesInboxError: as :meth:`validate_options`.
         """
         resolved = self.validate_options(provider, options)
-        return self.pm.hook.salesinbox_resolve_endpoints(
+        endpoints: ProviderEndpoints | None = self.pm.hook.salesinbox_resolve_endpoints(
             provider=provider, email=normalise_email_lenient(email), options=resolved
         )
+        return endpoints
 
     def login_plan(
         self, provider: str, email: str, auth_kind: AuthKind | str, protocol: str
@@ -271,12 +272,13 @@ class ProviderRegistry:
                 f"It accepts: {accepted}.",
                 field="auth_kind",
             )
-        return self.pm.hook.salesinbox_login_plan(
+        plan: LoginPlan = self.pm.hook.salesinbox_login_plan(
             provider=provider,
             email=normalise_email_lenient(email),
             auth_kind=kind,
             protocol=protocol,
         )
+        return plan
 
     def folder_names(self, provider: str, role: FolderRole) -> list[str]:
         """Candidate names of the folder holding ``role`` on ``provider``, most likely first.
@@ -301,7 +303,8 @@ class ProviderRegistry:
         Never raises for an unknown provider (an account may outlive its plugin): the core's
         generic hint answers then.
         """
-        return self.pm.hook.salesinbox_auth_failure_hint(context=context)
+        hint: str = self.pm.hook.salesinbox_auth_failure_hint(context=context)
+        return hint
 
 
 def _folder_names_problem(spec: ProviderSpec) -> str | None:

@@ -15,6 +15,7 @@ from email.utils import getaddresses
 from ..address_normalisation import normalise_email
 from ..credentials import SecretBox
 from ..db.models import AddressRole, FromAddress, MailAccount, Message, MessageAddress, MessageBody, User
+from ..db.orm_values import column_values
 from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from ..oauth.oauth_tokens import OAuthTokens
 from ..plugin_host.provider_registry import ProviderRegistry
@@ -157,11 +158,7 @@ async def send_new(actor: User, draft: Draft, services: MailServices) -> SentCop
 
 
 async def _addresses_of(message_id: int, role: AddressRole) -> list[str]:
-    return list(
-        await MessageAddress.filter(message_id=message_id, role=role).order_by("id").values_list(
-            "address", flat=True
-        )
-    )
+    return await column_values(MessageAddress.filter(message_id=message_id, role=role).order_by("id"), "address")
 
 
 def reply_subject(subject: str) -> str:
@@ -191,8 +188,8 @@ async def reply(
         raise not_found("message")
     original = await Message.get(id=message_id)
     account, sender = await _sender(actor, draft)
-    mine = set(await FromAddress.filter(account__user_id=actor.id).values_list("address", flat=True))
-    mine |= set(await MailAccount.filter(user_id=actor.id).values_list("email", flat=True))
+    mine = set(await column_values(FromAddress.filter(account__user_id=actor.id), "address"))
+    mine |= set(await column_values(MailAccount.filter(user_id=actor.id), "email"))
     senders = await _addresses_of(original.id, AddressRole.FROM)
     original_to = await _addresses_of(original.id, AddressRole.TO)
     primary = original_to if set(senders) & mine else senders  # replying to my own sent mail

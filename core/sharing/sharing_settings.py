@@ -20,6 +20,7 @@ from ..db.models import (
     SharingPermission,
     User,
 )
+from ..db.orm_values import column_values
 from ..errors import ErrorCode, SalesInboxError, not_found
 from ..mail_accounts.accounts import get_account
 
@@ -45,7 +46,7 @@ async def set_share_email(actor: User, record_id: int, shared: bool) -> bool:
     if not shared:
         await ShareFlag.filter(user_id=actor.id, record_id=record.id).delete()
         return False
-    permissions = set(await MailAccount.filter(user_id=actor.id).values_list("sharing", flat=True))
+    permissions = set(await column_values(MailAccount.filter(user_id=actor.id), "sharing"))
     if not permissions:
         raise SalesInboxError(ErrorCode.NO_MAIL_ACCOUNT, "You have no mail account: there is no mail to share.")
     if SharingPermission.CUSTOM not in permissions:
@@ -66,14 +67,12 @@ async def set_share_email(actor: User, record_id: int, shared: bool) -> bool:
 
 async def shared_record_ids(actor: User, record_ids: list[int]) -> set[int]:
     """Which of ``record_ids`` the actor has ticked Share Email on."""
-    rows = await ShareFlag.filter(user_id=actor.id, record_id__in=record_ids).values_list("record_id", flat=True)
+    rows = await column_values(ShareFlag.filter(user_id=actor.id, record_id__in=record_ids), "record_id")
     return set(rows)
 
 
 async def account_excluded_domains(account_id: int) -> list[str]:
-    return list(
-        await AccountExcludedDomain.filter(account_id=account_id).order_by("domain").values_list("domain", flat=True)
-    )
+    return await column_values(AccountExcludedDomain.filter(account_id=account_id).order_by("domain"), "domain")
 
 
 async def add_account_excluded_domain(actor: User, account_id: int, domain: str) -> list[str]:
@@ -90,9 +89,8 @@ async def remove_account_excluded_domain(actor: User, account_id: int, domain: s
 
 
 async def organisation_domains(actor: User, kind: DomainKind) -> list[str]:
-    return list(
-        await OrganisationDomain.filter(organisation_id=actor.organisation_id, kind=kind)
-        .order_by("domain").values_list("domain", flat=True)
+    return await column_values(
+        OrganisationDomain.filter(organisation_id=actor.organisation_id, kind=kind).order_by("domain"), "domain"
     )
 
 

@@ -20,6 +20,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from tortoise.expressions import Q
 from tortoise.functions import Count, Min
@@ -27,6 +28,7 @@ from tortoise.queryset import QuerySet
 
 from ..crm.records import get_record
 from ..db.models import Message, User
+from ..db.orm_values import column_values
 from .views import Page, beyond, check_page_size, cursor_at, decode_cursor, encode_cursor, page_of
 from .visibility import visible_messages_for_record
 
@@ -122,8 +124,10 @@ async def thread_page(
 async def _keys_with_mail_from(base: QuerySet[Message], keys: set[str], position: tuple[datetime, int]) -> set[str]:
     """Which of ``keys`` have a message at ``position`` or newer (their page came before)."""
     when, key = position
-    newer = Q(**{f"{_DATE}__gt": when}) | Q(**{_DATE: when, "id__gte": key})
-    return set(await base.filter(newer, thread_key__in=sorted(keys)).distinct().values_list("thread_key", flat=True))
+    later: dict[str, Any] = {f"{_DATE}__gt": when}  # Any: Q's keywords include join_type: str
+    same_date_later_id: dict[str, Any] = {_DATE: when, "id__gte": key}
+    newer = Q(**later) | Q(**same_date_later_id)
+    return set(await column_values(base.filter(newer, thread_key__in=sorted(keys)).distinct(), "thread_key"))
 
 
 async def _describe(base: QuerySet[Message], record_id: int, shared_by: int | None,

@@ -14,6 +14,7 @@ import binascii
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from weakref import WeakKeyDictionary
 
 from tortoise import BaseDBAsyncClient, connections
@@ -22,6 +23,7 @@ from tortoise.queryset import QuerySet
 
 from ..crm.records import get_record
 from ..db.models import BIGINT_KEY_MAX, Direction, Folder, MailAccount, Message, RecordKind, User
+from ..db.orm_values import column_values
 from ..db.sql_fragment import SqlFragment
 from ..errors import invalid_input, not_found
 from .visibility import visible_messages, visible_messages_for_record
@@ -82,7 +84,9 @@ def beyond(position: tuple[datetime, int], date_field: str, *, ascending: bool =
     """Messages after ``position`` in (``date_field``, id) order, descending unless ``ascending``."""
     when, key = position
     op = "gt" if ascending else "lt"
-    return Q(**{f"{date_field}__{op}": when}) | Q(**{date_field: when, f"id__{op}": key})
+    later: dict[str, Any] = {f"{date_field}__{op}": when}  # Any: Q's keywords include join_type: str
+    same_date_later_id: dict[str, Any] = {date_field: when, f"id__{op}": key}
+    return Q(**later) | Q(**same_date_later_id)
 
 
 def check_page_size(first: int) -> None:
@@ -207,13 +211,13 @@ async def _sqlite_search_index_pays(text: str) -> bool:
         "SELECT count(*) FROM (SELECT rowid FROM message_search WHERE message_search MATCH ? LIMIT ?)",
         [_fts_phrase(term), _SELECTIVE_MATCHES],
     )
-    return rows[0][0] < _SELECTIVE_MATCHES
+    return bool(rows[0][0] < _SELECTIVE_MATCHES)
 
 
 async def inbox_page(viewer: User, filters: InboxFilter, *, first: int = 50, after: str | None = None) -> Page:
     """A page of the viewer's SalesInbox, newest first."""
-    account_ids = list(await MailAccount.filter(user_id=viewer.id).values_list("id", flat=True))
-    search_index = bool(filters.search) and await _sqlite_search_index_pays(filters.search)
+    account_ids = await column_values(MailAccount.filter(user_id=viewer.id), "id")
+    search_index = bool(filters.search) and await _sqlite_search_index_pays(filters.search or "")
     return await page_of(inbox_query(viewer, account_ids, filters, search_index=search_index), first, after)
 
 

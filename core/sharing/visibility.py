@@ -38,6 +38,7 @@ list costs in proportion to the record's links (see bench/bench_policy.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
@@ -55,6 +56,7 @@ from ..db.models import (
     SharingPermission,
     User,
 )
+from ..db.orm_values import column_values
 from ..db.sql_fragment import SqlFragment
 
 # "domain d is the listed domain l or a subdomain of it": d = l, or d ends with "." || l.
@@ -247,7 +249,7 @@ async def explain(viewer: User, message: Message | int) -> Explanation:
     )
 
 
-def _record_label(link: dict) -> str:
+def _record_label(link: dict[str, Any]) -> str:
     kind = "lead" if link["record__kind"] == RecordKind.LEAD else "contact"
     name = " ".join(p for p in (link["record__first_name"], link["record__last_name"]) if p)
     return f"{kind} {name}".strip()
@@ -259,18 +261,14 @@ async def _offending_domain(
     """The first listed domain (company, then org-excluded, then account-excluded, each
     alphabetically) that a counterparty of the message is within, as (code, label, domain)."""
     domains = set(
-        await MessageAddress.filter(message_id=message_id, is_counterparty=True).values_list(
-            "domain", flat=True
-        )
+        await column_values(MessageAddress.filter(message_id=message_id, is_counterparty=True), "domain")
     )
     if not domains:
         return None
     org_listed = await OrganisationDomain.filter(organisation_id=organisation_id).values_list(
         "kind", "domain"
     )
-    account_listed = await AccountExcludedDomain.filter(account_id=account_id).values_list(
-        "domain", flat=True
-    )
+    account_listed = await column_values(AccountExcludedDomain.filter(account_id=account_id), "domain")
     candidates = [
         *((CODE_COMPANY_DOMAIN, "company domain", d) for k, d in sorted(org_listed)
           if k == DomainKind.COMPANY),

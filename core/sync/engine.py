@@ -32,6 +32,7 @@ import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -213,7 +214,7 @@ async def _sync_folders(
             folder.last_error, folder.retry_at = None, None
         except CONNECTION_ERRORS:
             raise
-        except Exception as error:  # noqa: BLE001 - one bad folder must not stop the others
+        except Exception as error:  # one bad folder must not stop the others
             log.warning("Sync of folder %r of account %s failed", folder.name, account.id, exc_info=True)
             folder_report.error = folder.last_error = f"{type(error).__name__}: {error}"[:2000]
             folder.retry_at = datetime.now(UTC) + timedelta(minutes=5)
@@ -242,7 +243,7 @@ async def _finish_pass(
     if report.initial_sync_completed and services.on_initial_sync_complete is not None:
         try:
             await services.on_initial_sync_complete(account, report)
-        except Exception:  # noqa: BLE001 - the mail is synced; a failed notice is only logged
+        except Exception:  # the mail is synced; a failed notice is only logged
             log.exception("Could not send the sync confirmation of account %s", account.id)
 
 
@@ -252,7 +253,9 @@ async def _ensure_sent_folder(client: IMAPClient, account: MailAccount, services
     name = await asyncio.to_thread(client.find_special_folder, b"\\Sent")
     if name is None:
         existing = {n for _flags, _d, n in await asyncio.to_thread(client.list_folders)}
-        name = next((c for c in services.registry.folder_names(account.provider, FolderRole.SENT) if c in existing), None)
+        name = next(
+            (c for c in services.registry.folder_names(account.provider, FolderRole.SENT) if c in existing), None
+        )
     if name is not None:
         await Folder.get_or_create(account_id=account.id, name=name, defaults={"role": FolderRole.SENT})
 
@@ -308,7 +311,7 @@ async def _store_uids(
     unfetched: set[int] = set()
     batches = [uids[start : start + BATCH_SIZE] for start in range(0, len(uids), BATCH_SIZE)]
 
-    def fetch_later(batch: list[int]) -> asyncio.Future[list]:
+    def fetch_later(batch: list[int]) -> asyncio.Future[list[Any]]:  # of FetchedMessage
         return asyncio.ensure_future(
             asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
         )
@@ -318,6 +321,7 @@ async def _store_uids(
         for index, batch in enumerate(batches):
             # shield: if the sync is cancelled, the thread still finishes with the connection
             # before anyone closes it (see the finally below).
+            assert pending is not None  # fetch_later(batches[index]), started before this turn
             fetched = await asyncio.shield(pending)
             pending = fetch_later(batches[index + 1]) if index + 1 < len(batches) else None
             unfetched.update(set(batch).difference(item.uid for item in fetched))
@@ -328,7 +332,9 @@ async def _store_uids(
             report.warnings += result.with_warnings
             folder.messages_synced += len(result.inserted_ids)
             lowest = min(batch)
-            folder.lowest_synced_uid = lowest if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, lowest)
+            folder.lowest_synced_uid = (
+                lowest if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, lowest)
+            )
             await folder.save(update_fields=["lowest_synced_uid"])
             if result.inserted_ids:
                 _publish(services, account, "NEW_MESSAGES", result.inserted_ids)

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -88,8 +89,15 @@ def watch_mailbox(
 
 
 class _Watcher:
-    def __init__(self, login: ServerLogin | Callable[[], ServerLogin], policy: ConnectPolicy, on_change: Callable[[], None],
-                 stop: threading.Event, timing: IdleTiming, folder: str) -> None:
+    def __init__(
+        self,
+        login: ServerLogin | Callable[[], ServerLogin],
+        policy: ConnectPolicy,
+        on_change: Callable[[], None],
+        stop: threading.Event,
+        timing: IdleTiming,
+        folder: str,
+    ) -> None:
         self._login = login
         self.endpoint = getattr(login, "endpoint", "the mail server")  # for the logs
         self.policy = policy
@@ -166,7 +174,7 @@ class _Watcher:
                 return
             self._report(responses)
 
-    def _report(self, responses: list) -> None:
+    def _report(self, responses: list[Any]) -> None:
         """``on_change`` for mailbox news (EXISTS, EXPUNGE, FETCH…), not for status lines
         such as Dovecot's "* OK Still here" keepalive; BYE means the connection ends."""
         heads = [r[0] if isinstance(r, tuple) and r else None for r in responses]
@@ -179,5 +187,5 @@ class _Watcher:
 def _drop(client: IMAPClient) -> None:
     try:
         client.shutdown()
-    except Exception:  # noqa: BLE001 - closing a dead socket: nothing left to do
+    except Exception:  # closing a dead socket: nothing left to do
         log.debug("closing a lost IDLE connection failed", exc_info=True)

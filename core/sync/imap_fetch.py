@@ -22,6 +22,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any
 
 from imapclient import IMAPClient
 
@@ -58,10 +59,10 @@ def chunked(uids: Sequence[int], size: int = UID_CHUNK) -> Iterator[list[int]]:
         yield list(uids[start : start + size])
 
 
-def _int(value: object) -> int | None:
+def _int(value: Any) -> int | None:  # a FETCH/SELECT value: imapclient's data is untyped
     if isinstance(value, (list, tuple)):
         value = value[0] if value else None
-    return int(value) if value is not None else None  # type: ignore[arg-type]
+    return int(value) if value is not None else None
 
 
 def select_folder(client: IMAPClient, name: str, *, readonly: bool = True) -> FolderSnapshot:
@@ -89,12 +90,12 @@ def uids_from(client: IMAPClient, first_uid: int) -> list[int]:
     return sorted(int(uid) for uid in found if int(uid) >= first_uid)
 
 
-def _flags(values: object) -> frozenset[str]:
+def _flags(values: Any) -> frozenset[str]:
     if not values:
         return frozenset()
     return frozenset(
         flag.decode("utf-8", "replace") if isinstance(flag, bytes) else str(flag)
-        for flag in values  # type: ignore[union-attr]
+        for flag in values
     )
 
 
@@ -164,7 +165,7 @@ def _discard_pool(pool: ProcessPoolExecutor) -> bool:
     return True
 
 
-def _fetched(uid: int, data: dict, parsed: ParsedMessage) -> FetchedMessage:
+def _fetched(uid: int, data: dict[bytes, Any], parsed: ParsedMessage) -> FetchedMessage:
     return FetchedMessage(
         uid=uid,
         flags=_flags(data.get(b"FLAGS")),
@@ -197,7 +198,7 @@ def fetch_messages(client: IMAPClient, uids: Sequence[int], *, condstore: bool) 
 def _fetch_parse_in_pool(
     client: IMAPClient, uids: Sequence[int], items: list[bytes], pool: ProcessPoolExecutor
 ) -> list[FetchedMessage]:
-    metadata: list[tuple[int, dict]] = []  # (uid, FETCH data without the body)
+    metadata: list[tuple[int, dict[bytes, Any]]] = []  # (uid, FETCH data without the body)
     tasks: list[tuple[list[bytes], Future[list[ParsedMessage]] | None]] = []
     try:
         for chunk in chunked(uids, POOL_FETCH_CHUNK):
@@ -239,7 +240,7 @@ def _task_result(
         except BrokenProcessPool:  # a worker died (OOM kill…): the pool's other tasks failed too
             if _discard_pool(pool):
                 log.warning("A parsing process died: parsing in the sync thread", exc_info=True)
-        except Exception:  # noqa: BLE001 - e.g. MemoryError in the worker: try here
+        except Exception:  # e.g. MemoryError in the worker: try here
             log.warning("Parsing in a worker process failed: parsing in the sync thread", exc_info=True)
     return [parse_message(raw) for raw in raws]
 

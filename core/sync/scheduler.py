@@ -20,6 +20,7 @@ from typing import Protocol
 from tortoise.exceptions import DoesNotExist
 
 from ..db.models import Folder, MailAccount, SyncState
+from ..db.orm_values import column_values
 from ..errors import ErrorCode
 from ..mail_accounts.accounts import stored_logins
 from ..oauth.oauth_tokens import OAuthTokens, TokenEndpointUnavailable
@@ -57,7 +58,7 @@ class InProcessScheduler:
         backoff_base: float = 5.0,
         backoff_cap: float = 900.0,
         use_idle: bool = True,
-        idle_timing: IdleTiming = IdleTiming(),
+        idle_timing: IdleTiming = IdleTiming(),  # noqa: B008 - frozen: one shared default is safe
     ) -> None:
         self.services = services
         self.poll_interval = poll_interval
@@ -72,7 +73,7 @@ class InProcessScheduler:
     async def start(self) -> None:
         # The parsing processes start now, not in the middle of the first sync.
         await asyncio.to_thread(start_parse_pool)
-        for account_id in await MailAccount.all().values_list("id", flat=True):
+        for account_id in await column_values(MailAccount.all(), "id"):
             self.request_sync(account_id)
 
     async def stop(self) -> None:
@@ -135,11 +136,12 @@ class InProcessScheduler:
         account = await MailAccount.get_or_none(id=account_id)
         if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
             return None
-        login: ServerLogin | Callable[[], ServerLogin] = stored_logins(account, self.services.secrets, self.services.registry).imap
+        stored = stored_logins(account, self.services.secrets, self.services.registry).imap
+        login: ServerLogin | Callable[[], ServerLogin] = stored
         loop = asyncio.get_running_loop()
         tokens = self.services.tokens
         if tokens is not None and await tokens.has_grant(account_id):
-            login = _token_login(login, tokens, account_id, loop, self.services.policy.timeout)
+            login = _token_login(stored, tokens, account_id, loop, self.services.policy.timeout)
 
         def on_change() -> None:
             try:

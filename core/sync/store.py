@@ -37,6 +37,7 @@ from ..db.models import (
     MessageBody,
     SyncState,
 )
+from ..db.orm_values import column_values
 from ..db.uninterrupted import uninterrupted
 from ..parsing.message_parser import Address, FetchedMessage, direction_for
 
@@ -80,15 +81,15 @@ async def _account_id(folder_id: int) -> int | None:
     """The folder's account. Message lookups name it: the only index on (folder, UIDVALIDITY,
     UID) is the unique one on (account, folder, UIDVALIDITY, UID); without the account they
     scan the whole table (on PostgreSQL, storing 20,000 messages took 4x as long)."""
-    found = await Folder.filter(id=folder_id).limit(1).values_list("account_id", flat=True)
-    return found[0] if found else None
+    found = await column_values(Folder.filter(id=folder_id).limit(1), "account_id")
+    return int(found[0]) if found else None
 
 
 async def stored_uids(folder_id: int, uidvalidity: int) -> set[int]:
     """The UIDs of ``folder_id`` stored under ``uidvalidity``."""
-    rows = await Message.filter(
-        account_id=await _account_id(folder_id), folder_id=folder_id, uidvalidity=uidvalidity
-    ).values_list("uid", flat=True)
+    rows = await column_values(
+        Message.filter(account_id=await _account_id(folder_id), folder_id=folder_id, uidvalidity=uidvalidity), "uid"
+    )
     return set(rows)
 
 
@@ -316,8 +317,9 @@ async def restart_for_uidvalidity(folder_id: int, uidvalidity: int) -> int:
 
     In one transaction, deletes the messages stored under any other UIDVALIDITY and resets
     the folder's sync state (``initial_sync_done`` false, no UIDNEXT/HIGHESTMODSEQ, count 0)
-    under the new ``uidvalidity``, and a COMPLETE account goes back to SYNCING. A crash before the commit finds the old state and sees the
-    change again; a crash after it resumes the full re-sync: either way nothing is skipped.
+    under the new ``uidvalidity``, and a COMPLETE account goes back to SYNCING. A crash before
+    the commit finds the old state and sees the change again; a crash after it resumes the full
+    re-sync: either way nothing is skipped.
     Placeholders of just-sent mail (see :mod:`salesinbox.core.sending.sent_copy`) are kept: the
     server's copy, when it comes, replaces them by Message-ID. Returns how many messages
     were deleted.

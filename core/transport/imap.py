@@ -122,12 +122,12 @@ class _PinnedIMAP4(imaplib.IMAP4):
             sock.close()
             raise
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: bytes) -> None:  # type: ignore[override]  # imaplib sends bytes only
         sys.audit("imaplib.send", self, data)
         sendall_chunked(self.sock, data)
 
 
-class _PinnedIMAPClient(IMAPClient):
+class _PinnedIMAPClient(IMAPClient):  # type: ignore[misc]  # imapclient ships no types: Any
     """IMAPClient whose imaplib object is a :class:`_PinnedIMAP4`, with debug tracing off."""
 
     def __init__(self, host: str, port: int, *, connect: Callable[[], socket.socket],
@@ -136,7 +136,7 @@ class _PinnedIMAPClient(IMAPClient):
         super().__init__(host, port, ssl=implicit_tls, ssl_context=ssl_context, timeout=timeout)
         self._imap.debug = 0  # IMAPClient sets 5: repr() of every response, 58 % of fetch CPU
 
-    def _create_IMAP4(self) -> imaplib.IMAP4:  # noqa: N802 - imapclient's name
+    def _create_IMAP4(self) -> imaplib.IMAP4:  # imapclient's name
         tls = self.ssl_context if self.ssl else None
         return _PinnedIMAP4(self.host, self.port, self._pinned_connect, tls)
 
@@ -185,9 +185,9 @@ def probe_imap(login: ServerLogin, policy: ConnectPolicy) -> ImapProbe:
         capabilities = tuple(_text(c).upper() for c in client.capabilities())
         special_use = "SPECIAL-USE" in capabilities
         folders = _list_folders(client, special_use)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a typed MailServerError, logged by _map_error
         _quiet_shutdown(client)
-        failure = _map_error(exc, login, policy, stage, client)
+        failure: MailServerError | None = _map_error(exc, login, policy, stage, client)
     else:
         failure = None
     if failure is not None:
@@ -231,10 +231,10 @@ def _connect(login: ServerLogin, policy: ConnectPolicy) -> tuple[IMAPClient, tup
         # imaplib keeps its last commands (a LOGIN line included) for print_log(): drop them.
         if isinstance(getattr(client._imap, "_cmd_log", None), dict):
             client._imap._cmd_log.clear()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a typed MailServerError, logged by _map_error
         if client is not None:
             _quiet_shutdown(client)
-        failure = _map_error(exc, login, policy, stage, client)
+        failure: MailServerError | None = _map_error(exc, login, policy, stage, client)
     else:
         failure = None
     if failure is not None:
@@ -392,9 +392,9 @@ def close_quietly(client: IMAPClient) -> None:
     """Log out, or at least close the socket when the connection is already broken."""
     try:
         client.logout()
-    except Exception:  # noqa: BLE001 - the connection may already be dead: close the socket
+    except Exception:  # the connection may already be dead: close the socket
         log.debug("IMAP logout failed", exc_info=True)
         try:
             client.shutdown()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.debug("IMAP socket close failed", exc_info=True)

@@ -142,7 +142,7 @@ def send_smtp(
     client, probe = _open(login, policy)
     try:
         _transmit(client, login, probe, envelope_from, recipients, bytes(message))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a typed MailServerError, logged by _map_error
         client.close()
         failure: MailServerError | None = _map_error(exc, login, policy, "sending")
     else:
@@ -184,7 +184,7 @@ def _open(login: ServerLogin, policy: ConnectPolicy) -> tuple[smtplib.SMTP, Smtp
         probe = _describe(client)
         stage = "logging in"
         _authenticate(client, login, probe)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any failure becomes a typed MailServerError, logged by _map_error
         if client is not None:
             client.close()
         failure: MailServerError | None = _map_error(exc, login, policy, stage)
@@ -300,7 +300,7 @@ def _transmit(client: smtplib.SMTP, login: ServerLogin, probe: SmtpProbe, sender
                        "attachments, possibly as spam); it was not sent.")
 
 
-def _refusal(login: ServerLogin, code: int, reply: bytes, field: str, size: int,
+def _refusal(login: ServerLogin, code: int, reply: bytes | str, field: str, size: int,
              permanent: str) -> MailServerError:
     text = _reply_text(code, reply, login)
     if code == 552:

@@ -1,5 +1,5 @@
-# Shared by run-server and run-tests: make .venv with Python >= 3.11 and install the project.
-# Usage: setup_venv "<extras>"   (e.g. "" or "test")
+# Shared by run-server, run-tests and lint: make .venv with Python >= 3.11 and install the project.
+# Usage: setup_venv "<extras>"   (e.g. "" or "test,lint")
 
 PYTHON_BIN=${PYTHON:-python3}
 

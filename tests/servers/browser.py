@@ -110,7 +110,7 @@ class ChromiumPage:
         self._proc.wait(timeout=10)
         self._log.close()
 
-    def __enter__(self) -> "ChromiumPage":
+    def __enter__(self) -> ChromiumPage:
         return self
 
     def __exit__(self, *exc: object) -> None:

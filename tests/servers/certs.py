@@ -61,7 +61,7 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _validity(builder: x509.CertificateBuilder) -> x509.CertificateBuilder:
     # Backdate a little so clock skew between processes never matters.
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     return builder.not_valid_before(now - dt.timedelta(days=1)).not_valid_after(
         now + dt.timedelta(days=365)
     )

@@ -237,7 +237,7 @@ service imap-login {{
 }}
 """
 
-    def start(self, timeout: float = 10.0) -> "DovecotServer":
+    def start(self, timeout: float = 10.0) -> DovecotServer:
         """Start Dovecot and wait until both listeners greet; raise DovecotError otherwise."""
         reason = unavailable_reason()
         if reason:
@@ -343,7 +343,7 @@ service imap-login {{
         directory, users, mail and ports: :meth:`start_again` brings it back."""
         self._kill()
 
-    def start_again(self, timeout: float = 10.0) -> "DovecotServer":
+    def start_again(self, timeout: float = 10.0) -> DovecotServer:
         """Start after :meth:`shutdown` on the same ports, so clients find it where it was
         (DovecotError if something else took a port meanwhile)."""
         self._spawn_and_wait(timeout)
@@ -355,7 +355,7 @@ service imap-login {{
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def __enter__(self) -> "DovecotServer":
+    def __enter__(self) -> DovecotServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
@@ -468,4 +468,4 @@ service imap-login {{
         found = [re.search(rb"APPENDUID \d+ (\d+)", reply) for reply in replies]
         if not all(found):
             raise DovecotError(f"no APPENDUID in APPEND replies {replies!r}")
-        return [int(m.group(1)) for m in found]  # type: ignore[union-attr]
+        return [int(m.group(1)) for m in found]

@@ -18,7 +18,7 @@ import random
 import unicodedata
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -93,7 +93,7 @@ def build_message(
     if reply_to is not None:
         msg["Reply-To"] = _address(reply_to)
     msg["Subject"] = subject
-    msg["Date"] = format_datetime(date or datetime.now(timezone.utc))
+    msg["Date"] = format_datetime(date or datetime.now(UTC))
     msg["Message-ID"] = message_id or make_msgid(domain=_domain(from_))
     if in_reply_to:
         msg["In-Reply-To"] = in_reply_to
@@ -202,7 +202,7 @@ def iter_messages(
     attachment_ratio: float = 0.12,
     html_ratio: float = 0.7,
     reply_ratio: float = 0.35,
-    start: datetime = datetime(2026, 1, 5, 8, 30, tzinfo=timezone.utc),
+    start: datetime = datetime(2026, 1, 5, 8, 30, tzinfo=UTC),
     rep: tuple[str, str] = ("Rex Rep", "rex.rep@sales.example.test"),
 ) -> Iterator[bytes]:
     """Yield `count` realistic messages, deterministically from `seed`.

@@ -198,7 +198,7 @@ class OAuthServer:
 
     # ------------------------------------------------------------- storage
 
-    def _revoke(self, which) -> int:  # noqa: ANN001
+    def _revoke(self, which) -> int:
         with self._lock:
             hits = [t for t in self._tokens.values() if which(t) and not t.revoked]
             for token in hits:
@@ -261,7 +261,7 @@ class OAuthServer:
     def _with_id_token(self, response: Response) -> Response:
         """Add an OpenID Connect ID token to a code exchange's answer when ``openid`` was
         granted (signed HS256 with the client secret, as OIDC Core §10.1 allows)."""
-        body = json.loads(response.body)
+        body = json.loads(bytes(response.body))
         issued = self._tokens[body["access_token"]]
         if "openid" not in issued.scope.split() or not self.id_token_claims:
             return response
@@ -322,7 +322,7 @@ class OAuthServer:
 
     # ----------------------------------------------------------- lifecycle
 
-    def start(self, timeout: float = 15.0) -> "OAuthServer":
+    def start(self, timeout: float = 15.0) -> OAuthServer:
         """Listen on a free port of 127.0.0.1 (returns once serving) and register the
         default clients."""
         app = Starlette(routes=[
@@ -366,7 +366,7 @@ class OAuthServer:
             self._sock.close()
         self._uvicorn = self._thread = self._sock = None
 
-    def __enter__(self) -> "OAuthServer":
+    def __enter__(self) -> OAuthServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -183,7 +183,7 @@ class _S256Only(CodeChallenge):
 
     SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
 
-    def validate_code_challenge(self, grant, redirect_uri) -> None:  # noqa: ANN001
+    def validate_code_challenge(self, grant, redirect_uri) -> None:
         data = grant.request.payload.data
         if not data.get("code_challenge"):
             raise InvalidRequestError("PKCE is required: missing 'code_challenge'")
@@ -266,7 +266,7 @@ class _Introspection(IntrospectionEndpoint):
 
 
 class MemoryAuthorizationServer(AuthorizationServer):
-    def __init__(self, owner) -> None:  # noqa: ANN001 (an OAuthServer)
+    def __init__(self, owner) -> None:  # an OAuthServer
         super().__init__()
         self.owner = owner
         self.register_token_generator("default", BearerTokenGenerator(
@@ -286,12 +286,12 @@ class MemoryAuthorizationServer(AuthorizationServer):
     def create_oauth2_request(self, request: StarletteOAuth2Request) -> StarletteOAuth2Request:
         return request
 
-    def handle_response(self, status: int, body: object, headers: list) -> Response:
-        headers = dict(headers)
+    def handle_response(self, status: int, body: object, headers: list[tuple[str, str]]) -> Response:
+        response_headers = dict(headers)
         if isinstance(body, dict):
-            headers.pop("Content-Type", None)
-            return JSONResponse(body, status, headers=headers)
-        return Response(body or b"", status, headers=headers)
+            response_headers.pop("Content-Type", None)
+            return JSONResponse(body, status, headers=response_headers)
+        return Response(body or b"", status, headers=response_headers)
 
     def send_signal(self, name: str, *args: object, **kwargs: object) -> None:
         pass

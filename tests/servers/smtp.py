@@ -6,8 +6,9 @@
 * `ssl_port`   SMTPS: implicit TLS, like port 465
 
 Both use the certificates from certs.py, offer AUTH PLAIN/LOGIN against
-`users` (and XOAUTH2/OAUTHBEARER when given an introspection URL, see smtp_oauth.py), capture every accepted message in `messages`, and can refuse chosen
-recipients with 550 (for RECIPIENT_REFUSED tests).
+`users` (and XOAUTH2/OAUTHBEARER when given an introspection URL, see smtp_oauth.py), capture
+every accepted message in `messages`, and can refuse chosen recipients with 550 (for
+RECIPIENT_REFUSED tests).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class _Controller(Controller):
         self._auth_required = auth_required
         super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1], **kwargs)
 
-    def _create_server(self):  # type: ignore[no-untyped-def]
+    def _create_server(self):
         return self.loop.create_server(self._factory_invoker, sock=self._sock,
                                        ssl=self.ssl_context)
 
@@ -196,7 +197,7 @@ class SmtpServer:
                 return AuthResult(success=True, auth_data=auth_data)
         return AuthResult(success=False, handled=False)  # aiosmtpd replies 535 5.7.8
 
-    def start(self) -> "SmtpServer":
+    def start(self) -> SmtpServer:
         """Start both listeners (returns when they have answered a probe connection)."""
         ctx = server_ssl_context(self.certs, untrusted=self.untrusted_cert)
         common = dict(
@@ -245,7 +246,7 @@ class SmtpServer:
             else:
                 controller._sock.close()
 
-    def __enter__(self) -> "SmtpServer":
+    def __enter__(self) -> SmtpServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

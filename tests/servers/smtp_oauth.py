@@ -90,7 +90,7 @@ class OAuthMechanisms:
         return await self._token_login(server, args, "OAUTHBEARER", parse_oauthbearer)
 
     async def _token_login(self, server: SMTP, args: list[str], mechanism: str,
-                           parse) -> AuthResult:  # noqa: ANN001
+                           parse) -> AuthResult:
         if self.introspector is None:
             return AuthResult(success=False, handled=False,
                               message="504 5.5.4 Unrecognized authentication type")
