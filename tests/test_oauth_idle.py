@@ -52,18 +52,37 @@ class RecordingTokens(OAuthTokens):
         return await super()._request_refresh(grant)
 
 
+@dataclass
+class WatchedAccount:
+    """An account signed in with OAuth whose IMAP goes through a cutting relay, and the
+    sync services recording its token refreshes."""
+
+    account: MailAccount
+    services: SyncServices
+    tokens: RecordingTokens
+    relay: CuttingProxy
+
+
+async def signed_in_behind_relay(admin: User, rep: User, box: TestMailbox, server: OAuthServer,
+                                 services: SyncServices, db: Settings, lifetime: int) -> WatchedAccount:
+    """Access tokens living ``lifetime`` seconds from now on; the account signed in."""
+    server.access_token_lifetime = lifetime
+    recording = RecordingTokens(secrets=services.secrets, registry=services.registry, settings=db,
+                                policy=services.policy)
+    services = replace(services, tokens=recording)
+    account = await signed_in(admin, rep, box, server, services, db)
+    relay = CuttingProxy("127.0.0.1", box.dovecot.port)
+    await MailAccount.filter(id=account.id).update(imap_port=relay.port)
+    return WatchedAccount(account, services, recording, relay)
+
+
 async def test_idle_keeps_working_across_token_expiries(
     admin: User, rep: User, oauth_account: TestMailbox, oauth_server: OAuthServer,
     services: SyncServices, db: Settings,
 ) -> None:
-    oauth_server.access_token_lifetime = LIFETIME
-    recording = RecordingTokens(secrets=services.secrets, registry=services.registry, settings=db,
-                                policy=services.policy)
-    services = replace(services, tokens=recording)
-    account = await signed_in(admin, rep, oauth_account, oauth_server, services, db)
-    relay = CuttingProxy("127.0.0.1", oauth_account.dovecot.port)
-    await MailAccount.filter(id=account.id).update(imap_port=relay.port)
-    scheduler = scheduler_for(services)
+    watched = await signed_in_behind_relay(admin, rep, oauth_account, oauth_server, services, db, LIFETIME)
+    account, recording, relay = watched.account, watched.tokens, watched.relay
+    scheduler = scheduler_for(watched.services)
     await scheduler.start()
     rounds, delays = 4, []
     try:

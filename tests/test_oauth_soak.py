@@ -8,21 +8,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import pytest
 
-from salesinbox.core.db.models import MailAccount, Message, OAuthGrant, User
+from salesinbox.core.db.models import Message, OAuthGrant, User
 from salesinbox.core.sending.mailer import OutgoingEmail, send_email
 from salesinbox.core.settings import Settings
 from salesinbox.core.sync.engine import SyncServices
 
 from .servers.messages import build_message
-from .servers.proxy import CuttingProxy
 from .test_idle import scheduler_for, stored, watching
-from .test_oauth_idle import RecordingTokens
-from .test_oauth_tokens import signed_in
+from .test_oauth_idle import signed_in_behind_relay
 from .test_scheduler import wait_for
 
 if TYPE_CHECKING:
@@ -40,13 +37,8 @@ async def test_minutes_of_push_mail_and_sends_with_five_second_tokens(
     admin: User, rep: User, oauth_account: TestMailbox, oauth_server: OAuthServer,
     services: SyncServices, db: Settings,
 ) -> None:
-    oauth_server.access_token_lifetime = LIFETIME
-    recording = RecordingTokens(secrets=services.secrets, registry=services.registry, settings=db,
-                                policy=services.policy)
-    services = replace(services, tokens=recording)
-    account = await signed_in(admin, rep, oauth_account, oauth_server, services, db)
-    relay = CuttingProxy("127.0.0.1", oauth_account.dovecot.port)
-    await MailAccount.filter(id=account.id).update(imap_port=relay.port)
+    watched = await signed_in_behind_relay(admin, rep, oauth_account, oauth_server, services, db, LIFETIME)
+    account, recording, relay, services = watched.account, watched.tokens, watched.relay, watched.services
     scheduler = scheduler_for(services)  # no polling: only IDLE brings the mail in
     await scheduler.start()
     arrived, sent, cuts, delays = 0, 0, 0, []
