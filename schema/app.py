@@ -24,7 +24,7 @@ from tortoise import connections
 
 from salesinbox.core import tokens
 from salesinbox.core.credentials import SecretBox
-from salesinbox.core.db import open_database
+from salesinbox.core.db import open_database, redacted_url
 from salesinbox.core.idle import IdleTiming
 from salesinbox.core.mailer import send_sync_confirmation
 from salesinbox.core.models import MailAccount
@@ -170,7 +170,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             if open_db:
                 await stack.enter_async_context(open_database(settings))
-                log.info("SalesInbox ready on database %s", _redacted(settings.effective_database_url))
+                log.info("SalesInbox ready on database %s", redacted_url(settings.effective_database_url))
             if services.scheduler is not None:
                 await services.scheduler.start()
                 stack.push_async_callback(services.scheduler.stop)
@@ -197,12 +197,3 @@ def create_app(
     )
     return app
 
-
-def _redacted(url: str) -> str:
-    """The database URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}"

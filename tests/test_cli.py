@@ -14,7 +14,7 @@ from salesinbox.core.models import Profile, User
 from salesinbox.core.settings import Settings
 from salesinbox.core.tokens import authenticate
 from salesinbox.schema.api import export_sdl
-from salesinbox.schema.cli import main
+from salesinbox.cli import main
 
 
 @pytest.fixture
