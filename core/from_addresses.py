@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from tortoise.transactions import in_transaction
 
-from .accounts import get_account
+from .accounts import MAX_FROM_ADDRESSES, get_account
 from .addresses import normalise_email
 from .errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from .linking import refresh_counterparties
 from .models import FromAddress, User
-
-MAX_FROM_ADDRESSES = 50
 
 
 async def list_from_addresses(account_id: int) -> list[FromAddress]:
