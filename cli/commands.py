@@ -247,7 +247,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SalesInboxError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
