@@ -154,6 +154,12 @@ class ServerInput:
         )
 
 
+@strawberry.input(name="FromAddressInput", description="An extra address an account may send as (an alias).")
+class FromAddressInput:
+    address: str
+    name: str = strawberry.field(default="", description="The display name sent with it.")
+
+
 @strawberry.input(description="Connect a mailbox. Both servers are verified before anything is saved.")
 class ConnectMailAccountInput:
     provider: str
@@ -170,6 +176,14 @@ class ConnectMailAccountInput:
     sharing: SharingEnum = SharingPermission.PRIVATE  # type: ignore[valid-type]
     sync_days_limit: int | None = strawberry.field(default=None, description="Only the last N days.")
     owner_id: strawberry.ID | None = strawberry.field(default=None, description="Admins: connect for this user.")
+    excluded_domains: list[str] | None = strawberry.field(
+        default=None, description="Domains whose mail in this account is never shared (like "
+        "addAccountExcludedDomain), saved with the account before its first sync starts.",
+    )
+    from_addresses: list[FromAddressInput] | None = strawberry.field(
+        default=None, description="Other addresses this account may send as, besides its own "
+        "(like addFromAddress), saved with the account before its first sync starts.",
+    )
 
     def to_core(self) -> accounts.ConnectAccountInput:
         return accounts.ConnectAccountInput(
@@ -180,6 +194,9 @@ class ConnectMailAccountInput:
             outgoing=self.outgoing.to_core() if self.outgoing else None,
             sharing=SharingPermission(self.sharing), sync_days_limit=self.sync_days_limit,
             owner_id=parse_id(self.owner_id, field="ownerId") if self.owner_id else None,
+            excluded_domains=tuple(self.excluded_domains or ()),
+            from_addresses=tuple(accounts.FromAddressInput(address=a.address, name=a.name)
+                                 for a in self.from_addresses or ()),
         )
 
 

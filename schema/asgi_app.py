@@ -23,7 +23,7 @@ from tortoise import connections
 
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.crm import api_tokens as tokens
-from salesinbox.core.db.connection import open_database
+from salesinbox.core.db.connection import open_database, redacted_url
 from salesinbox.core.db.models import MailAccount
 from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.oauth.oauth_clients import CALLBACK_PATH
@@ -188,7 +188,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             if open_db:
                 await stack.enter_async_context(open_database(settings))
-                log.info("SalesInbox ready on database %s", _redacted(settings.effective_database_url))
+                log.info("SalesInbox ready on database %s", redacted_url(settings.effective_database_url))
             if services.scheduler is not None:
                 await services.scheduler.start()
                 stack.push_async_callback(services.scheduler.stop)
@@ -216,12 +216,3 @@ def create_app(
     )
     return app
 
-
-def _redacted(url: str) -> str:
-    """The database URL without its password, for logs."""
-    scheme, sep, rest = url.partition("://")
-    credentials, at, host = rest.rpartition("@")
-    if not at:
-        return url
-    user = credentials.partition(":")[0]
-    return f"{scheme}{sep}{user}:***@{host}"

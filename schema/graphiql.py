@@ -7,6 +7,11 @@ files are vendored (byte-identical, see ``scripts/vendor-graphiql``) under
 the page is rewritten by swapping the ``https://unpkg.com/`` prefix for
 :data:`GRAPHIQL_STATIC_PATH`.
 
+The page is titled "SalesInbox GraphiQL", and strawberry's React component is
+replaced by ours (``static/graphiql_app.js``, inlined): it asks for the API token
+before GraphiQL introspects, and introspects again whenever the token changes, so
+the schema loads on the first visit without a reload.
+
 The rewrite is strict: if a strawberry upgrade changes the template so that a
 remote script or stylesheet would remain, or a vendored file is missing, or a
 customisation anchor is gone, :class:`GraphiQLTemplateError` is raised at
@@ -30,9 +35,11 @@ from strawberry.http.ides import get_graphql_ide_html
 __all__ = [
     "DEFAULT_HEADERS",
     "DEFAULT_QUERY",
+    "GRAPHIQL_APP_JS",
     "GRAPHIQL_STATIC_DIR",
     "GRAPHIQL_STATIC_PATH",
     "GraphiQLTemplateError",
+    "PAGE_TITLE",
     "asset_urls",
     "graphiql_static_mount",
     "render_graphiql_page",
@@ -43,6 +50,10 @@ __all__ = [
 GRAPHIQL_STATIC_PATH = "/static/graphiql"
 #: Directory holding the vendored assets (package data, so it works from a wheel).
 GRAPHIQL_STATIC_DIR = Path(__file__).resolve().parent / "static" / "graphiql"
+#: Our GraphiQL component (token bar, re-introspection), inlined into the page.
+GRAPHIQL_APP_JS = Path(__file__).resolve().parent / "static" / "graphiql_app.js"
+#: The page's title.
+PAGE_TITLE = "SalesInbox GraphiQL"
 
 CDN_PREFIX = "https://unpkg.com/"
 
@@ -65,15 +76,18 @@ DEFAULT_QUERY = """\
 #
 #      salesinbox issue-token --email EMAIL
 #
-# 2. Open the "Headers" tab below. It holds
+# 2. Paste it in the "API token" bar at the
+#    top: the schema loads at once (Docs,
+#    Explorer). It goes to the "Headers" tab
+#    below, as
 #
 #      {"Authorization": "Bearer <token>"}
 #
-#    Replace <token> with your token.
-#    GraphiQL keeps the headers in this
-#    browser's local storage and sends them
-#    with queries, mutations and (as
-#    connection parameters) subscriptions.
+#    where you may change it later. GraphiQL
+#    keeps the headers in this browser's
+#    local storage and sends them with
+#    queries, mutations and (as connection
+#    parameters) subscriptions.
 #
 # 3. Type a query here and run it with
 #    Ctrl-Enter or the play button.
@@ -94,8 +108,23 @@ _TAG_RE = re.compile(r"<(?:script|link)\b[^>]*>", re.S)
 _DROP_ATTR_RE = re.compile(r"""\s+(?:integrity="[^"]*"|crossorigin(?:="[^"]*")?)(?=[\s/>])""")
 _EXAMPLE_QUERY_RE = re.compile(r"const EXAMPLE_QUERY = `[^`]*`;")
 _FETCH_URL = 'const fetchURL = window.location.href.split("?")[0];'
-_HEADERS_PROP = "headers: headers,"
-_TOOLS_PROP = "defaultEditorToolsVisibility: true,"
+_TITLE = "<title>Strawberry GraphiQL</title>"
+_STYLE_END = "</style>"
+# Strawberry's component, from its fetcher to the render call, is replaced by ours.
+_COMPONENT_RE = re.compile(
+    r"const fetcher = GraphiQL\.createFetcher\(.*?root\.render\(React\.createElement\(GraphiQLWithExplorer\)\);",
+    re.S,
+)
+_PAGE_CSS = """
+      #salesinbox-graphiql { display: flex; flex-direction: column; width: 100%; height: 100vh; }
+      #salesinbox-graphiql-editor { flex: 1; min-height: 0; display: flex; }
+      #salesinbox-token-bar {
+        display: flex; flex-wrap: wrap; align-items: center; gap: 8px; padding: 8px 12px;
+        font: 14px system-ui, sans-serif; background: #fff3cd; border-bottom: 1px solid #e0c97a;
+      }
+      #salesinbox-token-bar input { flex: 0 1 28em; padding: 4px 6px; font: inherit; }
+      #salesinbox-token-bar span { color: #555; font-size: 13px; }
+    """
 
 
 def _js(value: str) -> str:
@@ -171,11 +200,17 @@ def rewrite_template(
     page = _replace_once(
         page, _FETCH_URL, f"const fetchURL = new URL({_js(graphql_path)}, window.location.href).href;"
     )
-    page = _replace_once(
-        page, _HEADERS_PROP, f"{_HEADERS_PROP}\n          defaultHeaders: {_js(DEFAULT_HEADERS)},"
+    page = _replace_once(page, _TITLE, f"<title>{PAGE_TITLE}</title>")
+    page = _replace_once(page, _STYLE_END, _PAGE_CSS + _STYLE_END)
+    component = (
+        f"const DEFAULT_HEADERS = {_js(DEFAULT_HEADERS)};\n"
+        + GRAPHIQL_APP_JS.read_text(encoding="utf-8")
+        + 'const root = ReactDOM.createRoot(document.getElementById("graphiql"));\n'
+        + "root.render(React.createElement(SalesInboxGraphiQL));"
     )
-    # Open the Headers tab so the token hint is visible.
-    page = _replace_once(page, _TOOLS_PROP, 'defaultEditorToolsVisibility: "headers",')
+    page, found = _COMPONENT_RE.subn(lambda _: component, page)
+    if found != 1:
+        raise GraphiQLTemplateError("expected exactly one GraphiQLWithExplorer component in strawberry's graphiql.html")
     _check_offline(page, static_path)
     return page
 
@@ -189,8 +224,8 @@ def render_graphiql_page(
     Every CDN script/stylesheet points at the vendored copy under
     *static_path* (without ``integrity``/``crossorigin``), the page queries
     *graphql_path* over HTTP and WebSocket (resolved against the page URL),
-    and the editors start with :data:`DEFAULT_QUERY` and
-    :data:`DEFAULT_HEADERS`. Raises :class:`GraphiQLTemplateError` if the
+    the editors start with :data:`DEFAULT_QUERY` and :data:`DEFAULT_HEADERS`,
+    and a token bar asks for the API token before the schema is fetched. Raises :class:`GraphiQLTemplateError` if the
     template cannot be made fully local.
     """
     return rewrite_template(get_graphql_ide_html("graphiql"), graphql_path, static_path)

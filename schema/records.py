@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import strawberry
 
@@ -22,6 +22,12 @@ from .threads import ThreadPage, ThreadType, record_thread_page
 
 RecordKindEnum = strawberry.enum(RecordKind, name="RecordKind", description="Lead or contact.")
 
+#: the ``sharedBy`` argument of a record's mail lists
+SharedBy = Annotated[strawberry.ID | None, strawberry.argument(
+    description="Only the mail of this user (a user id; yours: only your own mail). For ALL the "
+    "mail you may see, every user's, leave sharedBy out or pass null."
+)]
+
 
 @strawberry.interface(name="CrmRecord", description="A lead or a contact.")
 class CrmRecordType:
@@ -38,10 +44,10 @@ class CrmRecordType:
     updated_at: datetime
 
     @strawberry.field(description="Emails related list: linked mail you may see, newest first; "
-                      "sharedBy limits it to one user's mail (default: all users).",
+                      "sharedBy limits it to one user's mail (left out: all users' mail).",
                       metadata=cost.paged(views.MAX_PAGE))
     async def emails(self, info: Info, first: int = 50, after: str | None = None,
-                     shared_by: strawberry.ID | None = None) -> MessagePage:
+                     shared_by: SharedBy = None) -> MessagePage:
         # This record came from a query scoped to the viewer's organisation: no second check.
         page = await views.related_page(
             info.context.user, int(self.id), shared_by=_optional_id(shared_by, "sharedBy"), first=first,
@@ -52,14 +58,14 @@ class CrmRecordType:
     @strawberry.field(description="The same mail grouped by conversation, most recently active first: the first "
                       f"`first` threads (1 to {views.MAX_PAGE}); all of them, page by page, with threadPage.",
                       metadata=cost.paged(views.MAX_PAGE))
-    async def threads(self, info: Info, first: int = 20, shared_by: strawberry.ID | None = None) -> list[ThreadType]:
+    async def threads(self, info: Info, first: int = 20, shared_by: SharedBy = None) -> list[ThreadType]:
         return (await record_thread_page(info, int(self.id), _optional_id(shared_by, "sharedBy"), first, None)).items
 
     @strawberry.field(description="The same mail grouped by conversation, most recently active first, in pages of "
                       f"`first` threads (1 to {views.MAX_PAGE}) after the cursor `after`.",
                       metadata=cost.paged(views.MAX_PAGE))
     async def thread_page(self, info: Info, first: int = 20, after: str | None = None,
-                          shared_by: strawberry.ID | None = None) -> ThreadPage:
+                          shared_by: SharedBy = None) -> ThreadPage:
         return await record_thread_page(info, int(self.id), _optional_id(shared_by, "sharedBy"), first, after)
 
     @strawberry.field(description="Whether you ticked Share Email on it (meaningful when your account is CUSTOM).")

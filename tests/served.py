@@ -67,7 +67,7 @@ async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
     }
     with log_file.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "salesinbox.schema.cli", "serve", "--port", str(port),
+            sys.executable, "-m", "salesinbox.schema.command_line", "serve", "--port", str(port),
             env=env, stdout=log, stderr=log,
         )
     served = Served(process.pid, port)

@@ -13,10 +13,19 @@ import pytest
 
 from salesinbox.core import hookimpl
 from salesinbox.core.credentials import Secret, SecretBox
-from salesinbox.core.db.models import Folder, FromAddress, MailAccount, Organisation, SyncState, User
+from salesinbox.core.db.models import (
+    AccountExcludedDomain,
+    Folder,
+    FromAddress,
+    MailAccount,
+    Organisation,
+    SyncState,
+    User,
+)
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.mail_accounts.accounts import (
     ConnectAccountInput,
+    FromAddressInput,
     ServerInput,
     connect_account,
     disconnect_account,
@@ -187,6 +196,89 @@ async def test_preset_account_connects_and_gets_the_provider_hint(rep: User, mai
                                 secret=Secret(mail_account.password), auth_kind=AuthKind.APP_PASSWORD)
     account = await connect_account(rep, right, registry=preset_registry, secrets=secrets, policy=policy)
     assert account.provider == "gmail" and account.imap_port == mail_account.dovecot.ssl_port
+
+
+class PointGmailAt:
+    """Test-only plugin: Gmail's preset IMAP server becomes ``imap`` (SMTP: the fixture's)."""
+
+    def __init__(self, box: TestMailbox, imap: ServerEndpoint) -> None:
+        self.box, self.imap = box, imap
+
+    @hookimpl(tryfirst=True)
+    def salesinbox_resolve_endpoints(self, provider: str, email: str, options: object) -> ProviderEndpoints | None:
+        if provider != "gmail":
+            return None
+        return ProviderEndpoints(imap=self.imap,
+                                 smtp=ServerEndpoint("localhost", self.box.smtp.ssl_port, Security.SSL))
+
+
+def gmail_at(box: TestMailbox, imap: ServerEndpoint) -> ProviderRegistry:
+    pm = get_plugin_manager(load_entrypoints=False)
+    pm.register(PointGmailAt(box, imap))
+    return ProviderRegistry(pm)
+
+
+def gmail(box: TestMailbox) -> ConnectAccountInput:
+    return ConnectAccountInput(provider="gmail", email=box.address, secret=Secret(box.password),
+                               auth_kind=AuthKind.APP_PASSWORD)
+
+
+async def test_an_unreachable_preset_server_names_the_provider_not_a_field(
+    rep: User, mail_account: TestMailbox, registry, secrets, policy,
+) -> None:
+    # .invalid never resolves (RFC 6761): as a preset server does on a machine without DNS.
+    unresolvable = gmail_at(mail_account, ServerEndpoint("imap.gmail.invalid", 993, Security.SSL))
+    error = await _refused(rep, gmail(mail_account), unresolvable, secrets, policy)
+    assert error.code == ErrorCode.CONNECTION_FAILED and error.field is None
+    assert error.message == ("Cannot reach Gmail's IMAP server imap.gmail.invalid: check this machine's "
+                             "network connection and DNS, then try again.")
+    # The same server typed by the user is the user's to fix: the field and "the server name".
+    typed = replace(gmail(mail_account), incoming=ServerInput("imap.gmail.invalid", 993, Security.SSL))
+    error = await _refused(rep, typed, unresolvable, secrets, policy)
+    assert error.code == ErrorCode.CONNECTION_FAILED and error.field == "host"
+    assert error.message == "Cannot find the server imap.gmail.invalid: check the server name."
+
+
+async def test_a_silent_preset_server_names_the_provider_and_the_port(
+    rep: User, mail_account: TestMailbox, black_hole: int, secrets,
+) -> None:
+    policy = ConnectPolicy(timeout=1.0, allow_private_hosts=True)
+    silent = gmail_at(mail_account, ServerEndpoint("localhost", black_hole, Security.SSL))
+    error = await _refused(rep, gmail(mail_account), silent, secrets, policy)
+    assert error.code == ErrorCode.TIMEOUT and error.field is None
+    assert error.message.startswith(f"No answer from Gmail's IMAP server localhost (port {black_hole}) within 1 s")
+
+
+async def test_excluded_domains_and_from_aliases_are_saved_with_the_account(
+    rep: User, mail_account: TestMailbox, registry, secrets, policy,
+) -> None:
+    data = custom(mail_account, excluded_domains=("@Customer.COM", "customer.com", "partner.example"),
+                  from_addresses=(FromAddressInput("Sales@Acme.test", "  Acme   Sales "),
+                                  FromAddressInput("rex.alias@acme.test")))
+    account = await connect_account(rep, data, registry=registry, secrets=secrets, policy=policy)
+    domains = await AccountExcludedDomain.filter(account=account).order_by("domain").values_list("domain", flat=True)
+    assert domains == ["customer.com", "partner.example"]
+    rows = {(r.address, r.name, r.is_default) for r in await FromAddress.filter(account=account)}
+    assert rows == {(mail_account.address, "Rex at work", True), ("sales@acme.test", "Acme Sales", False),
+                    ("rex.alias@acme.test", "", False)}
+
+
+@pytest.mark.parametrize(("extra", "field", "words"), [
+    ({"excluded_domains": ("not a domain",)}, "excludedDomains", "not a valid domain"),
+    ({"from_addresses": (FromAddressInput("nope"),)}, "fromAddresses", "not a valid email"),
+    ({"from_addresses": (FromAddressInput("a@acme.test"), FromAddressInput("A@acme.test"))},
+     "fromAddresses", "listed twice"),
+    ({"excluded_domains": tuple(f"d{i}.example" for i in range(101))}, "excludedDomains", "At most 100"),
+])
+async def test_bad_extras_are_refused_before_any_server_is_asked(
+    rep: User, mail_account: TestMailbox, registry, secrets, policy, extra, field, words,
+) -> None:
+    # A wrong password too: the input error comes first, no server is contacted.
+    error = await _refused(rep, custom(mail_account, password="wrong-Pa55word", **extra), registry, secrets, policy)
+    assert error.code == ErrorCode.INVALID_INPUT and error.field == field and words in error.message
+    own = custom(mail_account, from_addresses=(FromAddressInput(mail_account.address.upper()),))
+    error = await _refused(rep, own, registry, secrets, policy)
+    assert error.field == "fromAddresses" and "own address" in error.message
 
 
 async def test_microsoft_refuses_passwords_before_connecting(rep: User, registry, secrets, policy) -> None:

@@ -1,5 +1,6 @@
 """Offline GraphiQL: the page references only vendored assets, which are served
-locally, and headless Chromium renders the editor with the network blocked."""
+locally, and headless Chromium renders the editor with the network blocked; on a first
+visit it asks for the API token and then loads the schema, without a reload."""
 
 from __future__ import annotations
 
@@ -37,12 +38,16 @@ from salesinbox.schema.graphiql import (
     DEFAULT_HEADERS,
     GRAPHIQL_STATIC_DIR,
     GRAPHIQL_STATIC_PATH,
+    PAGE_TITLE,
     GraphiQLTemplateError,
     asset_urls,
     graphiql_static_mount,
     render_graphiql_page,
     rewrite_template,
 )
+
+from .served import serve as serve_salesinbox
+from .servers.browser import ChromiumPage
 
 HTML = {"Accept": "text/html"}
 CONTENT_TYPES = {".js": ("text/javascript", "application/javascript"), ".css": ("text/css",)}
@@ -159,14 +164,20 @@ def test_graphql_get_serves_offline_page(client: TestClient) -> None:
     assert client.get(f"{GRAPHIQL_STATIC_PATH}/nope.js").status_code == 404
 
 
-def test_page_sets_token_hints_and_endpoint() -> None:
+def test_page_sets_title_token_hints_and_endpoint() -> None:
     page = render_graphiql_page()
+    assert f"<title>{PAGE_TITLE}</title>" in page and "Strawberry GraphiQL" not in page
+    assert PAGE_TITLE == "SalesInbox GraphiQL"
     assert "salesinbox create-admin --email" in page
-    assert '\\"Headers\\" tab' in page
+    assert '\\"API token\\" bar' in page and '\\"Headers\\" tab' in page
     assert json.loads(DEFAULT_HEADERS) == {"Authorization": "Bearer <token>"}
     js_headers = json.dumps(DEFAULT_HEADERS).replace("<", "\\u003c").replace(">", "\\u003e")
-    assert f"defaultHeaders: {js_headers}," in page
+    assert f"const DEFAULT_HEADERS = {js_headers};" in page
     assert 'defaultEditorToolsVisibility: "headers"' in page
+    # Our component replaced strawberry's: the token bar, no introspection without a token.
+    assert "GraphiQLWithExplorer" not in page
+    assert "root.render(React.createElement(SalesInboxGraphiQL));" in page
+    assert "schema: tokenGiven ? undefined : null" in page
     # HTTP and ws:// both derive from fetchURL, i.e. from graphql_path.
     assert 'new URL("/graphql", window.location.href)' in page
     assert "subscriptionUrl = httpUrlToWebSockeUrl(fetchURL)" in page
@@ -182,6 +193,8 @@ def test_page_sets_token_hints_and_endpoint() -> None:
         pytest.param("</head>", '<link rel="stylesheet" href="//cdn.example/x.css"></head>', id="cdn-css"),
         pytest.param("graphiql@3.8.3", "graphiql@9.9.9", id="unvendored-version"),
         pytest.param("const EXAMPLE_QUERY", "const WELCOME", id="anchor-gone"),
+        pytest.param("GraphiQLWithExplorer))", "App))", id="component-renamed"),
+        pytest.param("<title>Strawberry GraphiQL</title>", "<title>GraphiQL</title>", id="title-changed"),
     ],
 )
 def test_rewrite_fails_loudly_on_template_changes(old: str, new: str) -> None:
@@ -293,12 +306,50 @@ def test_graphiql_renders_offline_in_chromium(app: RequestLog, tmp_path: Path) -
     assert "graphiql-container" in dom
     assert "Loading..." not in dom, dom[:2000]
     for marker in ("graphiql-editors", "CodeMirror", "graphiql-editor-tool", "create-admin",
-                   "Authorization"):
+                   "Authorization", "salesinbox-token-bar", f"<title>{PAGE_TITLE}</title>"):
         assert marker in dom, marker
     served = {(m, p): s for m, p, s in app.entries}
     for url in local_assets(render_graphiql_page()):
         assert served.get(("GET", url)) == 200, (url, app.entries)
-    # GraphiQL asked for the schema through the same-origin fetcher (refused politely:
-    # the default headers hold a placeholder token, which the page tells the user to set).
-    assert served.get(("POST", "/graphql")) == 200, app.entries
+    # Without a token the page asks for one instead of introspecting (which could only fail).
+    assert ("POST", "/graphql") not in served, app.entries
     assert (tmp_path / "graphiql.png").stat().st_size > 0
+
+
+GRAPHQL_FETCHES = ("performance.getEntriesByType('resource')"
+                   ".filter(e => e.initiatorType === 'fetch' && new URL(e.name).pathname === '/graphql').length")
+DOCS = "document.querySelector('.graphiql-doc-explorer')"
+
+
+@pytest.mark.browser
+async def test_first_visit_asks_for_the_token_then_loads_the_schema_without_reload(
+    db: Settings, admin_token: str, tmp_path: Path,
+) -> None:
+    """A new browser (no stored headers) on the real server: the token bar, no request
+    without a token, then the token typed in the bar and the schema in Docs, same page."""
+    chromium = find_chromium()
+    async with serve_salesinbox(db, tmp_path / "served.log") as served:
+        with ChromiumPage(chromium, tmp_path / "profile") as page:
+            page.open(f"{served.http_url}/graphql")
+            page.wait_for("!!document.getElementById('salesinbox-token')")
+            assert page.evaluate("document.title") == "SalesInbox GraphiQL"
+            page.evaluate("window.sameDocument = true")
+            page.evaluate("document.querySelector('[aria-label=\"Show Documentation Explorer\"]').click()")
+            page.wait_for(f"!!{DOCS}")
+            assert "No GraphQL schema available" in page.evaluate(f"{DOCS}.innerText")
+            assert page.evaluate(GRAPHQL_FETCHES) == 0, "no introspection with the placeholder token"
+
+            page.evaluate("document.getElementById('salesinbox-token').focus()")
+            page.send("Input.insertText", text=admin_token)  # typed, as a user pastes it
+            page.evaluate("document.querySelector('#salesinbox-token-bar button').click()")
+
+            page.wait_for(f"!!{DOCS} && {DOCS}.innerText.includes('Root Types')")
+            docs = page.evaluate(f"{DOCS}.innerText")
+            assert "query" in docs and "Query" in docs and "Error fetching schema" not in docs
+            assert page.evaluate("window.sameDocument") is True, "the page was reloaded"
+            assert page.evaluate("document.getElementById('salesinbox-token-bar') === null")
+            assert page.evaluate(GRAPHQL_FETCHES) >= 1
+            stored = json.loads(page.evaluate("localStorage.getItem('graphiql:headers')"))
+            assert stored == {"Authorization": f"Bearer {admin_token}"}
+            assert f"Bearer {admin_token}" in page.evaluate(
+                "document.querySelector('.graphiql-editor-tool').innerText")

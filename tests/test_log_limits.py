@@ -16,7 +16,7 @@ import httpx2 as httpx
 import pytest
 
 from salesinbox.core.log_limits import RECORD_LINES, BoundedFormatter, short_repr, truncate
-from salesinbox.schema.cli import main
+from salesinbox.schema.command_line import main
 
 LIMIT = 8192
 SERVED_LIMIT = 4000
@@ -112,7 +112,7 @@ def test_served_log_lines_are_bounded(tmp_path: Path, monkeypatch: pytest.Monkey
 
     log_path = tmp_path / "server.log"
     with log_path.open("wb") as log_file:  # a file, not a pipe: megabyte lines must not block the server
-        server = subprocess.Popen([sys.executable, "-m", "salesinbox.schema.cli", "serve"], env=env,
+        server = subprocess.Popen([sys.executable, "-m", "salesinbox.schema.command_line", "serve"], env=env,
                                   stdout=log_file, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"

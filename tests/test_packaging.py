@@ -1,4 +1,4 @@
-"""The package installs as salesinbox.core / .schema / .plugins.<name>, with its data files."""
+"""The package installs as salesinbox.schema.command_line / .core / .schema / .plugins.<name>, with its data files."""
 
 from __future__ import annotations
 
@@ -27,10 +27,11 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 
 def test_wheel_maps_top_level_folders_under_salesinbox(wheel_names: set[str]) -> None:
     for expected in ("salesinbox/core/db/models.py", "salesinbox/core/db/migrations/0001_initial.py",
-                     "salesinbox/schema/asgi_app.py", "salesinbox/plugins/gmail/__init__.py",
+                     "salesinbox/schema/asgi_app.py", "salesinbox/schema/command_line/commands.py",
+                     "salesinbox/core/plugin_host/provider_contract.py", "salesinbox/plugins/gmail/__init__.py",
                      "salesinbox/plugins/custom_imap/__init__.py"):
         assert expected in wheel_names
-    assert not any(name.startswith(("core/", "schema/", "plugins/", "tests/")) for name in wheel_names)
+    assert not any(name.startswith(("cli/", "core/", "schema/", "plugins/", "tests/")) for name in wheel_names)
 
 
 def test_wheel_carries_every_package(wheel_names: set[str]) -> None:
@@ -50,6 +51,7 @@ def test_wheel_carries_every_builtin_plugin(wheel_names: set[str]) -> None:
 
 def test_wheel_carries_data_files(wheel_names: set[str]) -> None:
     assert "salesinbox/schema/schema.graphql" in wheel_names
+    assert "salesinbox/schema/static/graphiql_app.js" in wheel_names
     assert "salesinbox/schema/static/graphiql/graphiql@3.8.3/graphiql.min.js" in wheel_names
     assert "salesinbox/schema/static/graphiql/@graphiql/plugin-explorer@1.0.2/dist/index.umd.js" in wheel_names
 
@@ -59,3 +61,5 @@ def test_console_script_is_declared(wheel_names: set[str]) -> None:
     completed = subprocess.run([Path(sys.executable).with_name("salesinbox"), "--help"],
                                capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0 and "create-admin" in completed.stdout
+    assert "check-plugins" in completed.stdout
+    assert "``" not in completed.stdout, "the help is plain text, not reStructuredText"

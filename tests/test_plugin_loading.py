@@ -192,7 +192,7 @@ def test_a_broken_plugin_stops_the_server_naming_the_way_out(site: Path, tmp_pat
     env = {**os.environ, "SALESINBOX_DATA_DIR": str(tmp_path / "data"), "SALESINBOX_SYNC_ENABLED": "false"}
     env.pop("SALESINBOX_DATABASE_URL", None)
     completed = subprocess.run(
-        [sys.executable, "-m", "salesinbox.schema.cli", "serve", "--port", str(free_port())],
+        [sys.executable, "-m", "salesinbox.schema.command_line", "serve", "--port", str(free_port())],
         env=env, capture_output=True, text=True, timeout=120,
     )
     assert completed.returncode != 0

@@ -152,3 +152,20 @@ async def test_a_huge_server_name_is_a_typed_error_and_logs_short_lines(
     failures = [record.getMessage() for record in caplog.records if "failed while" in record.getMessage()]
     assert failures and max(len(message) for message in failures) < 1000, failures[0][:300]
     assert max(len(record.getMessage()) for record in caplog.records) < 8192
+
+
+async def test_connect_with_excluded_domains_and_from_aliases(api: GraphQLClient, rep_token: str,
+                                                              mail_account: TestMailbox) -> None:
+    given = {**connect_input(mail_account), "excludedDomains": ["@Customer.COM", "partner.example"],
+             "fromAddresses": [{"address": "Sales@Acme.test", "name": "Sales"}, {"address": "alias@acme.test"}]}
+    query = CONNECT.replace("fromAddresses {", "excludedDomains fromAddresses {")
+    account = (await api.ok(query, {"input": given}, token=rep_token))["connectMailAccount"]
+    assert account["excludedDomains"] == ["customer.com", "partner.example"]
+    assert account["fromAddresses"] == [
+        {"address": mail_account.address, "name": "Rex", "isDefault": True},
+        {"address": "alias@acme.test", "name": "", "isDefault": False},
+        {"address": "sales@acme.test", "name": "Sales", "isDefault": False},
+    ]
+    refused = {**connect_input(mail_account), "excludedDomains": ["nope"]}
+    error = await api.error(CONNECT, {"input": refused}, token=rep_token)
+    assert error["extensions"] == {"code": "INVALID_INPUT", "field": "excludedDomains"}

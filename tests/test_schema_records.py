@@ -117,3 +117,13 @@ async def test_import_with_bad_row_saves_nothing(api: GraphQLClient, rep_token: 
     )
     assert error["extensions"]["code"] == "INVALID_INPUT" and "row 2" in error["message"]
     assert await CrmRecord.all().count() == 0
+
+
+async def test_shared_by_says_how_to_ask_for_all_users_mail(api: GraphQLClient, rep_token: str) -> None:
+    data = await api.ok('{ __type(name: "CrmRecord") { fields { name args { name description } } } }',
+                        token=rep_token)
+    described = {(field["name"], arg["name"]): arg["description"]
+                 for field in data["__type"]["fields"] for arg in field["args"]}
+    for field in ("emails", "threads", "threadPage"):
+        description = described[(field, "sharedBy")]
+        assert "ALL" in description and "leave sharedBy out or pass null" in description, field

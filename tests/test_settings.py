@@ -87,7 +87,7 @@ def test_an_unknown_variable_is_reported_with_the_closest_setting(caplog: pytest
 
 def test_the_cli_reports_an_unknown_variable_at_start(monkeypatch: pytest.MonkeyPatch,
                                                       caplog: pytest.LogCaptureFixture) -> None:
-    from salesinbox.schema.cli import main
+    from salesinbox.schema.command_line import main
 
     monkeypatch.setenv("SALESINBOX_SECRETKEY", "oops")
     with caplog.at_level(logging.WARNING, logger="salesinbox.settings"):

@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from tortoise import Tortoise
+from tortoise import Tortoise, get_connections
 from tortoise.migrations.api.migrate import migrate
 
 from ..private_files import create_private_file, ensure_private_directory, tighten_file
@@ -77,11 +77,22 @@ def prepare_sqlite_files(database_url: str) -> None:
         tighten_file(path.with_name(path.name + suffix))
 
 
+def redacted_url(database_url: str) -> str:
+    """``database_url`` without its password, for messages and logs."""
+    scheme, sep, rest = database_url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at:
+        return database_url
+    return f"{scheme}{sep}{credentials.partition(':')[0]}:***@{host}"
+
+
 async def _apply_migrations(database_url: str) -> None:
     try:
         await migrate(config=tortoise_config(database_url))
     finally:
-        await Tortoise.close_connections()
+        # Closed quietly: Tortoise.close_connections() logs "Tortoise-ORM shutdown", which
+        # would appear at every start, before the server says it is ready.
+        await get_connections().close_all(discard=True)
 
 
 async def migrate_database(database_url: str) -> None:

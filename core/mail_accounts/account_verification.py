@@ -2,7 +2,9 @@
 
 Both logins are tried at once (IMAP: connect, TLS, login, CAPABILITY, LIST; SMTP: connect,
 EHLO, TLS, AUTH). A refused login comes back with the provider plugin's hint, which names
-the fix (an app password, enabling IMAP, signing in with Microsoft…).
+the fix (an app password, enabling IMAP, signing in with Microsoft…). A failure to reach a
+provider's preset server names the provider and points at this machine's network, not at a
+form field: the user never typed that server.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from ..plugin_host.provider_registry import ProviderRegistry
 from ..plugin_host.providers import AuthFailureContext, AuthKind, FolderRole
 from ..transport.imap import ImapProbe, probe_imap
 from ..transport.server_errors import MailServerError
-from ..transport.server_login import ConnectPolicy
+from ..transport.server_login import ConnectPolicy, ServerLogin
 from ..transport.smtp import SmtpProbe, probe_smtp
 
 if TYPE_CHECKING:
@@ -70,14 +72,43 @@ async def verify_servers(
         asyncio.to_thread(probe_smtp, servers.smtp, policy),
         return_exceptions=True,
     )
-    for result in results:  # IMAP first: its error is the more useful one
+    for result, login in zip(results, (servers.imap, servers.smtp), strict=True):
+        # IMAP first: its error is the more useful one
         if isinstance(result, MailServerError):
+            if result.protocol in servers.preset:
+                result = _about_preset(result, registry.get(provider).display_name, login, policy)
             raise _with_hint(registry, provider, auth_kind, result)
         if isinstance(result, BaseException):
             raise result
     imap_probe, smtp_probe = results
     assert isinstance(imap_probe, ImapProbe) and isinstance(smtp_probe, SmtpProbe)
     return VerifiedServers(imap_probe, smtp_probe, find_sent_folder(registry, provider, imap_probe))
+
+
+def _about_preset(
+    error: MailServerError, provider_name: str, login: ServerLogin, policy: ConnectPolicy
+) -> MailServerError:
+    """``error`` about a provider's preset server, told as such: naming the provider and this
+    machine's network, without a form field (the user typed neither host nor port)."""
+    server = f"{provider_name}'s {error.protocol.upper()} server {login.host}"
+    messages = {
+        ErrorCode.CONNECTION_FAILED:
+            f"Cannot reach {server}: check this machine's network connection and DNS, then try again.",
+        ErrorCode.TIMEOUT:
+            f"No answer from {server} (port {login.port}) within {policy.timeout:g} s: check this "
+            f"machine's network connection (a firewall may block port {login.port}), then try again.",
+        ErrorCode.HOST_NOT_ALLOWED:
+            f"{server} resolves to a private or local network address on this machine: check this "
+            "machine's DNS, which should give the provider's public address.",
+        ErrorCode.TLS_FAILED:
+            f"Cannot set up a trusted TLS connection with {server}: a proxy or firewall on this "
+            "machine's network may intercept it (an administrator can trust its certificate "
+            "authority with SALESINBOX_EXTRA_CA_FILE), or this machine's clock may be wrong.",
+    }
+    if error.code not in messages:  # the login itself was refused, IMAP is off…: as it is
+        return error
+    return MailServerError(error.code, messages[error.code], protocol=error.protocol,
+                           server_message=error.server_message)
 
 
 def _with_hint(

@@ -2,8 +2,9 @@
 disconnect (docs/accounts.md).
 
 Nothing is saved unless both the IMAP and the SMTP server accepted the credentials; the
-secrets are stored encrypted and never returned. A user manages their own accounts; an admin
-may manage anyone's.
+secrets are stored encrypted and never returned. The excluded domains and extra From
+addresses given when connecting are saved with the account, in one transaction, before its
+first sync can start. A user manages their own accounts; an admin may manage anyone's.
 """
 
 from __future__ import annotations
@@ -14,10 +15,19 @@ from typing import TYPE_CHECKING, Any
 from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
-from ..address_normalisation import normalise_email
+from ..address_normalisation import normalise_domain, normalise_email
 from ..credentials import Secret, SecretBox
 from ..crm.organisation import get_organisation
-from ..db.models import Folder, FromAddress, MailAccount, Profile, SharingPermission, SyncState, User
+from ..db.models import (
+    AccountExcludedDomain,
+    Folder,
+    FromAddress,
+    MailAccount,
+    Profile,
+    SharingPermission,
+    SyncState,
+    User,
+)
 from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from ..plugin_host.provider_registry import ProviderRegistry
 from ..plugin_host.providers import (
@@ -36,6 +46,11 @@ from .account_verification import VerifiedServers, verify_servers
 if TYPE_CHECKING:  # oauth_tokens imports this module
     from ..oauth.oauth_tokens import OAuthTokens
 
+#: the most From addresses an account may have, its own included
+MAX_FROM_ADDRESSES = 50
+#: the most excluded domains one connection may list (more can be added one by one)
+MAX_EXCLUDED_DOMAINS_AT_CONNECT = 100
+
 
 @dataclass(frozen=True)
 class ServerInput:
@@ -46,6 +61,14 @@ class ServerInput:
     security: Security
     username: str | None = None  # default: the account's email address
     secret: Secret | None = None  # default: the account's password (same credentials)
+
+
+@dataclass(frozen=True)
+class FromAddressInput:
+    """An extra address the account may send as (an alias), given when connecting."""
+
+    address: str
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -63,6 +86,10 @@ class ConnectAccountInput:
     sharing: SharingPermission = SharingPermission.PRIVATE
     sync_days_limit: int | None = None
     owner_id: int | None = None  # admins may connect on behalf of another user
+    #: domains whose mail in this account is never shared (saved with the account)
+    excluded_domains: tuple[str, ...] = ()
+    #: extra From addresses (aliases), besides the account's own address
+    from_addresses: tuple[FromAddressInput, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -73,6 +100,9 @@ class AccountServers:
     smtp: ServerLogin
     auth_kind: AuthKind
     smtp_same_credentials: bool
+    #: the protocols ("imap", "smtp") whose server is the provider's preset, not typed by
+    #: the user: errors about them name the provider, not a form field
+    preset: frozenset[str] = frozenset()
 
 
 async def _owner(actor: User, owner_id: int | None) -> User:
@@ -122,6 +152,7 @@ def plan_servers(registry: ProviderRegistry, data: ConnectAccountInput, email: s
     """
     spec = registry.get(data.provider)
     auth_kind = data.auth_kind or spec.auth_kinds[0]
+    preset: set[str] = set()
     if spec.user_supplies_servers:
         if data.incoming is None or data.outgoing is None:
             raise invalid_input(
@@ -135,6 +166,8 @@ def plan_servers(registry: ProviderRegistry, data: ConnectAccountInput, email: s
             raise invalid_input(f"{spec.display_name} needs the server details.", field="incoming")
         incoming = data.incoming or _from_endpoint(endpoints.imap)
         outgoing = data.outgoing or _from_endpoint(endpoints.smtp)
+        preset = {protocol for protocol, typed in (("imap", data.incoming), ("smtp", data.outgoing))
+                  if typed is None}
 
     logins = []
     for protocol, server in (("imap", incoming), ("smtp", outgoing)):
@@ -152,7 +185,8 @@ def plan_servers(registry: ProviderRegistry, data: ConnectAccountInput, email: s
         )
     imap, smtp = logins
     same = smtp.username == imap.username and smtp.secret == imap.secret
-    return AccountServers(imap=imap, smtp=smtp, auth_kind=auth_kind, smtp_same_credentials=same)
+    return AccountServers(imap=imap, smtp=smtp, auth_kind=auth_kind, smtp_same_credentials=same,
+                          preset=frozenset(preset))
 
 
 def _from_endpoint(endpoint: ServerEndpoint) -> ServerInput:
@@ -176,6 +210,37 @@ def _validate_days(days: int | None) -> None:
         raise invalid_input("syncDaysLimit must be between 1 and 36500 days.", field="syncDaysLimit")
 
 
+def _excluded_domains(data: ConnectAccountInput) -> list[str]:
+    """The excluded domains given when connecting, normalised, each once; ``INVALID_INPUT``
+    (field ``excludedDomains``) for a malformed one or too many."""
+    if len(data.excluded_domains) > MAX_EXCLUDED_DOMAINS_AT_CONNECT:
+        raise invalid_input(
+            f"At most {MAX_EXCLUDED_DOMAINS_AT_CONNECT} excluded domains can be given when connecting; "
+            "add more afterwards with addAccountExcludedDomain.", field="excludedDomains",
+        )
+    domains = [normalise_domain(domain, field="excludedDomains") for domain in data.excluded_domains]
+    return list(dict.fromkeys(domains))
+
+
+def _from_aliases(data: ConnectAccountInput, email: str) -> list[tuple[str, str]]:
+    """The extra From addresses given when connecting, as ``(address, name)``; ``INVALID_INPUT``
+    (field ``fromAddresses``) for a malformed or repeated address, the account's own address
+    (always a From address already) or too many."""
+    if 1 + len(data.from_addresses) > MAX_FROM_ADDRESSES:
+        raise invalid_input(f"An account can have at most {MAX_FROM_ADDRESSES} From addresses.",
+                            field="fromAddresses")
+    aliases: dict[str, str] = {}
+    for alias in data.from_addresses:
+        address = normalise_email(alias.address, field="fromAddresses")
+        if address == email:
+            raise invalid_input(f"{address} is the account's own address, always a From address: "
+                                "list only the other addresses it may send as.", field="fromAddresses")
+        if address in aliases:
+            raise invalid_input(f"{address} is listed twice.", field="fromAddresses")
+        aliases[address] = " ".join(alias.name.split())[:200]
+    return list(aliases.items())
+
+
 async def connect_account(
     actor: User,
     data: ConnectAccountInput,
@@ -184,9 +249,12 @@ async def connect_account(
     secrets: SecretBox,
     policy: ConnectPolicy,
 ) -> MailAccount:
-    """Verify both servers, then save the account with its folders and default From address.
+    """Verify both servers, then save the account with its folders, its default From address
+    and the excluded domains and From aliases given, all in one transaction (so the first
+    sync, requested by the caller afterwards, already shares by them).
 
-    Raises the verification error (``AUTHENTICATION_FAILED`` with the provider's hint,
+    The input is validated before any server is contacted. Raises ``INVALID_INPUT``, then
+    the verification error (``AUTHENTICATION_FAILED`` with the provider's hint,
     ``CONNECTION_FAILED``, ``TLS_FAILED``, ``TIMEOUT``, ``IMAP_DISABLED``,
     ``HOST_NOT_ALLOWED``) or ``ALREADY_EXISTS``; nothing is saved then.
     """
@@ -195,6 +263,8 @@ async def connect_account(
     _validate_days(data.sync_days_limit)
     if not data.secret:
         raise invalid_input("The password (or access token) is required.", field="password")
+    excluded_domains = _excluded_domains(data)
+    aliases = _from_aliases(data, email)
     await _check_provider_allowed(registry, data.provider)
     servers = plan_servers(registry, data, email)
     if await MailAccount.exists(user_id=owner.id, email=email):
@@ -216,6 +286,10 @@ async def connect_account(
                 sync_state=SyncState.NEW,
             )
             await FromAddress.create(account=account, address=email, name=display_name, is_default=True)
+            for address, name in aliases:
+                await FromAddress.create(account=account, address=address, name=name, is_default=False)
+            for domain in excluded_domains:
+                await AccountExcludedDomain.create(account=account, domain=domain)
             await _create_folders(account, verified)
     except IntegrityError:
         raise _duplicate(email) from None
@@ -280,7 +354,24 @@ def stored_logins(
         secret=secrets.decrypt(account.smtp_secret),
         mechanism=_mechanism(account.smtp_auth_kind, declared),
     )
-    return AccountServers(imap, smtp, account.imap_auth_kind, account.smtp_same_credentials)
+    return AccountServers(imap, smtp, account.imap_auth_kind, account.smtp_same_credentials,
+                          preset=_preset_protocols(registry, account))
+
+
+def _preset_protocols(registry: ProviderRegistry | None, account: MailAccount) -> frozenset[str]:
+    """The protocols whose stored server is still the provider's preset for this account."""
+    if registry is None:
+        return frozenset()
+    try:
+        endpoints = registry.resolve_endpoints(account.provider, account.email, account.provider_options)
+    except SalesInboxError:  # the plugin is gone, or its options changed
+        return frozenset()
+    if endpoints is None:
+        return frozenset()
+    stored = {"imap": (account.imap_host, account.imap_port), "smtp": (account.smtp_host, account.smtp_port)}
+    declared = {"imap": endpoints.imap, "smtp": endpoints.smtp}
+    return frozenset(p for p, (host, port) in stored.items()
+                     if (declared[p].host, declared[p].port) == (host, port))
 
 
 def _mechanism(kind: AuthKind, declared: OAuthMechanism | None = None) -> LoginMechanism:

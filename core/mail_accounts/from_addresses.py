@@ -13,9 +13,7 @@ from ..address_normalisation import normalise_email
 from ..crm.linking import refresh_counterparties
 from ..db.models import FromAddress, User
 from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
-from .accounts import get_account
-
-MAX_FROM_ADDRESSES = 50
+from .accounts import MAX_FROM_ADDRESSES, get_account
 
 
 async def list_from_addresses(account_id: int) -> list[FromAddress]:

@@ -34,11 +34,13 @@ setup_venv() {
     [ -n "$extras" ] && target=".[$extras]"
     # Reinstall only when the requirements changed since the last install.
     local stamp=.venv/.salesinbox-installed
-    local want
-    want=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-$extras
-    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    local hash installed=""
+    hash=$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
+    [ -f "$stamp" ] && installed=$(cat "$stamp")
+    # An install with extras also serves a run without them (run-server after run-tests).
+    if [ "$installed" != "$hash-$extras" ] && { [ -n "$extras" ] || [ "${installed%%-*}" != "$hash" ]; }; then
         echo "Installing SalesInbox and its dependencies into .venv ..." >&2
         .venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e "$target"
-        echo "$want" > "$stamp"
+        echo "$hash-$extras" > "$stamp"
     fi
 }

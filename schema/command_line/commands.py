@@ -1,27 +1,42 @@
-"""The ``salesinbox`` command: run the server, migrate, create the first admin, manage keys."""
+"""The commands of ``salesinbox`` and its argument parser (:func:`main` is the console script)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 from collections.abc import Sequence
 
 from salesinbox.core.credentials import generate_key
 from salesinbox.core.crm.api_tokens import issue_token
 from salesinbox.core.crm.users import create_user
-from salesinbox.core.db.connection import migrate_database, open_database
+from salesinbox.core.db.connection import migrate_database, open_database, redacted_url, sqlite_path
 from salesinbox.core.db.models import Profile
 from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.log_limits import configure_logging
 from salesinbox.core.settings import Settings, warn_about_unknown_variables
 from salesinbox.core.sync.imap_fetch import shutdown_parse_pool
 
+from .plugin_check import check_installed_plugins
+
+DESCRIPTION = """\
+The SalesInbox server's command line: run the server, create the first admin,
+issue API tokens, sync or audit a mail account, check installed provider plugins.
+
+Every setting comes from a SALESINBOX_* environment variable (see the README).
+The server and these commands use the same database when they see the same
+settings: by default the SQLite file in ~/.local/share/salesinbox
+(SALESINBOX_DATA_DIR), or SALESINBOX_DATABASE_URL. Commands that use the
+database say on stderr which one they used."""
+
+EPILOG = "Run 'salesinbox COMMAND --help' for a command's options."
+
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .asgi_app import create_app
+    from salesinbox.schema.asgi_app import create_app
 
     host = args.host or settings.host
     port = args.port or settings.port
@@ -33,6 +48,23 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
         ws_max_size=settings.max_request_bytes,  # uvicorn refuses bigger frames before assembling them
     )
     return 0
+
+
+def announce_database(settings: Settings) -> None:
+    """Say on stderr which database a command uses, loudly when it is a new SQLite file: a
+    command run without the server's ``SALESINBOX_DATA_DIR`` would otherwise write to a
+    database the server never reads."""
+    url = settings.effective_database_url
+    path = sqlite_path(url)
+    where = str(path) if path is not None else redacted_url(url)
+    source = ("SALESINBOX_DATABASE_URL" if settings.database_url
+              else f"SALESINBOX_DATA_DIR={settings.data_dir}")
+    if path is not None and not path.exists():
+        print(f"salesinbox: NEW database {where} (from {source}); no server has used it yet. "
+              "If your server runs with another SALESINBOX_DATA_DIR or SALESINBOX_DATABASE_URL, "
+              "set the same here.", file=sys.stderr, flush=True)
+    else:
+        print(f"salesinbox: database {where} (from {source})", file=sys.stderr, flush=True)
 
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
@@ -74,7 +106,7 @@ def _issue_token(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _with_sync_services(settings: Settings, work):
-    from .asgi_app import build_services
+    from salesinbox.schema.asgi_app import build_services
 
     async with open_database(settings):
         services = build_services(settings.with_overrides(sync_enabled=False))
@@ -115,7 +147,7 @@ def _generate_key(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _export_schema(settings: Settings, args: argparse.Namespace) -> int:
-    from .graphql_schema import SDL_PATH, export_sdl
+    from salesinbox.schema.graphql_schema import SDL_PATH, export_sdl
 
     target = args.output or SDL_PATH
     with open(target, "w", encoding="utf-8") as handle:
@@ -124,10 +156,35 @@ def _export_schema(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_plugins(settings: Settings, args: argparse.Namespace) -> int:
+    return check_installed_plugins(sys.stdout)
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The description as written (plain text), command names and their help on one line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32)
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if isinstance(action.choices, dict):  # the commands, listed one indent further in
+            longest = max((len(name) for name in action.choices), default=0)
+            self._action_max_length = max(
+                self._action_max_length, longest + self._current_indent + self._indent_increment)
+
+
+#: the commands that open the database (they say which one, see announce_database)
+DATABASE_COMMANDS = frozenset({"migrate", "create-admin", "issue-token", "sync", "audit"})
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface; every setting also comes from SALESINBOX_* variables."""
-    parser = argparse.ArgumentParser(prog="salesinbox", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="salesinbox", description=DESCRIPTION, epilog=EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    commands = parser.add_subparsers(title="commands", dest="command", required=True, metavar="COMMAND")
 
     serve = commands.add_parser("serve", help="run the server (migrates the database first)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
@@ -164,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     export = commands.add_parser("export-schema", help="write the GraphQL SDL")
     export.add_argument("--output", help="file to write (default: the packaged schema.graphql)")
     export.set_defaults(handler=_export_schema)
+
+    commands.add_parser(
+        "check-plugins",
+        help="check every installed provider plugin against the plugin contract",
+        description="Run the provider plugin contract checks against the installed plugins "
+        "(built-in and third-party); print PASS or FAIL per plugin; exit 1 on any failure.",
+    ).set_defaults(handler=_check_plugins)
     return parser
 
 
@@ -174,11 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env()
         configure_logging(settings.log_line_limit)
         warn_about_unknown_variables()  # a typo in a variable name would go unnoticed
+        if args.command != "serve":
+            # A one-shot command reports on stdout; Tortoise's "Tortoise-ORM shutdown" at
+            # INFO would only be noise after it.
+            logging.getLogger("tortoise").setLevel(logging.WARNING)
+        if args.command in DATABASE_COMMANDS:
+            announce_database(settings)
         return args.handler(settings, args)
     except SalesInboxError as error:
         print(f"error: {error.message}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
