@@ -3,7 +3,10 @@
 Matching is case-insensitive on both the local part and the domain, after trimming
 (docs/records-and-links.md#address-matching);
 internationalised domains are stored in their ASCII (IDNA) form so that ``bücher.example`` and
-``xn--bcher-kva.example`` are the same domain.
+``xn--bcher-kva.example`` are the same domain. A quoted local part is compared by its RFC 5321
+meaning (§4.1.2: the quotes are not part of it), so ``"John.Doe"@x`` and ``john.doe@x`` match
+and ``"sales team"@x`` keeps its quotes; a domain literal (``[192.0.2.10]``,
+``[IPv6:2001:db8::1]``) is kept, its address in canonical form.
 
 The strict functions (:func:`normalise_email`, :func:`normalise_domain`) raise a typed
 ``INVALID_INPUT`` error and are the ones to use before storing or matching. The lenient ones
@@ -13,6 +16,7 @@ must answer on half-typed input (provider detection while the user types).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 from .errors import SalesInboxError, invalid_input
@@ -22,6 +26,40 @@ _MAX_LOCAL = 64
 _MAX_ADDRESS = 254
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 _LOCAL_FORBIDDEN = re.compile(r"[\s<>(),;:\\\"\[\]]")
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+_QUOTED_CONTENT = re.compile(r'(?:[^"\\]|\\.)*', re.DOTALL)
+_QUOTED_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f]")  # RFC 5321 qtextSMTP / quoted-pairSMTP
+
+
+def _canonical_local(local: str) -> str | None:
+    """``local`` lower-cased, in its RFC 5321 canonical form, or None if it is not valid.
+
+    A quoted string (``"Sales Team"``) means its content, quoted-pairs undone: written
+    without quotes when it can be (``"john.doe"`` is ``john.doe``), else in quotes with only
+    ``"`` and ``\\`` escaped. An unquoted local part is taken as before (no white space,
+    no specials)."""
+    if len(local) >= 2 and local[0] == local[-1] == '"':
+        if not _QUOTED_CONTENT.fullmatch(local[1:-1]):  # a bare '"' inside
+            return None
+        content = _QUOTED_PAIR.sub(r"\1", local[1:-1]).lower()
+        if not content or _QUOTED_FORBIDDEN.search(content):
+            return None
+        if not _LOCAL_FORBIDDEN.search(content) and "@" not in content:
+            return content
+        return '"' + content.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    local = local.lower()
+    return None if _LOCAL_FORBIDDEN.search(local) or "@" in local else local
+
+
+def _domain_literal(domain: str) -> str | None:
+    """``[192.0.2.10]`` or ``[IPv6:2001:db8::1]`` (RFC 5321 §4.1.3) in canonical form, or None."""
+    inner = domain[1:-1].strip()
+    try:
+        if inner[:5].lower() == "ipv6:":
+            return f"[IPv6:{ipaddress.IPv6Address(inner[5:]).compressed}]"
+        return f"[{ipaddress.IPv4Address(inner)}]"
+    except ValueError:
+        return None
 
 
 def _fold_domain(raw: str) -> str:
@@ -55,18 +93,26 @@ def normalise_domain(raw: str, *, field: str = "domain") -> str:
 
 
 def normalise_email(raw: str, *, field: str = "email") -> str:
-    """Return ``raw`` trimmed and lower-cased with an ASCII domain, or raise ``INVALID_INPUT``."""
+    """Return ``raw`` trimmed and lower-cased with an ASCII domain, or raise ``INVALID_INPUT``.
+
+    A quoted local part and a domain literal are kept in canonical form (see the module)."""
     address = raw.strip()
     local, at, domain = address.rpartition("@")
     if not at or not local or not domain:
         raise invalid_input(
             f"{address!r} is not a valid email address: expected name@domain.com.", field=field
         )
-    local = local.lower()
-    if len(local) > _MAX_LOCAL or _LOCAL_FORBIDDEN.search(local) or "@" in local:
+    canonical = _canonical_local(local)
+    if canonical is None or len(canonical) > _MAX_LOCAL:
         raise invalid_input(f"{address!r} is not a valid email address.", field=field)
+    local = canonical
     try:
-        ascii_domain = normalise_domain(domain, field=field)
+        if domain.startswith("[") and domain.endswith("]"):
+            if (literal := _domain_literal(domain)) is None:
+                raise invalid_input(f"{domain!r} is not an address literal.", field=field)
+            ascii_domain = literal
+        else:
+            ascii_domain = normalise_domain(domain, field=field)
     except SalesInboxError:
         raise invalid_input(
             f"{address!r} is not a valid email address: its domain {domain!r} is not valid.",
@@ -124,8 +170,9 @@ def email_domain_lenient(raw: str) -> str | None:
 
     The domain is not checked and not IDNA-encoded (``"a@Bücher.example"`` gives
     ``"bücher.example"``, and full-width letters stay as typed). On an address the strict
-    :func:`normalise_email` accepts, ``normalise_domain`` of this result is the strict
-    domain, and for an ASCII domain this result is the strict domain itself.
+    :func:`normalise_email` accepts with a domain name (not a literal like ``[192.0.2.1]``),
+    ``normalise_domain`` of this result is the strict domain, and for an ASCII domain this
+    result is the strict domain itself.
     """
     local, at, domain = raw.strip().rpartition("@")
     domain = _fold_domain(domain)

@@ -47,8 +47,11 @@ def test_fetching_and_parsing_do_not_load_the_orm() -> None:
 
 
 def msg(*headers: str | bytes, body: bytes = b"Hello\r\n") -> bytes:
-    """A message from header lines (str is UTF-8 encoded, bytes kept raw) and a body."""
+    """A message from header lines (str is UTF-8 encoded, bytes kept raw) and a body, with
+    a Date header unless one is given (without one, the parser warns)."""
     lines = [h.encode() if isinstance(h, str) else h for h in headers]
+    if not any(line[:5].lower() == b"date:" for line in lines):
+        lines.append(b"Date: Mon, 2 Jan 2006 15:04:05 +0000")
     return CRLF.join(lines) + CRLF + CRLF + body
 
 
@@ -170,8 +173,10 @@ def test_dates() -> None:
         2026, 1, 5, 8, 30, tzinfo=UTC)
     assert parse_message(msg("Date: 5 Jan 2026 08:30:00 -0000 (UTC)")).date == datetime(
         2026, 1, 5, 8, 30, tzinfo=UTC)
-    missing = parse_message(msg("Subject: x"))
-    assert (missing.date, missing.warnings) == (None, ())
+    missing = parse_message(b"Subject: x\r\n\r\nHello\r\n")
+    assert (missing.date, missing.warnings) == (None, ("no Date header",))
+    empty = parse_message(msg("Date: "))
+    assert (empty.date, empty.warnings) == (None, ("no Date header",))
     garbage = parse_message(msg("Date: next Tuesday-ish"))
     assert (garbage.date, garbage.warnings) == (None, ("invalid Date 'next Tuesday-ish': ignored",))
     out_of_range = parse_message(msg("Date: Mon, 31 Feb 2026 10:00:00 +0000"))
@@ -440,7 +445,7 @@ def test_empty_message() -> None:
     assert parsed == ParsedMessage(
         message_id=None, in_reply_to=None, references=(), thread_key=parsed.thread_key,
         subject="", from_=(), to=(), cc=(), bcc=(), reply_to=(), date=None, text="", html="",
-        snippet="", attachments=(), has_attachments=False, size=0, warnings=("empty message",))
+        snippet="", attachments=(), has_attachments=False, size=0, warnings=("empty message", "no Date header"))
 
 
 # --------------------------------------------------------------------------- limits

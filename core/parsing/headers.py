@@ -18,7 +18,7 @@ from .charsets import clean, decode_bytes
 from .parse_warnings import Warnings
 
 __all__ = ["cut_between", "decode_header_value", "decode_raw_header", "header_params",
-           "normalise_subject", "split_mailboxes"]
+           "normalise_subject", "split_mailboxes", "strip_comments"]
 
 
 def decode_raw_header(value: str, where: str, warn: Warnings) -> str:
@@ -134,6 +134,44 @@ def header_params(value: str | None, where: str, warn: Warnings) -> tuple[str, d
         if "=?" in text:
             params[name] = _decode_words(text, f"{where} parameter", warn)
     return main, params
+
+
+_COMMENT_SYNTAX = re.compile(r'[()"\\\[\]]')
+
+
+def strip_comments(text: str) -> str:
+    """``text`` with each RFC 5322 comment (§3.2.2: parenthesised, nested, with quoted-pairs)
+    replaced by one space. Parentheses inside quoted strings and domain literals are text;
+    an unterminated comment is kept as it is. Linear: only the special characters are looked
+    at one by one."""
+    if "(" not in text:
+        return text
+    out: list[str] = []
+    kept = 0  # text[kept:] is not copied yet
+    depth, comment_start, escaped = 0, 0, -1
+    quoted = literal = False
+    for match in _COMMENT_SYNTAX.finditer(text):
+        i, char = match.start(), match.group()
+        if i == escaped:  # the character after a backslash is never syntax
+            continue
+        if char == "\\":
+            escaped = i + 1
+        elif quoted:
+            quoted = char != '"'
+        elif depth:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if not depth:
+                out.append(" ")
+                kept = i + 1
+        elif literal:
+            literal = char != "]"
+        elif char == "(":
+            out.append(text[kept:i])
+            depth, comment_start = 1, i
+        else:
+            quoted, literal = char == '"', char == "["
+    out.append(text[comment_start if depth else kept:])
+    return "".join(out)
 
 
 _NOT_SIMPLE = re.compile(r'["();:\\\[\]]')  # quotes, comments, groups, escapes, literals
