@@ -1,6 +1,6 @@
 """Address headers (From, To, Cc, Bcc, Reply-To, Sender) read into :class:`Address` values.
 
-RFC 5322 §3.4 mailboxes and groups; comments (§3.2.2) are dropped first, so that
+RFC 5322 §3.4 mailboxes and groups, and the §4.4 obsolete route (dropped); comments (§3.2.2) are dropped first, so that
 ``dana(CFO)@example.com`` is ``dana@example.com`` without a display name: a comment is no
 name, but for the legacy form RFC 5322 §3.4 describes, a bare address followed by a comment
 (``joe@example.com (Joe Public)``), whose comment legacy readers take for the name. Each address is normalised by
@@ -41,6 +41,10 @@ _LEGACY = re.compile(r'(^|[,:])(\s*)([^\s@",:;<>()\[\]]+@[^\s@",:;<>()\[\]]+)\s*
                      r'\(((?:[^()\\]|\\.)*)\)(?=\s*(?:[,;]|$))')
 
 
+# RFC 5322 §4.4 obs-route, "<@relay.example,@other.example:mary@x.test>": the route goes.
+_ROUTE = re.compile(r'<(?:[\s,]*@[^\s,@<>:"]+)+[\s,]*:')
+
+
 def _legacy_name(match: re.Match[str]) -> str:
     name = re.sub(r"\\(.)", r"\1", match.group(4)).replace("\\", "\\\\").replace('"', '\\"')
     return f'{match.group(1)}{match.group(2)}"{name}" <{match.group(3)}>'
@@ -74,6 +78,8 @@ def read_addresses(values: list[str] | None, label: str, warn: Warnings) -> tupl
     found: dict[str, Address] = {}
     if "(" in raw:
         raw = strip_comments(_LEGACY.sub(_legacy_name, raw))
+    if "<" in raw and ":" in raw:
+        raw = _ROUTE.sub("<", raw)
     for display, address in split_mailboxes(raw):
         if not address:  # empty groups, "undisclosed-recipients:;"
             continue

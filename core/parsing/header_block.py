@@ -28,7 +28,8 @@ __all__ = ["repair_header_block"]
 # A line compat32 reads as part of a header block (its feedparser.headerRE). The first line
 # that is not one is either the empty line ending the block (the common case: nothing to do)
 # or a line to repair.
-_FIRST_ODD_LINE = re.compile(rb"^(?!From |[\x21-\x39\x3b-\x7e]*:|[ \t])", re.MULTILINE)
+# ("From :" is the obsolete From field, which compat32 would take for an mbox envelope.)
+_FIRST_ODD_LINE = re.compile(rb"^(?!From (?![ \t]*:)|[\x21-\x39\x3b-\x7e]*:|[ \t])", re.MULTILINE)
 _LINE_END = re.compile(rb"\r\n|\r|\n")  # compat32's line ends
 _FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]*:")
 _OBSOLETE_FIELD = re.compile(rb"[\x21-\x39\x3b-\x7e]+([ \t]+):")
@@ -55,14 +56,13 @@ def repair_header_block(raw: bytes, warn: Warnings) -> bytes:
         return raw
     repaired = bytearray(raw)
     for offset, text in lines[:fields[-1] + 1]:
-        if text[:1] in b" \t" or text.startswith(b"From ") or _FIELD.match(text):
-            continue  # compat32 reads it (a bad line's continuation goes with it)
         if obsolete := _OBSOLETE_FIELD.match(text):
             colon = obsolete.end() - 1
             blanks = obsolete.group(1)
             repaired[offset + colon - len(blanks):offset + colon + 1] = b":" + blanks
-        else:
+        elif not (text[:1] in b" \t" or text.startswith(b"From ") or _FIELD.match(text)):
+            # (what compat32 reads is left: a field, a continuation, an envelope line)
             repaired[offset] = ord(":")
             shown = text[:60].decode("latin-1")
-            warn(f"header line without a colon skipped: {shown!r}")
+            warn(f"malformed header line skipped: {shown!r}")
     return bytes(repaired)
