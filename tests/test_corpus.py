@@ -14,6 +14,7 @@ import pytest
 
 from salesinbox.core.crm.records import RecordInput, create_record
 from salesinbox.core.db.models import Attachment, Message, MessageAddress, MessageLink, RecordKind, User
+from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.parsing.message_parser import Address, ParsedMessage, parse_message
 from salesinbox.core.sync.engine import SyncServices, sync_account
 
@@ -147,5 +148,5 @@ async def test_synced_through_dovecot_and_stored_as_the_rfcs_say(
 
     by_uid = dict(zip(uids, NAMES, strict=True))
     for address, names in LINKED.items():
-        linked = await MessageLink.filter(record_id=records[address].id).values_list("message__uid", flat=True)
+        linked = await column_values(MessageLink.filter(record_id=records[address].id), "message__uid")
         assert {by_uid[uid] for uid in linked} == names, address

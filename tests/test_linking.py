@@ -117,3 +117,19 @@ async def test_new_from_address_stops_counting_as_counterparty(rep: User) -> Non
     await remove_from_address(rep, account.id, "sales@acme.test")
     assert (await MessageAddress.get(message_id=message.id)).is_counterparty
     assert await _linked(record.id) == {message.id}
+
+
+async def test_quoted_and_unquoted_local_parts_link_by_their_rfc_5321_meaning(rep: User) -> None:
+    """docs/records-and-links.md#address-matching: the record is typed with quotes, the mail
+    without (and the other way round); a domain literal matches itself."""
+    account = await _account(rep)
+    plain = await _message(account, 1, [(AddressRole.FROM, "john.doe@example.com", True)])
+    spaced = await _message(account, 2, [(AddressRole.TO, '"sales team"@example.com', True)])
+    literal = await _message(account, 3, [(AddressRole.CC, "ops@[192.0.2.10]", True)])
+    john = await create_record(rep, RecordKind.CONTACT, RecordInput(
+        last_name="Doe", primary_email='"John.Doe"@Example.com'))
+    sales = await create_record(rep, RecordKind.LEAD, RecordInput(
+        last_name="Sales", primary_email='"Sales Team"@example.com', secondary_email="ops@[192.0.2.10]"))
+    assert (john.primary_email, sales.primary_email) == ("john.doe@example.com", '"sales team"@example.com')
+    assert await _linked(john.id) == {plain.id}
+    assert await _linked(sales.id) == {spaced.id, literal.id}
