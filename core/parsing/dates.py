@@ -37,7 +37,9 @@ def decode_date(value: str, warn: Warnings) -> datetime | None:
     shown = value
     if "(" in value:
         value = " ".join(strip_comments(value).split())
-    value = _SHORT_YEAR.sub(_full_year, _SPACED_COLON.sub(":", value), count=1)
+    if " :" in value or ": " in value:
+        value = _SPACED_COLON.sub(":", value)
+    value = _SHORT_YEAR.sub(_full_year, value, count=1)
     try:
         parsed = parsedate_to_datetime(value)
         if parsed.tzinfo is None:  # "-0000": the time is UTC, its zone unknown (RFC 5322 3.3)
