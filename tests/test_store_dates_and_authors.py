@@ -68,9 +68,9 @@ async def test_every_author_and_the_sender_are_kept_and_every_author_links(rep: 
         last_name="Roe", primary_email="rick@initech.example"))
     only_sender = await create_record(rep, RecordKind.CONTACT, RecordInput(
         last_name="Assistant", primary_email="assistant@globex.com"))
-    raw = ("From: Jane Doe <jane@globex.com>, Rick Roe <rick@initech.example>, rep@acme.test\r\n"
-           "Sender: Assistant <assistant@globex.com>\r\nTo: bob@customer.example\r\nSubject: joint offer\r\n"
-           "Date: Tue, 5 Mar 2024 09:00:00 +0100\r\n\r\nbody\r\n").encode()
+    raw = (b"From: Jane Doe <jane@globex.com>, Rick Roe <rick@initech.example>, rep@acme.test\r\n"
+           b"Sender: Assistant <assistant@globex.com>\r\nTo: bob@customer.example\r\nSubject: joint offer\r\n"
+           b"Date: Tue, 5 Mar 2024 09:00:00 +0100\r\n\r\nbody\r\n")
     result = await store_batch(target, [FetchedMessage(uid=1, flags=frozenset(), parsed=parse_message(raw))])
     (message_id,) = result.inserted_ids
     rows = await MessageAddress.filter(message_id=message_id).order_by("id").values_list(

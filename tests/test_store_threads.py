@@ -82,7 +82,8 @@ def conversations(draw: st.DrawFn) -> tuple[list[Spec], bool]:
     complete = draw(st.booleans())
     specs = []
     for i in range(size):
-        path, up = [], parents[i]
+        path: list[str] = []
+        up = parents[i]
         while up is not None:
             path.insert(0, ids[up])
             up = parents[up]

@@ -72,7 +72,8 @@ async def test_dates_authors_and_sender_as_dovecot_delivers_them(
     authors = box.dovecot.append(box.user, "INBOX", _raw(
         box, "Date: Tue, 5 Mar 2024 09:00:00 +0000", "Sender: Assistant <assistant@globex.com>",
         sender="Jane Doe <jane@globex.com>, Rick Roe <rick@initech.example>"))
-    rick = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Roe", primary_email="rick@initech.example"))
+    rick = await create_record(rep, RecordKind.CONTACT,
+                               RecordInput(last_name="Roe", primary_email="rick@initech.example"))
     account = await connect(rep, box, services)
     await sync_account(account.id, services)
 
