@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types.nodes import SelectedField
 
-from salesinbox.core.db.models import AddressRole, Direction, Message
+from salesinbox.core.db.models import AddressRole, DateSource, Direction, Message
 from salesinbox.core.sync.message_flags import set_message_flags
 
 from . import cost
@@ -24,6 +24,10 @@ if TYPE_CHECKING:
     from .records import CrmRecordType
 
 DirectionEnum = strawberry.enum(Direction, name="Direction", description="Received or sent mail.")
+DateSourceEnum = strawberry.enum(
+    DateSource, name="DateSource",
+    description="Where a message's date comes from: its Date header; the server's arrival time (INTERNALDATE) "
+    "when the header is missing or unreadable; or, with neither, the time it was stored.")
 RecordRef = Annotated["CrmRecordType", strawberry.lazy(".records")]
 
 
@@ -62,6 +66,8 @@ class MessageType:
     parse_warnings: list[str]
     thread_key: str | None
     in_reply_to: str | None
+    date_source: DateSourceEnum | None = strawberry.field(  # type: ignore[valid-type]
+        description="Where `date` comes from; null for mail stored before this was recorded.")
     folder_id: strawberry.Private[int]
     # Read for a whole page by message_items(): the fields below then resolve without awaiting.
     page_folder: strawberry.Private[str | None] = None
@@ -76,7 +82,7 @@ class MessageType:
             direction=row.direction, seen=row.seen, flagged=row.flagged, answered=row.answered,
             snippet=row.snippet, has_attachments=row.has_attachments, size=row.size,
             parse_warnings=list(row.parse_warnings), thread_key=row.thread_key,
-            in_reply_to=row.in_reply_to, folder_id=row.folder_id,
+            in_reply_to=row.in_reply_to, date_source=row.date_source, folder_id=row.folder_id,
         )
 
     # folder, owner and linkedRecords are plain functions: on a page they return what

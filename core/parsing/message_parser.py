@@ -97,6 +97,7 @@ class ParsedMessage:
     has_attachments: bool
     size: int
     warnings: tuple[str, ...]
+    sender: Address | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
         cc=addresses["cc"], bcc=addresses["bcc"], reply_to=addresses["reply-to"], date=date,
         text=text, html=html, snippet=_guard(warn, "snippet", "", make_snippet, text),
         attachments=attachments, has_attachments=any(not a.is_inline for a in attachments),
-        size=len(raw), warnings=warn.as_tuple())
+        size=len(raw), warnings=warn.as_tuple(),
+        sender=addresses["sender"][0] if addresses["sender"] else None)
 
 
 def direction_for(parsed: ParsedMessage, own_addresses: set[str], folder_is_sent: bool) -> str:
