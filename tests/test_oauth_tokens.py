@@ -26,6 +26,7 @@ from salesinbox.core.settings import Settings
 from salesinbox.core.sync.audit import audit_account
 from salesinbox.core.sync.engine import SyncServices, sync_account
 from salesinbox.core.sync.message_flags import set_message_flags
+from salesinbox.core.sync.original_message import fetch_original
 
 from .servers.messages import build_message
 
@@ -146,6 +147,12 @@ async def test_audit_and_flag_changes_log_in_with_the_current_token(
         (flags,) = [f[b"FLAGS"] for f in client.fetch([message.uid], ["FLAGS"]).values()]
     assert b"\\Answered" in set(flags) and (await Message.get(id=message.id)).answered
     assert oauth_server.token_requests["refresh_token"] == 3
+    # The original's download logs in with a current token as well.
+    await wait_until_expired(account.id)
+    raw = await fetch_original(message, secrets=with_tokens.secrets, policy=with_tokens.policy,
+                               tokens=with_tokens.tokens)
+    assert b"Subject: audited" in raw and raw.endswith(b"\r\n")
+    assert oauth_server.token_requests["refresh_token"] == 4
 
 
 async def test_concurrent_callers_share_one_refresh_and_rotation_is_saved(
