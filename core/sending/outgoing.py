@@ -20,6 +20,7 @@ from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from ..oauth.oauth_tokens import OAuthTokens
 from ..plugin_host.provider_registry import ProviderRegistry
 from ..sharing.visibility import can_see
+from ..sync.message_flags import mark_answered
 from ..transport.server_login import ConnectPolicy
 from .mailer import OutgoingAttachment, OutgoingEmail, build_mime, send_email
 from .sent_copy import SentCopy, record_sent_copy
@@ -182,6 +183,10 @@ async def reply(
     stored, see docs/outgoing-mail.md#known-limits); reply-all adds the original To and Cc.
     The actor's own addresses are always removed.
     Extra To/Cc/Bcc of ``draft`` are added.
+
+    Once sent, the original gets \\Answered on the server and in the store when it is the
+    actor's own mail (:func:`~..sync.message_flags.mark_answered`; a failure there is logged
+    and does not fail the reply).
     """
     _check_attachments(draft.attachments)
     if not await can_see(actor, message_id):
@@ -209,4 +214,7 @@ async def reply(
         html=draft.html, in_reply_to=original.message_id,
         references=tuple(dict.fromkeys(references))[-20:], attachments=draft.attachments,
     )
-    return await _deliver(account, email, services)
+    copy = await _deliver(account, email, services)
+    await mark_answered(actor, original.id, secrets=services.secrets, policy=services.policy,
+                        tokens=services.tokens)
+    return copy

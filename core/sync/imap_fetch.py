@@ -318,10 +318,12 @@ def changed_since(client: IMAPClient, modseq: int) -> list[int]:
     return sorted(int(uid) for uid in client.search(["MODSEQ", str(modseq)]))
 
 
-def set_flags(client: IMAPClient, folder: str, uid: int, *, seen: bool | None, flagged: bool | None) -> None:
-    """Set or clear \\Seen and \\Flagged on one message, read-write (two-way flag sync)."""
+def set_flags(client: IMAPClient, folder: str, uid: int, *, seen: bool | None, flagged: bool | None,
+              answered: bool | None = None) -> None:
+    """Set (True) or clear (False) \\Seen, \\Flagged and \\Answered on one message, read-write
+    (two-way flag sync; \\Answered after a reply); None leaves a flag as it is."""
     client.select_folder(folder, readonly=False)
-    for flag, wanted in ((b"\\Seen", seen), (b"\\Flagged", flagged)):
+    for flag, wanted in ((b"\\Seen", seen), (b"\\Flagged", flagged), (b"\\Answered", answered)):
         if wanted is True:
             client.add_flags([uid], [flag], silent=True)
         elif wanted is False:
