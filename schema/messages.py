@@ -151,6 +151,16 @@ class MessageType:
             ParentQuery(int(self.id), int(self.account_id), self.parent_message_id))
         return MessageType.from_model(row) if row is not None else None
 
+    @strawberry.field(description="The Sender header (who transmitted it on the authors' behalf), if any.")
+    async def sender(self, info: Info) -> EmailAddressType | None:
+        found = await self._addresses(info, AddressRole.SENDER)
+        return found[0] if found else None
+
+    @strawberry.field(description="The Reply-To addresses, where replies go (replyToEmail uses them instead of "
+                      "From). Neither they nor the Sender are counterparties.")
+    async def reply_to(self, info: Info) -> list[EmailAddressType]:
+        return await self._addresses(info, AddressRole.REPLY_TO)
+
     @strawberry.field(description="To recipients.")
     async def to(self, info: Info) -> list[EmailAddressType]:
         return await self._addresses(info, AddressRole.TO)

@@ -112,6 +112,21 @@ async def test_reply_is_threaded_and_quoted(rep: User, mail_account: TestMailbox
     assert body.startswith("It is 10 EUR.") and "> What is the price?" in body and "wrote:" in body
 
 
+async def test_a_reply_goes_to_reply_to(rep: User, mail_account: TestMailbox, mail: MailServices,
+                                        services: SyncServices) -> None:
+    """RFC 5322 §3.6.2: replies go to Reply-To when there is one, not to From."""
+    box = mail_account
+    box.dovecot.append(box.user, "INBOX", build_message(
+        from_=("Web Form", "noreply@forms.example"), to=[box.address], subject="New lead",
+        message_id="<form@forms.example>", text="Call me", reply_to=("Jane", "jane@globex.example")))
+    account = await connect(rep, box, services)
+    await sync_account(account.id, services)
+    original = await Message.get(account_id=account.id, message_id="<form@forms.example>")
+    await reply(rep, original.id, Draft(text="Calling you now."), mail)
+    (received,) = box.smtp.wait_for_messages(1)
+    assert email.message_from_bytes(received.data)["To"] == "jane@globex.example"
+
+
 def test_reply_subject_does_not_pile_up() -> None:
     assert reply_subject("Re: Re: AW: Offer") == "Re: Offer"
     assert reply_subject("Offer") == "Re: Offer"

@@ -109,3 +109,32 @@ async def test_the_api_says_where_each_date_comes_from(api: GraphQLClient, rep_t
     assert answers[0]["dateSource"] == "INTERNALDATE" and answers[0]["date"].startswith("2024-03-05T08:30:00")
     assert "no readable Date header: the date is the server's INTERNALDATE" in answers[0]["parseWarnings"]
     assert [a["dateSource"] for a in answers[1:]] == ["HEADER", None]
+
+
+async def test_reply_to_is_kept_shown_and_no_counterparty(api: GraphQLClient, rep_token: str, rep: User) -> None:
+    target = await _target(rep)
+    form = await create_record(rep, RecordKind.CONTACT,
+                               RecordInput(last_name="Web", primary_email="leads@forms.example"))
+    raw = (b"From: Jane Doe <jane@globex.com>\r\nSender: Bot <bot@globex.com>\r\n"
+           b"Reply-To: Sales Desk <desk@globex.com>, leads@forms.example\r\nTo: rep@acme.test\r\n"
+           b"Subject: form\r\nDate: Tue, 5 Mar 2024 09:00:00 +0100\r\n\r\nbody\r\n")
+    result = await store_batch(target, [FetchedMessage(uid=1, flags=frozenset(), parsed=parse_message(raw))])
+    (message_id,) = result.inserted_ids
+    rows = await MessageAddress.filter(message_id=message_id, role=AddressRole.REPLY_TO).order_by("id").values_list(
+        "name", "address", "is_counterparty")
+    assert rows == [("Sales Desk", "desk@globex.com", False), ("", "leads@forms.example", False)]
+    assert form.id not in set(await column_values(MessageLink.filter(message_id=message_id), "record_id"))
+    await refresh_counterparties(target.account_id)  # a recount keeps Reply-To out of the counterparties
+    assert not await MessageAddress.filter(message_id=message_id, role=AddressRole.REPLY_TO,
+                                           is_counterparty=True).exists()
+    query = """query($id: ID!) { message(id: $id) { sender { name address } replyTo { name address }
+        counterparties { address } } }"""
+    shown = (await api.ok(query, {"id": str(message_id)}, token=rep_token))["message"]
+    assert shown["sender"] == {"name": "Bot", "address": "bot@globex.com"}
+    assert shown["replyTo"] == [{"name": "Sales Desk", "address": "desk@globex.com"},
+                                {"name": "", "address": "leads@forms.example"}]
+    assert shown["counterparties"] == [{"address": "jane@globex.com"}]
+    plain = await store_batch(target, [FetchedMessage(uid=2, flags=frozenset(), parsed=parse_message(_raw()))])
+    (plain_id,) = plain.inserted_ids
+    bare = (await api.ok(query, {"id": str(plain_id)}, token=rep_token))["message"]
+    assert bare["sender"] is None and bare["replyTo"] == []

@@ -14,7 +14,15 @@ from collections.abc import Iterable
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
-from ..db.models import AddressRole, CrmRecord, FromAddress, MailAccount, Message, MessageAddress, MessageLink
+from ..db.models import (
+    NON_COUNTERPARTY_ROLES,
+    CrmRecord,
+    FromAddress,
+    MailAccount,
+    Message,
+    MessageAddress,
+    MessageLink,
+)
 from ..db.orm_values import column_values
 
 
@@ -107,7 +115,7 @@ async def refresh_counterparties(account_id: int) -> None:
         )
         await MessageAddress.filter(message_id__in=Subquery(messages)).exclude(
             address__in=own
-        ).exclude(role=AddressRole.SENDER).update(is_counterparty=True)
+        ).exclude(role__in=list(NON_COUNTERPARTY_ROLES)).update(is_counterparty=True)
         await MessageLink.filter(message_id__in=Subquery(messages)).delete()
         ids = await column_values(Message.filter(account_id=account_id), "id")
         await link_messages(account.user.organisation_id, ids)

@@ -68,6 +68,12 @@ class AddressRole(StrEnum):
     CC = "CC"
     BCC = "BCC"
     SENDER = "SENDER"  # the Sender header: who transmitted it; never a counterparty
+    REPLY_TO = "REPLY_TO"  # the Reply-To header: where replies go; never a counterparty
+
+
+#: the roles that say who transmitted a message or where replies go, not whom it concerns:
+#: their addresses are kept and shown, never counterparties (docs/records-and-links.md)
+NON_COUNTERPARTY_ROLES = frozenset({AddressRole.SENDER, AddressRole.REPLY_TO})
 
 
 class DateSource(StrEnum):

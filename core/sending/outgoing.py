@@ -179,8 +179,8 @@ async def reply(
 ) -> SentCopy:
     """Reply (or reply to all) to a message the actor may see, from the actor's own account.
 
-    Recipients: the original's From (or, for the actor's own sent mail, its To; Reply-To is not
-    stored, see docs/outgoing-mail.md#known-limits); reply-all adds the original To and Cc.
+    Recipients: the original's Reply-To when it has one, else its From (RFC 5322 §3.6.2); for
+    the actor's own sent mail, its To. Reply-all adds the original To and Cc.
     The actor's own addresses are always removed.
     Extra To/Cc/Bcc of ``draft`` are added.
 
@@ -197,7 +197,8 @@ async def reply(
     mine |= set(await column_values(MailAccount.filter(user_id=actor.id), "email"))
     senders = await _addresses_of(original.id, AddressRole.FROM)
     original_to = await _addresses_of(original.id, AddressRole.TO)
-    primary = original_to if set(senders) & mine else senders  # replying to my own sent mail
+    reply_to = await _addresses_of(original.id, AddressRole.REPLY_TO)
+    primary = original_to if set(senders) & mine else (reply_to or senders)  # my own sent mail: its To
     to = [a for a in [*primary, *_addresses(draft.to, "to")] if a not in mine]
     cc = list(_addresses(draft.cc, "cc"))
     if reply_all:

@@ -27,6 +27,7 @@ from tortoise.transactions import in_transaction
 
 from ..crm.linking import link_messages
 from ..db.models import (
+    NON_COUNTERPARTY_ROLES,
     AddressRole,
     Attachment,
     DateSource,
@@ -181,12 +182,14 @@ def _children(
     """Append the body, address and attachment rows of one message to the batch's lists.
 
     Every From author is kept (and is a counterparty unless it is an own address); the Sender
-    is kept too, never as a counterparty (docs/records-and-links.md#counterparties)."""
+    and the Reply-To addresses are kept too, never as counterparties
+    (docs/records-and-links.md#counterparties)."""
     parsed = item.parsed
     bodies.append({"message_id": message_id, "text": parsed.text, "html": parsed.html})
     roles = [(role, address) for role, attribute in _ROLES for address in getattr(parsed, attribute)]
     if parsed.sender is not None:
         roles.append((AddressRole.SENDER, parsed.sender))
+    roles += [(AddressRole.REPLY_TO, address) for address in parsed.reply_to]
     for role, address in roles:
         addresses.append({
             "message_id": message_id,
@@ -194,7 +197,7 @@ def _children(
             "name": address.name[:500],
             "address": address.address[:320],
             "domain": address.address.rpartition("@")[2][:255],
-            "is_counterparty": role != AddressRole.SENDER and address.address not in own,
+            "is_counterparty": role not in NON_COUNTERPARTY_ROLES and address.address not in own,
         })
     for info in parsed.attachments:
         attachments.append({
