@@ -46,6 +46,8 @@ class ErrorCode(StrEnum):
     WRONG_MAILBOX = "WRONG_MAILBOX"
     #: the consent came back to another browser than the one that opened the sign-in link
     OAUTH_BROWSER_MISMATCH = "OAUTH_BROWSER_MISMATCH"
+    #: the mail server no longer has a stored message (deleted or moved since the last sync)
+    MESSAGE_NOT_ON_SERVER = "MESSAGE_NOT_ON_SERVER"
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 

@@ -1,4 +1,5 @@
-"""The ASGI application: GraphQL over HTTP and WebSocket, offline GraphiQL, health check."""
+"""The ASGI application: GraphQL over HTTP and WebSocket, offline GraphiQL, health check,
+the download of a message's original."""
 
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from .graphql_schema import build_schema
 from .http_limits import RequestLimits
 from .http_requests import check_content_type, decode_body, loads, refusal_response, request_data
 from .oauth_sign_in import callback_response, launch_response
+from .original_download import ORIGINAL_PATH, original_message
 from .websocket import TransportWSHandler, offers_supported_protocol, refuse_handshake
 
 GRAPHQL_PATH = "/graphql"
@@ -211,6 +213,7 @@ def create_app(
             Route("/healthz", healthz, methods=["GET"]),
             Route(CALLBACK_PATH, oauth_callback, methods=["GET"]),
             Route(START_PATH, oauth_start, methods=["GET"]),
+            Route(ORIGINAL_PATH, original_message, methods=["GET"]),
             graphiql_static_mount(),
         ]
     )

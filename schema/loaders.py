@@ -21,6 +21,7 @@ from salesinbox.core.db.models import (
     Attachment,
     Folder,
     MailAccount,
+    Message,
     MessageAddress,
     MessageBody,
     MessageLink,
@@ -30,7 +31,7 @@ from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.sharing.sharing_settings import shared_record_ids
 from salesinbox.core.sharing.threads import ThreadRef, thread_messages
-from salesinbox.core.sharing.views import Page
+from salesinbox.core.sharing.views import Page, ParentQuery, visible_parents
 
 #: The columns the API shows of a lead/contact and of a user (``*Type.from_values``).
 RECORD_FIELDS = (
@@ -140,12 +141,18 @@ class Loaders:
         self._viewer = viewer
         self.share_email = DataLoader(load_fn=self._share_email)
         self.thread_messages = DataLoader(load_fn=self._thread_messages)
+        self.parent = DataLoader(load_fn=self._parents)
 
     async def _share_email(self, record_ids: Sequence[int]) -> list[bool]:
         if self._viewer is None:
             return [False for _ in record_ids]
         ticked = await shared_record_ids(self._viewer, list(record_ids))
         return [i in ticked for i in record_ids]
+
+    async def _parents(self, children: Sequence[ParentQuery]) -> list[Message | None]:
+        """The parents the viewer may see of a page's messages, in one query."""
+        assert self._viewer is not None  # loaders are created after authentication
+        return await visible_parents(self._viewer, list(children))
 
     async def _thread_messages(self, keys: Sequence[tuple[ThreadRef, int, str | None]]) -> list[Page]:
         """Pages of threads' messages, by (thread, first, after): the threads of a page of

@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types.nodes import SelectedField
 
-from salesinbox.core.db.models import AddressRole, Direction, Message
+from salesinbox.core.db.models import AddressRole, DateSource, Direction, Message
+from salesinbox.core.sharing.views import ParentQuery, parent_message_id
 from salesinbox.core.sync.message_flags import set_message_flags
 
 from . import cost
@@ -24,6 +25,10 @@ if TYPE_CHECKING:
     from .records import CrmRecordType
 
 DirectionEnum = strawberry.enum(Direction, name="Direction", description="Received or sent mail.")
+DateSourceEnum = strawberry.enum(
+    DateSource, name="DateSource",
+    description="Where a message's date comes from: its Date header; the server's arrival time (INTERNALDATE) "
+    "when the header is missing or unreadable; or, with neither, the time it was stored.")
 RecordRef = Annotated["CrmRecordType", strawberry.lazy(".records")]
 
 
@@ -61,7 +66,14 @@ class MessageType:
     size: int
     parse_warnings: list[str]
     thread_key: str | None
-    in_reply_to: str | None
+    date_source: DateSourceEnum | None = strawberry.field(  # type: ignore[valid-type]
+        description="Where `date` comes from; null for mail stored before this was recorded.")
+    in_reply_to: str | None = strawberry.field(description="The Message-ID it replies to (the first of its "
+                                               "In-Reply-To header), as sent.")
+    references: list[str] = strawberry.field(description="The Message-IDs of its References header, oldest "
+                                             "ancestor first, each once.")
+    parent_message_id: str | None = strawberry.field(description="Its parent's Message-ID (RFC 5322 §3.6.4): "
+                                                     "In-Reply-To, else the last References entry.")
     folder_id: strawberry.Private[int]
     # Read for a whole page by message_items(): the fields below then resolve without awaiting.
     page_folder: strawberry.Private[str | None] = None
@@ -76,7 +88,9 @@ class MessageType:
             direction=row.direction, seen=row.seen, flagged=row.flagged, answered=row.answered,
             snippet=row.snippet, has_attachments=row.has_attachments, size=row.size,
             parse_warnings=list(row.parse_warnings), thread_key=row.thread_key,
-            in_reply_to=row.in_reply_to, folder_id=row.folder_id,
+            in_reply_to=row.in_reply_to, references=row.references.split(),
+            parent_message_id=parent_message_id(row.in_reply_to, row.references), date_source=row.date_source,
+            folder_id=row.folder_id,
         )
 
     # folder, owner and linkedRecords are plain functions: on a page they return what
@@ -112,6 +126,40 @@ class MessageType:
     async def _addresses(self, info: Info, role: AddressRole) -> list[EmailAddressType]:
         rows = await info.context.loaders.addresses_by_message.load(int(self.id))
         return [EmailAddressType(name=r.name, address=r.address) for r in rows if r.role == role]
+
+    @strawberry.field(description="Every author in From, in order (RFC 5322 allows several; `fromName` and "
+                      "`fromAddress` are the first).")
+    async def authors(self, info: Info) -> list[EmailAddressType]:
+        return await self._addresses(info, AddressRole.FROM)
+
+    @strawberry.field(description="The addresses in From, To, Cc and Bcc that are not the mailbox owner's own "
+                      "(account address and From addresses): whom it links to, each once, From first.")
+    async def counterparties(self, info: Info) -> list[EmailAddressType]:
+        rows = await info.context.loaders.addresses_by_message.load(int(self.id))
+        first: dict[str, EmailAddressType] = {}
+        for row in rows:
+            if row.is_counterparty and row.address not in first:
+                first[row.address] = EmailAddressType(name=row.name, address=row.address)
+        return list(first.values())
+
+    @strawberry.field(description="The message it replies to (see `parentMessageId`), when it is stored and you "
+                      "may see it; the copy in the same mailbox first. Null otherwise.")
+    async def parent(self, info: Info) -> MessageType | None:
+        if self.parent_message_id is None:
+            return None
+        row = await info.context.loaders.parent.load(
+            ParentQuery(int(self.id), int(self.account_id), self.parent_message_id))
+        return MessageType.from_model(row) if row is not None else None
+
+    @strawberry.field(description="The Sender header (who transmitted it on the authors' behalf), if any.")
+    async def sender(self, info: Info) -> EmailAddressType | None:
+        found = await self._addresses(info, AddressRole.SENDER)
+        return found[0] if found else None
+
+    @strawberry.field(description="The Reply-To addresses, where replies go (replyToEmail uses them instead of "
+                      "From). Neither they nor the Sender are counterparties.")
+    async def reply_to(self, info: Info) -> list[EmailAddressType]:
+        return await self._addresses(info, AddressRole.REPLY_TO)
 
     @strawberry.field(description="To recipients.")
     async def to(self, info: Info) -> list[EmailAddressType]:

@@ -7,7 +7,7 @@ from enum import Enum
 import strawberry
 
 from salesinbox.core.sharing import views
-from salesinbox.core.sharing.visibility import explain
+from salesinbox.core.sharing.explanations import explain
 
 from . import cost
 from .context import Info
@@ -37,11 +37,14 @@ class InboxFilterInput:
         )
 
 
-@strawberry.type(description="Why you may or may not see a message (never its content).")
+@strawberry.type(description="Whether a user may see a message and why (never its content). A message the "
+                  "asker may not know of gets the same answer as an id that does not exist: `not_found`.")
 class Visibility:
     visible: bool
-    code: str
-    reason: str
+    code: str = strawberry.field(description="Stable, for programs: owner, shared_public, shared_custom, not_found, "
+                                 "hidden_private, hidden_unlinked, hidden_company_domain, hidden_org_excluded_domain, "
+                                 "hidden_account_excluded_domain, hidden_not_shared.")
+    reason: str = strawberry.field(description="For people; names a listed domain only to the owner and admins.")
 
 
 @strawberry.type
@@ -58,7 +61,11 @@ class ViewQueries:
     async def message(self, info: Info, id: strawberry.ID) -> MessageType:
         return MessageType.from_model(await views.get_message(info.context.user, parse_id(id, big=True)))
 
-    @strawberry.field(description="The sharing rule applied to you and one message of your organisation.")
-    async def explain_visibility(self, info: Info, message_id: strawberry.ID) -> Visibility:
-        result = await explain(info.context.user, parse_id(message_id, field="messageId", big=True))
+    @strawberry.field(description="Why you (or, for the message's owner and admins, the user `viewerId`) may or may "
+                      "not see a message. Reasons for hidden mail go only to its owner and to admins of the owner's "
+                      "organisation; anyone else gets `not_found` for it, as for an id that does not exist.")
+    async def explain_visibility(self, info: Info, message_id: strawberry.ID,
+                                 viewer_id: strawberry.ID | None = None) -> Visibility:
+        viewer = parse_id(viewer_id, field="viewerId") if viewer_id is not None else None
+        result = await explain(info.context.user, parse_id(message_id, field="messageId", big=True), viewer=viewer)
         return Visibility(visible=result.visible, code=result.code, reason=result.reason)

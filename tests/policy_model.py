@@ -5,6 +5,9 @@ small function per sentence of the rule, no databases, no shortcuts. The tests c
 real, SQL-based policy (``salesinbox.core.sharing.visibility``) with this model on many generated
 organisations.
 
+The second half says what ``explainVisibility`` tells whom (docs/sharing.md#explaining-visibility):
+the reason, for those who may know it, and otherwise the answer an unknown id gets.
+
 Addresses and domains here are already normalised (lower case), as they are in the database.
 """
 
@@ -23,6 +26,7 @@ class Organisation:
 class User:
     id: int
     organisation: str = "main"  # which organisation the user belongs to
+    admin: bool = False  # an admin of that organisation
 
 
 @dataclass
@@ -148,3 +152,72 @@ def may_see(world: World, viewer_id: int, message: Message) -> bool:
 def visible_messages(world: World, viewer_id: int) -> set[int]:
     """The ids of every message the viewer may see."""
     return {m.id for m in world.messages if may_see(world, viewer_id, m)}
+
+
+# --- What explainVisibility tells whom -------------------------------------------------------
+
+
+def first_listed_domain(world: World, message: Message, account: Account) -> tuple[str, str] | None:
+    """The listed domain a counterparty is in, as (kind of list, domain): company domains
+    first, then the organisation's excluded domains, then the account's, each alphabetically."""
+    lists = [
+        ("hidden_company_domain", world.organisation.company_domains),
+        ("hidden_org_excluded_domain", world.organisation.excluded_domains),
+        ("hidden_account_excluded_domain", account.excluded_domains),
+    ]
+    for kind, domains in lists:
+        for listed_domain in sorted(domains):
+            for address in message.counterparties:
+                if is_in_domain(domain_of(address), listed_domain):
+                    return kind, listed_domain
+    return None
+
+
+def reason(world: World, viewer_id: int, message: Message) -> str:
+    """Why the viewer may or may not see the message, as the code explainVisibility gives: the
+    same steps as may_see, the first reason that hides the message winning."""
+    account = account_of(world, message)
+    owner = account.owner
+    if viewer_id == owner:
+        return "owner"
+    if user(world, viewer_id).organisation != user(world, owner).organisation:
+        return "hidden_other_organisation"  # never told: see explanation_told
+    if account.sharing == "PRIVATE":
+        return "hidden_private"
+    linked = records_linked_to(world, message)
+    if len(linked) == 0:
+        return "hidden_unlinked"
+    listed = first_listed_domain(world, message, account)
+    if listed is not None:
+        return listed[0]
+    if account.sharing == "PUBLIC":
+        return "shared_public"
+    for record in linked:
+        if (owner, record.id) in world.share_flags:
+            return "shared_custom"
+    return "hidden_not_shared"
+
+
+def may_know_why(world: World, asker_id: int, message: Message) -> bool:
+    """The owner of the message's account, and the admins of the owner's organisation."""
+    owner = account_of(world, message).owner
+    asker = user(world, asker_id)
+    if asker_id == owner:
+        return True
+    return asker.admin and asker.organisation == user(world, owner).organisation
+
+
+def explanation_told(world: World, asker_id: int, message: Message, viewer_id: int) -> str:
+    """What explainVisibility answers ``asker`` about ``viewer`` and the message: a reason
+    code, "not_found" (the answer for an id that does not exist), "forbidden" (a user who is
+    not an admin asked about someone else and a message that is not theirs) or "no_such_user"
+    (the owner or an admin named a user of another organisation)."""
+    if viewer_id == asker_id:
+        if may_see(world, asker_id, message) or may_know_why(world, asker_id, message):
+            return reason(world, asker_id, message)
+        return "not_found"
+    if not may_know_why(world, asker_id, message):
+        return "not_found" if user(world, asker_id).admin else "forbidden"
+    if user(world, viewer_id).organisation != user(world, asker_id).organisation:
+        return "no_such_user"  # users of other organisations cannot be named
+    return reason(world, viewer_id, message)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from salesinbox.core.crm.records import RecordInput, create_record
-from salesinbox.core.db.models import Attachment, Message, MessageAddress, MessageLink, RecordKind, User
+from salesinbox.core.db.models import Attachment, DateSource, Message, MessageAddress, MessageLink, RecordKind, User
 from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.parsing.message_parser import Address, ParsedMessage, parse_message
 from salesinbox.core.sync.engine import SyncServices, sync_account
@@ -28,6 +28,7 @@ TABLE: dict[str, dict[str, Any]] = tomllib.loads((CORPUS / "expected.toml").read
 DEFAULTS = TABLE.pop("defaults")
 NAMES = sorted(p.stem for p in CORPUS.glob("*.eml"))
 APPENDED_AT = datetime(2020, 5, 17, 12, 0, tzinfo=UTC)  # the INTERNALDATE of every message
+INTERNALDATE_WARNING = "no readable Date header: the date is the server's INTERNALDATE"  # docs/sync.md
 
 
 def expected(name: str, key: str) -> Any:
@@ -135,16 +136,19 @@ async def test_synced_through_dovecot_and_stored_as_the_rfcs_say(
             if key in spec:
                 assert getattr(message, key) == spec[key], (name, key)
         rows = await MessageAddress.filter(message_id=message.id).order_by("id").values_list("role", "address")
-        want = [(role, a) for role, key in (("FROM", "from"), ("TO", "to"), ("CC", "cc"), ("BCC", "bcc"))
-                for _, a in expected(name, key)]
+        want = [(role, a) for role, key in (("FROM", "from"), ("TO", "to"), ("CC", "cc"), ("BCC", "bcc"),
+                                            ("REPLY_TO", "reply_to")) for _, a in expected(name, key)]
+        want += [("SENDER", spec["sender"][1])] if spec.get("sender") else []
         assert sorted((str(r), a) for r, a in rows) == sorted(want), name
         if "attachments" in spec:
             sizes = await Attachment.filter(message_id=message.id).order_by("id").values_list("filename", "size")
             assert list(sizes) == [(a["filename"], a.get("size_imap", a["size"])) for a in spec["attachments"]], name
         if "has_attachments" in spec:
             assert message.has_attachments is spec["has_attachments"], name
-        if spec.get("check_warnings", True):
-            assert sorted(message.parse_warnings) == sorted(expected(name, "warnings")), name
+        assert message.date_source == (DateSource.HEADER if expected_date(name) else DateSource.INTERNALDATE)
+        if spec.get("check_warnings", True):  # the parser's, and the store's on a date fallback
+            fallback = [] if expected_date(name) else [INTERNALDATE_WARNING]
+            assert sorted(message.parse_warnings) == sorted(expected(name, "warnings") + fallback), name
 
     by_uid = dict(zip(uids, NAMES, strict=True))
     for address, names in LINKED.items():

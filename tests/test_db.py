@@ -42,7 +42,7 @@ async def test_migrated_database_has_every_table(db: Settings) -> None:
     await User.create(organisation=organisation, email="a@acme.test", name="A")
     assert await User.filter(organisation=organisation).count() == 1
     models = list(Tortoise.apps[APP_LABEL].values())
-    assert len(models) == 18  # with oauth_client (0007), oauth_grant (0008), oauth_sign_in (0009)
+    assert len(models) == 19  # with oauth_client (0007), oauth_grant (0008), oauth_sign_in (0009), thread_node (0011)
     for model in models:
         # A query on every model proves its table exists with the declared columns.
         assert await model.all().limit(1) is not None

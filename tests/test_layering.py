@@ -26,7 +26,7 @@ ALLOWED: dict[str, set[str]] = {
     "sync": {"db", "crm", "plugin_host", "transport", "parsing", "mail_accounts", "oauth",
              "sending.sent_copy"},
     "sending": {"db", "crm", "plugin_host", "transport", "parsing", "oauth", "sharing.visibility",
-                "sync.store"},
+                "sync.store", "sync.message_flags"},
 }
 
 

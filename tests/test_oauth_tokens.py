@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import httpx2
 import pytest
 
-from salesinbox.core.db.models import Folder, MailAccount, Message, OAuthGrant, SyncState, User
+from salesinbox.core.db.models import Folder, FromAddress, MailAccount, Message, OAuthGrant, SyncState, User
 from salesinbox.core.errors import ErrorCode
 from salesinbox.core.mail_accounts.accounts import disconnect_account
 from salesinbox.core.oauth import oauth_tokens as oauth_tokens_module
@@ -21,10 +21,12 @@ from salesinbox.core.oauth.oauth_clients import OAuthClientInput, set_oauth_clie
 from salesinbox.core.oauth.oauth_tokens import OAuthTokens, TokenEndpointUnavailable, store_grant
 from salesinbox.core.plugin_host.providers import AuthKind, FolderRole, Security
 from salesinbox.core.sending.mailer import OutgoingEmail, send_email
+from salesinbox.core.sending.outgoing import Draft, MailServices, reply
 from salesinbox.core.settings import Settings
 from salesinbox.core.sync.audit import audit_account
 from salesinbox.core.sync.engine import SyncServices, sync_account
 from salesinbox.core.sync.message_flags import set_message_flags
+from salesinbox.core.sync.original_message import fetch_original
 
 from .servers.messages import build_message
 
@@ -133,6 +135,24 @@ async def test_audit_and_flag_changes_log_in_with_the_current_token(
         (flags,) = [f[b"FLAGS"] for f in client.fetch([message.uid], ["FLAGS"]).values()]
     assert {b"\\Seen", b"\\Flagged"} <= set(flags)
     assert oauth_server.token_requests["refresh_token"] == 2  # one per expiry crossed
+    # A reply sets \\Answered on the original with a current token too (SMTP, then IMAP).
+    await FromAddress.create(account=account, address=oauth_account.address, is_default=True)
+    await wait_until_expired(account.id)
+    mail = MailServices(secrets=with_tokens.secrets, registry=with_tokens.registry,
+                        policy=with_tokens.policy, tokens=with_tokens.tokens)
+    await reply(rep, message.id, Draft(text="Thanks"), mail)
+    assert len(oauth_account.smtp.wait_for_messages(1)) == 1
+    with oauth_account.dovecot.imap_client(oauth_account.user) as client:
+        client.select_folder("INBOX", readonly=True)
+        (flags,) = [f[b"FLAGS"] for f in client.fetch([message.uid], ["FLAGS"]).values()]
+    assert b"\\Answered" in set(flags) and (await Message.get(id=message.id)).answered
+    assert oauth_server.token_requests["refresh_token"] == 3
+    # The original's download logs in with a current token as well.
+    await wait_until_expired(account.id)
+    raw = await fetch_original(message, secrets=with_tokens.secrets, policy=with_tokens.policy,
+                               tokens=with_tokens.tokens)
+    assert b"Subject: audited" in raw and raw.endswith(b"\r\n")
+    assert oauth_server.token_requests["refresh_token"] == 4
 
 
 async def test_concurrent_callers_share_one_refresh_and_rotation_is_saved(

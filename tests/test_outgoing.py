@@ -40,6 +40,12 @@ def mail(services: SyncServices) -> MailServices:
     return MailServices(secrets=services.secrets, registry=services.registry, policy=services.policy)
 
 
+def server_flags(box: TestMailbox, folder: str, uid: int) -> set[bytes]:
+    with box.dovecot.imap_client(box.user) as client:
+        client.select_folder(folder, readonly=True)
+        return {bytes(f) for data in client.fetch([uid], [b"FLAGS"]).values() for f in data[b"FLAGS"]}
+
+
 def sent_folder_copies(box: TestMailbox) -> list[email.message.Message]:
     with box.dovecot.imap_client(box.user) as client:
         client.select_folder("Sent", readonly=True)
@@ -89,8 +95,12 @@ async def test_reply_is_threaded_and_quoted(rep: User, mail_account: TestMailbox
     account = await connect(rep, box, services)
     await sync_account(account.id, services)
     original = await Message.get(account_id=account.id, message_id="<orig@globex.example>")
+    assert not original.answered and b"\\Answered" not in server_flags(box, "INBOX", original.uid)
 
     await reply(rep, original.id, Draft(text="It is 10 EUR."), mail, reply_all=True)
+    # \Answered on the original, on the server (other mail clients show it) and in the store
+    assert b"\\Answered" in server_flags(box, "INBOX", original.uid)
+    assert (await Message.get(id=original.id)).answered
     (received,) = box.smtp.wait_for_messages(1)
     wire = email.message_from_bytes(received.data)
     assert wire["Subject"] == "Re: Pricing"
@@ -100,6 +110,21 @@ async def test_reply_is_threaded_and_quoted(rep: User, mail_account: TestMailbox
     assert wire["Cc"] == "colleague@globex.example, cc@globex.example"  # my own address dropped
     body = cast(bytes, wire.get_payload(decode=True)).decode()
     assert body.startswith("It is 10 EUR.") and "> What is the price?" in body and "wrote:" in body
+
+
+async def test_a_reply_goes_to_reply_to(rep: User, mail_account: TestMailbox, mail: MailServices,
+                                        services: SyncServices) -> None:
+    """RFC 5322 §3.6.2: replies go to Reply-To when there is one, not to From."""
+    box = mail_account
+    box.dovecot.append(box.user, "INBOX", build_message(
+        from_=("Web Form", "noreply@forms.example"), to=[box.address], subject="New lead",
+        message_id="<form@forms.example>", text="Call me", reply_to=("Jane", "jane@globex.example")))
+    account = await connect(rep, box, services)
+    await sync_account(account.id, services)
+    original = await Message.get(account_id=account.id, message_id="<form@forms.example>")
+    await reply(rep, original.id, Draft(text="Calling you now."), mail)
+    (received,) = box.smtp.wait_for_messages(1)
+    assert email.message_from_bytes(received.data)["To"] == "jane@globex.example"
 
 
 def test_reply_subject_does_not_pile_up() -> None:
@@ -132,6 +157,9 @@ async def test_reply_to_colleagues_shared_mail(rep: User, other_rep: User, mail_
     assert copy.message.account_id == colleague_account.id
     (received,) = smtp_server.wait_for_messages(1)
     assert received.mail_from == colleague_box.username and list(received.rcpt_tos) == ["jane@globex.example"]
+    # the owner's mailbox is the owner's: a colleague's reply does not mark their mail answered
+    assert b"\\Answered" not in server_flags(box, "INBOX", shared.uid)
+    assert not (await Message.get(id=shared.id)).answered
 
 
 async def test_errors_are_typed_and_nothing_is_stored(rep: User, other_rep: User, mail_account: TestMailbox,
@@ -213,3 +241,33 @@ async def test_placeholder_survives_a_renumbered_sent_folder(rep: User, mail_acc
                         str(sent.uidvalidity + 7), "Sent")
     await sync_account(account.id, services)
     assert await Message.exists(id=copy.message.id)  # still shown until the server's copy arrives
+
+
+async def test_a_reply_is_sent_even_when_answered_cannot_be_set(
+    rep: User, mail_account: TestMailbox, mail: MailServices, services: SyncServices,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    box = mail_account
+    box.dovecot.append(box.user, "INBOX", build_message(from_="jane@globex.example", to=box.address,
+                                                        subject="Renumbered", message_id="<ren@globex.example>"))
+    account = await connect(rep, box, services)
+    await sync_account(account.id, services)
+    original = await Message.get(account_id=account.id, message_id="<ren@globex.example>")
+    # The store still has the folder's old numbering: the server must not be asked to flag
+    # whatever message has this UID now.
+    await Message.filter(id=original.id).update(uidvalidity=original.uidvalidity + 1)
+
+    copy = await reply(rep, original.id, Draft(text="Sure."), mail)
+    (received,) = box.smtp.wait_for_messages(1)
+    assert email.message_from_bytes(received.data)["In-Reply-To"] == "<ren@globex.example>"
+    assert copy.warning is None and copy.message.direction == Direction.SENT
+    assert not (await Message.get(id=original.id)).answered
+    assert b"\\Answered" not in server_flags(box, "INBOX", original.uid)
+    assert f"\\Answered not set on message {original.id}" in caplog.text and "renumbered" in caplog.text
+    # Set by another client meanwhile, the flag comes in with the next sync's reconciliation.
+    await Message.filter(id=original.id).update(uidvalidity=original.uidvalidity)
+    with box.dovecot.imap_client(box.user) as client:
+        client.select_folder("INBOX")
+        client.add_flags([original.uid], [b"\\Answered"])
+    await sync_account(account.id, services)
+    assert (await Message.get(id=original.id)).answered

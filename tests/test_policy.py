@@ -3,8 +3,10 @@ named cases.
 
 The property test writes generated organisations to the database (one database per test, one
 rolled-back transaction per example) and checks, for every viewer, that ``visible_messages``,
-``can_see``, ``explain``, the Emails related list and a page of an ordered query all agree
-with :mod:`tests.policy_model`.
+``can_see``, the Emails related list and a page of an ordered query all agree with
+:mod:`tests.policy_model`, and that ``explain`` tells each user, about themselves and about
+every other user, what the model says they are told: the reason, or for a message they may
+not know of exactly the answer an id that does not exist gets.
 """
 
 from __future__ import annotations
@@ -41,15 +43,11 @@ from salesinbox.core.db.models import (
     SharingPermission,
     User,
 )
+from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.plugin_host.providers import AuthKind, Security
 from salesinbox.core.settings import Settings
-from salesinbox.core.sharing.visibility import (
-    Explanation,
-    can_see,
-    explain,
-    visible_messages,
-    visible_messages_for_record,
-)
+from salesinbox.core.sharing.explanations import NOT_FOUND, Explanation, explain
+from salesinbox.core.sharing.visibility import can_see, visible_messages, visible_messages_for_record
 
 from . import policy_model as model
 
@@ -72,7 +70,6 @@ class Scenario:
     dates: list[datetime] = field(default_factory=list)
     aliases: list[list[str]] = field(default_factory=list)  # own From addresses seen in mail
     roles: list[list[AddressRole]] = field(default_factory=list)
-    admin_viewer: bool = False
 
 
 @st.composite
@@ -80,6 +77,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
     few_domains = st.sets(st.sampled_from(DOMAINS), max_size=1)
     an_address = st.sampled_from(ADDRESSES)
     users = [model.User(id=i) for i in range(draw(st.integers(2, 5)))]
+    users[0].admin = draw(st.booleans())
     accounts: list[model.Account] = []
     for user in users:
         for _ in range(draw(st.integers(0, 2))):
@@ -91,6 +89,8 @@ def scenarios(draw: st.DrawFn) -> Scenario:
                      primary_email=draw(an_address), secondary_email=draw(st.none() | an_address))
         for i in range(draw(st.integers(0, 5)))
     ]
+    if draw(st.booleans()):  # a user of another organisation, without mail, maybe its admin
+        users.append(model.User(id=len(users), organisation="other", admin=draw(st.booleans())))
     flags = {(u.id, r.id) for u in users for r in records if draw(st.booleans())}
     scenario = Scenario(model.World(
         organisation=model.Organisation(draw(few_domains), draw(few_domains)),
@@ -105,7 +105,6 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         n = len(counterparties)
         roles = st.lists(st.sampled_from(list(AddressRole)), min_size=n, max_size=n)
         scenario.roles.append(draw(roles))
-    scenario.admin_viewer = draw(st.booleans())
     return scenario
 
 
@@ -142,15 +141,19 @@ async def write_message(account: MailAccount, uid: int, date: datetime,
 async def write(scenario: Scenario) -> Written:
     world, out = scenario.world, Written()
     org = await Organisation.create(name="Acme")
+    other_org = None
     await OrganisationDomain.bulk_create(
         [OrganisationDomain(organisation=org, kind=DomainKind.COMPANY, domain=d)
          for d in world.organisation.company_domains]
         + [OrganisationDomain(organisation=org, kind=DomainKind.EXCLUDED, domain=d)
            for d in world.organisation.excluded_domains])
     for user in world.users:
-        profile = Profile.ADMIN if scenario.admin_viewer and user.id == 0 else Profile.STANDARD
-        out.users[user.id] = await User.create(organisation=org, email=f"user{user.id}@acme.com",
-                                               name=f"User {user.id}", profile=profile)
+        profile = Profile.ADMIN if user.admin else Profile.STANDARD
+        if user.organisation != "main" and other_org is None:
+            other_org = await Organisation.create(name="Other")
+        out.users[user.id] = await User.create(
+            organisation=org if user.organisation == "main" else other_org,
+            email=f"user{user.id}@acme.com", name=f"User {user.id}", profile=profile)
     accounts = {}
     for account in world.accounts:
         row = await write_account(out.users[account.owner], account.sharing,
@@ -191,18 +194,7 @@ async def check(scenario: Scenario, db: Written) -> None:
         got = set(await visible_messages(viewer).values_list("id", flat=True))
         assert got == {msg_id[m] for m in expected}, f"viewer {user.id}"
         for message in world.messages:
-            visible = message.id in expected
-            assert await can_see(viewer, msg_id[message.id]) == visible
-            why = await explain(viewer, msg_id[message.id])
-            assert why.visible == visible and (why.code in VISIBLE_CODES) == visible, why
-            account = model.account_of(world, message)
-            assert (why.code == "owner") == (account.owner == user.id)
-            if account.owner != user.id:
-                assert (why.code == "hidden_private") == (account.sharing == "PRIVATE")
-            # nothing of the message: no subject, address or (when hidden) record name
-            assert "Secret" not in why.reason and "@" not in why.reason
-            assert visible or "Rec" not in why.reason
-            event(why.code)  # --hypothesis-show-statistics: how often each reason occurs
+            assert await can_see(viewer, msg_id[message.id]) == (message.id in expected)
         for record in world.records:
             in_list = {msg_id[m] for m in expected if record.id in linked[m]}
             related = visible_messages_for_record(viewer, db.records[record.id])
@@ -217,6 +209,52 @@ async def check(scenario: Scenario, db: Written) -> None:
         order = sorted(expected, key=lambda m: (scenario.dates[m], msg_id[m]), reverse=True)
         page = await visible_messages(viewer).order_by("-date", "-id").offset(2).limit(2)
         assert [m.id for m in page] == [msg_id[m] for m in order[2:4]]
+    await check_explanations(scenario, db)
+
+
+async def told(asker: User, message_id: int, viewer: User | None = None) -> Explanation | str:
+    """What ``explain`` answers: an explanation, or the code of the error it raises."""
+    try:
+        return await explain(asker, message_id, viewer=viewer)
+    except SalesInboxError as error:
+        return error.code.value
+
+
+async def check_explanations(scenario: Scenario, db: Written) -> None:
+    """Every user asks about every message, for themselves and, when they own it or are an
+    admin, for every other user; one user who is neither asks too. Each answer is the
+    model's: a hidden message's reason only to its owner and admins, otherwise exactly what a
+    missing id gets."""
+    world = scenario.world
+    missing = max(db.messages.values(), default=0) + 1000
+    for message in world.messages:
+        owner = model.account_of(world, message).owner
+        others = [u.id for u in world.users if u.id != owner and not u.admin]
+        askers = {u.id for u in world.users if u.admin} | {owner} | set(others[:1])
+        for asker in world.users:
+            viewers = [v.id for v in world.users] if asker.id in askers else [asker.id]
+            for viewer in viewers:
+                about = None if viewer == asker.id else db.users[viewer]
+                why = await told(db.users[asker.id], db.messages[message.id], about)
+                expected = model.explanation_told(world, asker.id, message, viewer)
+                event(expected)  # --hypothesis-show-statistics: how often each answer occurs
+                if expected in ("not_found", "forbidden"):
+                    # byte for byte what a message id that does not exist gets
+                    assert why == await told(db.users[asker.id], missing, about), (asker.id, viewer)
+                    assert why == (NOT_FOUND if expected == "not_found" else "FORBIDDEN")
+                    continue
+                if expected == "no_such_user":
+                    assert why == "NOT_FOUND"
+                    continue
+                assert isinstance(why, Explanation) and why.code == expected, (asker.id, viewer, why)
+                assert why.visible == (expected in VISIBLE_CODES)
+                assert why.visible == model.may_see(world, viewer, message)
+                listed = model.first_listed_domain(world, message, model.account_of(world, message))
+                if expected.endswith("_domain"):
+                    assert listed is not None and why.reason.endswith(" " + listed[1])
+                # nothing of the message: no subject, address or (when hidden) record name
+                assert "Secret" not in why.reason and "@" not in why.reason
+                assert why.visible or "Rec" not in why.reason
 
 
 class _Rollback(Exception):
@@ -290,7 +328,8 @@ async def test_ceo_added_as_contact_does_not_expose_internal_mail(
     await _contact(rep, "jane@globex.com")
     assert await _ids(visible_messages(other_rep)) == {customer}
     assert await _ids(visible_messages(rep)) == {internal, with_customer, customer}
-    why = await explain(other_rep, internal)
+    assert await explain(other_rep, internal) == NOT_FOUND  # a colleague is told nothing
+    why = await explain(rep, internal, viewer=other_rep)  # the owner asks for the colleague
     assert (why.visible, why.code) == (False, "hidden_company_domain")
     assert why.reason == "hidden: counterparty in company domain acme.test"
 
@@ -310,7 +349,8 @@ async def test_mail_without_a_record_is_never_shared(rep: User, other_rep: User)
     account = await write_account(rep, "PUBLIC", rep.email)
     message = await _mail(account, "stranger@globex.com")
     assert not await can_see(other_rep, message)
-    assert (await explain(other_rep, message)).reason == "hidden: not linked to any lead or contact"
+    assert (await explain(rep, message, viewer=other_rep.id)).reason == (
+        "hidden: not linked to any lead or contact")
     await _contact(rep, "stranger@globex.com", "Stranger", "Sam")  # links its history
     why = await explain(other_rep, message)
     assert why == Explanation(True, "shared: PUBLIC account, linked to contact Sam Stranger",
@@ -327,7 +367,7 @@ async def test_custom_share_on_one_record_shows_the_message_under_all(
     bob = await _contact(rep, "bob@globex.com", "Builder", "Bob", RecordKind.LEAD)
     await ShareFlag.create(user=other_rep, record=bob)  # someone else's tick shares nothing
     assert await _ids(visible_messages_for_record(other_rep, bob.id)) == set()
-    assert (await explain(other_rep, message)).code == "hidden_not_shared"
+    assert (await explain(rep, message, viewer=other_rep)).code == "hidden_not_shared"
     await ShareFlag.create(user=rep, record=bob)
     for record in (jane, bob):
         assert await _ids(visible_messages_for_record(other_rep, record.id)) == {message}
@@ -361,7 +401,7 @@ async def test_excluded_domain_hides_its_subdomains_only(rep: User, other_rep: U
         await _contact(rep, address)
     assert await _ids(visible_messages(other_rep)) == {lookalike}
     for message in hidden:
-        assert (await explain(other_rep, message)).reason == (
+        assert (await explain(rep, message, viewer=other_rep)).reason == (
             "hidden: counterparty in organisation-excluded domain acme-internal.com")
 
 
@@ -386,8 +426,42 @@ async def test_another_organisation_never_sees_mail(rep: User) -> None:
     message = await _mail(await write_account(rep, "PUBLIC", rep.email), "jane@globex.com")
     await _contact(rep, "jane@globex.com")
     assert not await can_see(outsider, message)
-    assert (await explain(outsider, message)).code == "hidden_other_organisation"
-    assert (await explain(outsider, 10**9)).code == "not_found"
+    assert await explain(outsider, message) == await explain(outsider, 10**9) == NOT_FOUND
+
+
+async def test_hidden_mail_is_explained_to_its_owner_and_admins_only(
+    admin: User, rep: User, other_rep: User
+) -> None:
+    """A colleague who may not see a message learns nothing of it, not even that it exists:
+    explain answers as for an id that does not exist; the owner and the organisation's admins
+    get the reason and the customer domain, for themselves or a colleague."""
+    account = await write_account(rep, "PUBLIC", rep.email)
+    await AccountExcludedDomain.create(account=account, domain="bigcustomer.com")
+    hidden = await _mail(account, "cfo@bigcustomer.com")
+    await _contact(rep, "cfo@bigcustomer.com")
+    missing = hidden + 1000
+    assert await explain(other_rep, hidden) == await explain(other_rep, missing) == NOT_FOUND
+    assert "bigcustomer" not in NOT_FOUND.reason
+    # a colleague may not ask on anyone's behalf, about hidden and missing ids alike
+    for message_id in (hidden, missing):
+        with pytest.raises(SalesInboxError) as refused:
+            await explain(other_rep, message_id, viewer=admin)
+        assert refused.value.code == "FORBIDDEN"
+    told = Explanation(False, "hidden: counterparty in account-excluded domain bigcustomer.com",
+                       "hidden_account_excluded_domain")
+    assert await explain(rep, hidden, viewer=other_rep) == told
+    assert await explain(admin, hidden, viewer=other_rep.id) == told
+    assert await explain(admin, hidden) == told
+    assert await explain(rep, hidden) == Explanation(True, "owner", "owner")
+    assert await explain(admin, hidden, viewer=rep) == Explanation(True, "owner", "owner")
+    # an admin of another organisation is nobody here
+    outsider = await User.create(organisation=await Organisation.create(name="Other"),
+                                 email="root@other.test", name="Root", profile=Profile.ADMIN)
+    assert await explain(outsider, hidden) == await explain(outsider, hidden, viewer=other_rep) == NOT_FOUND
+    # nor can anyone name a user of another organisation
+    with pytest.raises(SalesInboxError) as unknown:
+        await explain(rep, hidden, viewer=outsider)
+    assert unknown.value.code == "NOT_FOUND"
 
 
 async def test_filter_composes_and_binds_values(rep: User, other_rep: User) -> None:

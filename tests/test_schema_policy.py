@@ -1,6 +1,8 @@
 """The GraphQL views against the reference model of docs/sharing.md, on generated organisations:
 each user, with their own token, sees exactly the model's mail in every related list, in
-their SalesInbox, and message by message."""
+their SalesInbox, and message by message; and explainVisibility answers each of them, for
+every message, what the model says they are told: a message they may not know of gets the
+very response body a missing id gets."""
 
 from __future__ import annotations
 
@@ -45,6 +47,7 @@ def api_runner(settings: Settings) -> Iterator[tuple[asyncio.Runner, GraphQLClie
 
 
 RELATED = "query($id: ID!) { %s(id: $id) { emails(first: 100) { items { id } } } }"
+EXPLAIN = "query($id: ID!) { explainVisibility(messageId: $id) { visible code reason } }"
 
 
 async def _check(api: GraphQLClient, scenario: Scenario) -> None:
@@ -54,7 +57,16 @@ async def _check(api: GraphQLClient, scenario: Scenario) -> None:
     for user in world.users:
         token = (await issue_token(db.users[user.id], "t"))[1]
         expected = model.visible_messages(world, user.id)
-        for record in world.records:
+        missing = await api.post(EXPLAIN, {"id": str(max(db.messages.values(), default=0) + 1000)}, token=token)
+        for message in world.messages:
+            told = model.explanation_told(world, user.id, message, user.id)
+            body = await api.post(EXPLAIN, {"id": str(db.messages[message.id])}, token=token)
+            if told == "not_found":
+                assert body == missing, (user.id, message.id)
+            else:
+                assert body["data"]["explainVisibility"]["code"] == told, (user.id, message.id)
+        # (the records are all the main organisation's: another one's users may not open them)
+        for record in (world.records if user.organisation == "main" else []):
             field = "lead" if record.kind == "LEAD" else "contact"
             data = await api.ok(RELATED % field, {"id": str(db.records[record.id])}, token=token)
             got = {back[int(item["id"])] for item in data[field]["emails"]["items"]}

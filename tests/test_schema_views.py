@@ -140,22 +140,38 @@ async def test_related_list_respects_sharing(api: GraphQLClient, rep_token: str,
     assert (await api.error(admin_query, {"d": "globex.com"}, token=rep_token))["extensions"]["code"] == "FORBIDDEN"
 
 
-async def test_excluded_domains_and_explain(api: GraphQLClient, rep_token: str, admin_token: str, other_rep: User,
-                                           world: dict) -> None:
+async def test_excluded_domains_and_explain(api: GraphQLClient, rep_token: str, admin_token: str, rep: User,
+                                           other_rep: User, world: dict) -> None:
     other_token = (await issue_token(other_rep, "t"))[1]
     m = world["m"]
     explain = "query($m: ID!) { explainVisibility(messageId: $m) { visible code reason } }"
+    explain_for = ("query($m: ID!, $v: ID) { explainVisibility(messageId: $m, viewerId: $v) "
+                   "{ visible code reason } }")
+    missing = str(max(message.id for message in m.values()) + 1000)
+    not_found = await api.post(explain, {"m": missing}, token=other_token)
+    assert not_found == {"data": {"explainVisibility": {
+        "visible": False, "code": "not_found", "reason": "no such message, or you may not see it"}}}
     public = (await api.ok(explain, {"m": str(m["o1"].id)}, token=rep_token))["explainVisibility"]
     assert public["code"] == "shared_public"
-    hidden = (await api.ok(explain, {"m": str(m["r1"].id)}, token=other_token))["explainVisibility"]
-    assert hidden == {"visible": False, "code": "hidden_private", "reason": hidden["reason"]}
-    assert "Offer" not in hidden["reason"] and "jane" not in hidden["reason"]
+    # a colleague's hidden message: exactly the answer of a missing id
+    assert await api.post(explain, {"m": str(m["r1"].id)}, token=other_token) == not_found
+    # its owner (for a colleague) and an admin see why
+    for token in (rep_token, admin_token):
+        hidden = (await api.ok(explain_for, {"m": str(m["r1"].id), "v": str(other_rep.id)},
+                               token=token))["explainVisibility"]
+        assert hidden == {"visible": False, "code": "hidden_private", "reason": "hidden: PRIVATE account"}
+    # a colleague may not ask for someone else, about a hidden or a missing id alike
+    for message_id in (str(m["r1"].id), missing):
+        refused = await api.error(explain_for, {"m": message_id, "v": str(rep.id)}, token=other_token)
+        assert refused["extensions"]["code"] == "FORBIDDEN" and "viewerId" in refused["message"]
 
     added = await api.ok('mutation { addOrganisationDomain(kind: EXCLUDED, domain: "Globex.COM") }', token=admin_token)
     assert added["addOrganisationDomain"] == ["globex.com"]
     org = await api.ok("{ organisation { name companyDomains excludedDomains disabledProviders } }", token=rep_token)
     assert org["organisation"]["excludedDomains"] == ["globex.com"]
-    now_hidden = (await api.ok(explain, {"m": str(m["o1"].id)}, token=rep_token))["explainVisibility"]
+    assert await api.post(explain, {"m": str(m["o1"].id)}, token=rep_token) == not_found
+    now_hidden = (await api.ok(explain_for, {"m": str(m["o1"].id), "v": str(rep.id)},
+                               token=admin_token))["explainVisibility"]
     assert now_hidden["code"] == "hidden_org_excluded_domain" and "globex.com" in now_hidden["reason"]
     await api.ok("mutation { removeOrganisationDomain(kind: EXCLUDED, domain: \"globex.com\") }", token=admin_token)
 
@@ -163,7 +179,10 @@ async def test_excluded_domains_and_explain(api: GraphQLClient, rep_token: str, 
     domains = await api.ok("mutation($a: ID!) { addAccountExcludedDomain(accountId: $a, domain: \"globex.com\") }",
                            {"a": account}, token=other_token)
     assert domains["addAccountExcludedDomain"] == ["globex.com"]
-    assert (await api.ok(explain, {"m": str(m["o1"].id)}, token=rep_token))["explainVisibility"]["visible"] is False
+    assert await api.post(explain, {"m": str(m["o1"].id)}, token=rep_token) == not_found
+    excluded = (await api.ok(explain_for, {"m": str(m["o1"].id), "v": str(rep.id)},
+                             token=other_token))["explainVisibility"]
+    assert excluded["reason"] == "hidden: counterparty in account-excluded domain globex.com"
     listed = await api.ok(
         "query($a: ID!) { mailAccount(id: $a) { excludedDomains } }", {"a": account}, token=other_token
     )

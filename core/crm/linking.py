@@ -1,7 +1,8 @@
 """Links between messages and leads/contacts.
 
-A message is linked to a record when one of its counterparty addresses (From/To/Cc/Bcc
-minus the account owner's own addresses) equals the record's primary or secondary email.
+A message is linked to a record when one of its counterparty addresses (every From author,
+To, Cc, Bcc, minus the account owner's own addresses; never the Sender) equals the record's
+primary or secondary email.
 Links are recomputed whenever a record's emails change, so mail synced before the record
 existed still gets linked (docs/records-and-links.md#links).
 """
@@ -13,7 +14,15 @@ from collections.abc import Iterable
 from tortoise.expressions import Subquery
 from tortoise.transactions import in_transaction
 
-from ..db.models import CrmRecord, FromAddress, MailAccount, Message, MessageAddress, MessageLink
+from ..db.models import (
+    NON_COUNTERPARTY_ROLES,
+    CrmRecord,
+    FromAddress,
+    MailAccount,
+    Message,
+    MessageAddress,
+    MessageLink,
+)
 from ..db.orm_values import column_values
 
 
@@ -106,7 +115,7 @@ async def refresh_counterparties(account_id: int) -> None:
         )
         await MessageAddress.filter(message_id__in=Subquery(messages)).exclude(
             address__in=own
-        ).update(is_counterparty=True)
+        ).exclude(role__in=list(NON_COUNTERPARTY_ROLES)).update(is_counterparty=True)
         await MessageLink.filter(message_id__in=Subquery(messages)).delete()
         ids = await column_values(Message.filter(account_id=account_id), "id")
         await link_messages(account.user.organisation_id, ids)

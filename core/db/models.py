@@ -63,10 +63,25 @@ class Direction(StrEnum):
 
 
 class AddressRole(StrEnum):
-    FROM = "FROM"
+    FROM = "FROM"  # every author (RFC 5322 allows several)
     TO = "TO"
     CC = "CC"
     BCC = "BCC"
+    SENDER = "SENDER"  # the Sender header: who transmitted it; never a counterparty
+    REPLY_TO = "REPLY_TO"  # the Reply-To header: where replies go; never a counterparty
+
+
+#: the roles that say who transmitted a message or where replies go, not whom it concerns:
+#: their addresses are kept and shown, never counterparties (docs/records-and-links.md)
+NON_COUNTERPARTY_ROLES = frozenset({AddressRole.SENDER, AddressRole.REPLY_TO})
+
+
+class DateSource(StrEnum):
+    """Where a stored message's date comes from."""
+
+    HEADER = "HEADER"  # its Date header
+    INTERNALDATE = "INTERNALDATE"  # no readable Date header: the server's arrival time
+    NONE = "NONE"  # neither: the time it was stored
 
 
 class Organisation(Model):
@@ -416,12 +431,15 @@ class Message(Model):
     message_id = fields.CharField(max_length=998, null=True)
     in_reply_to = fields.CharField(max_length=998, null=True)
     references = fields.TextField(default="")
-    # the Message-ID that starts the thread (or this message's own), to group replies
+    # its conversation in this account: equal for every message of one thread (see
+    # core/db/thread_keys.py), rewritten when a late message joins two threads
     thread_key = fields.CharField(max_length=998, null=True)
     subject = fields.TextField(default="")
     from_name = fields.CharField(max_length=500, default="")
     from_address = fields.CharField(max_length=320, default="")
     date = fields.DatetimeField(null=True)
+    # null: stored before the source was recorded (migration 0011)
+    date_source = fields.CharEnumField(DateSource, max_length=16, null=True)
     direction = fields.CharEnumField(Direction, max_length=16)
     seen = fields.BooleanField(default=False)
     flagged = fields.BooleanField(default=False)
@@ -458,7 +476,7 @@ class MessageBody(Model):
 
 
 class MessageAddress(Model):
-    """One address of a message's From/To/Cc/Bcc, normalised, with its domain."""
+    """One address of a message's From/To/Cc/Bcc/Sender, normalised, with its domain."""
 
     id = fields.BigIntField(primary_key=True)
     message: fields.ForeignKeyRelation[Message] = fields.ForeignKeyField(
@@ -469,7 +487,8 @@ class MessageAddress(Model):
     name = fields.CharField(max_length=500, default="")
     address = fields.CharField(max_length=320)
     domain = fields.CharField(max_length=255)
-    # not one of the account owner's own addresses (account email + From addresses)
+    # From/To/Cc/Bcc and not one of the account owner's own addresses (account email + From
+    # addresses); a Sender never is
     is_counterparty = fields.BooleanField(default=True)
 
     class Meta:
@@ -497,6 +516,28 @@ class Attachment(Model):
 
     class Meta:
         table = "attachment"
+
+
+class ThreadNode(Model):
+    """A Message-ID that some stored message of the account names (its own, In-Reply-To or
+    References; or, for a message with none, its subject key), and the thread it is in.
+
+    Rows outlive the messages that named them (threads never split), and let a late message
+    find every thread it connects: the threads of its ancestors and of stored replies to it.
+    """
+
+    id = fields.BigIntField(primary_key=True)
+    account: fields.ForeignKeyRelation[MailAccount] = fields.ForeignKeyField(
+        "salesinbox.MailAccount", related_name="thread_nodes", on_delete=fields.CASCADE
+    )
+    account_id: int
+    node = fields.CharField(max_length=40)  # sha1 of the id: any id length fits the index
+    thread_key = fields.CharField(max_length=998)
+
+    class Meta:
+        table = "thread_node"
+        unique_together = (("account", "node"),)
+        indexes = (Index(fields=("account_id", "thread_key"), name="thread_node_key_idx"),)
 
 
 class MessageLink(Model):

@@ -3,5 +3,6 @@ MIME message and handing it to SMTP, and the Sent copy on the server and in the 
 
 May import: the shared modules, :mod:`..db`, :mod:`..crm`, :mod:`..plugin_host`,
 :mod:`..transport`, :mod:`..parsing`, :mod:`..oauth`, :mod:`..sharing.visibility` (one may
-reply only to mail one can see) and :mod:`..sync.store` (the Sent copy is stored at once).
+reply only to mail one can see), :mod:`..sync.store` (the Sent copy is stored at once) and
+:mod:`..sync.message_flags` (a reply sets \\Answered on the original).
 """

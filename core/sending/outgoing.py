@@ -20,6 +20,7 @@ from ..errors import ErrorCode, SalesInboxError, invalid_input, not_found
 from ..oauth.oauth_tokens import OAuthTokens
 from ..plugin_host.provider_registry import ProviderRegistry
 from ..sharing.visibility import can_see
+from ..sync.message_flags import mark_answered
 from ..transport.server_login import ConnectPolicy
 from .mailer import OutgoingAttachment, OutgoingEmail, build_mime, send_email
 from .sent_copy import SentCopy, record_sent_copy
@@ -178,10 +179,14 @@ async def reply(
 ) -> SentCopy:
     """Reply (or reply to all) to a message the actor may see, from the actor's own account.
 
-    Recipients: the original's From (or, for the actor's own sent mail, its To; Reply-To is not
-    stored, see docs/outgoing-mail.md#known-limits); reply-all adds the original To and Cc.
+    Recipients: the original's Reply-To when it has one, else its From (RFC 5322 §3.6.2); for
+    the actor's own sent mail, its To. Reply-all adds the original To and Cc.
     The actor's own addresses are always removed.
     Extra To/Cc/Bcc of ``draft`` are added.
+
+    Once sent, the original gets \\Answered on the server and in the store when it is the
+    actor's own mail (:func:`~..sync.message_flags.mark_answered`; a failure there is logged
+    and does not fail the reply).
     """
     _check_attachments(draft.attachments)
     if not await can_see(actor, message_id):
@@ -192,7 +197,8 @@ async def reply(
     mine |= set(await column_values(MailAccount.filter(user_id=actor.id), "email"))
     senders = await _addresses_of(original.id, AddressRole.FROM)
     original_to = await _addresses_of(original.id, AddressRole.TO)
-    primary = original_to if set(senders) & mine else senders  # replying to my own sent mail
+    reply_to = await _addresses_of(original.id, AddressRole.REPLY_TO)
+    primary = original_to if set(senders) & mine else (reply_to or senders)  # my own sent mail: its To
     to = [a for a in [*primary, *_addresses(draft.to, "to")] if a not in mine]
     cc = list(_addresses(draft.cc, "cc"))
     if reply_all:
@@ -209,4 +215,7 @@ async def reply(
         html=draft.html, in_reply_to=original.message_id,
         references=tuple(dict.fromkeys(references))[-20:], attachments=draft.attachments,
     )
-    return await _deliver(account, email, services)
+    copy = await _deliver(account, email, services)
+    await mark_answered(actor, original.id, secrets=services.secrets, policy=services.policy,
+                        tokens=services.tokens)
+    return copy

@@ -1,8 +1,8 @@
 """A lead's or contact's mail grouped by conversation (docs/views.md#threads), in pages.
 
 A thread of a record is the mail of its Emails related list (linked to it, visible to the
-viewer, see :func:`~.visibility.visible_messages_for_record`) that shares a thread key (the first
-References id, else In-Reply-To, else the Message-ID: see :mod:`..parsing.message_parser`); a message without
+viewer, see :func:`~.visibility.visible_messages_for_record`) that shares a thread key (the
+conversation in its account, set by the store: see :mod:`..db.thread_keys`); a message without
 a key is a thread of its own. Threads come most recently active first, by the (date, id) of
 their newest message, which is also what a cursor points after.
 

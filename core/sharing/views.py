@@ -240,3 +240,41 @@ async def get_message(viewer: User, message_id: int) -> Message:
     if message is None:
         raise not_found("message")
     return message
+
+
+def parent_message_id(in_reply_to: str | None, references: str) -> str | None:
+    """The Message-ID of a message's parent (RFC 5322 §3.6.4): its In-Reply-To, else the last
+    entry of its References (as stored: space-separated), else ``None``."""
+    if in_reply_to:
+        return in_reply_to
+    entries = references.split()
+    return entries[-1] if entries else None
+
+
+@dataclass(frozen=True)
+class ParentQuery:
+    """A message whose parent is sought: its id, its account, its parent's Message-ID."""
+
+    message_id: int
+    account_id: int
+    parent_id: str
+
+
+async def visible_parents(viewer: User, children: list[ParentQuery]) -> list[Message | None]:
+    """For each child, its parent in the store that ``viewer`` may see, else ``None``; one
+    query for all. Of several stored copies of the parent's Message-ID (INBOX and Sent, or
+    colleagues' mailboxes), the one in the child's account comes first, then the lowest id;
+    a message is never its own parent."""
+    wanted = sorted({child.parent_id for child in children})
+    if not wanted:
+        return []
+    by_message_id: dict[str, list[Message]] = {}
+    for row in await visible_messages(viewer).filter(message_id__in=wanted).order_by("id"):
+        by_message_id.setdefault(row.message_id or "", []).append(row)
+    found: list[Message | None] = []
+    for child in children:
+        copies = [r for r in by_message_id.get(child.parent_id, []) if r.id != child.message_id]
+        same_account = [r for r in copies if r.account_id == child.account_id]
+        best = same_account or copies
+        found.append(best[0] if best else None)
+    return found

@@ -18,8 +18,8 @@ with their own filters, ordering and pagination. It is a pure ``WHERE`` conditio
     page = await Message.filter(visible_to(viewer), folder_id=f).order_by("-date", "-id").limit(50)
 
 :func:`visible_messages`, :func:`visible_messages_for_record` and :func:`can_see` are built on
-it. The rule is enforced in SQL, never by filtering fetched rows in Python. :func:`explain`
-says why, in words that reveal nothing of hidden mail, and agrees with the query.
+it. The rule is enforced in SQL, never by filtering fetched rows in Python.
+:mod:`.explanations` says why, to those who may know, and agrees with the query.
 
 How the SQL is built. The viewer-dependent account sets (V's own accounts, the PUBLIC/CUSTOM
 accounts of V's organisation, PUBLIC accounts) are Tortoise sub-queries, run once per query.
@@ -37,26 +37,16 @@ list costs in proportion to the record's links (see bench/bench_policy.py).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 from tortoise.expressions import Q, Subquery
 from tortoise.queryset import QuerySet
 
 from ..db.models import (
-    AccountExcludedDomain,
     DomainKind,
     MailAccount,
     Message,
-    MessageAddress,
-    MessageLink,
-    OrganisationDomain,
-    RecordKind,
-    ShareFlag,
     SharingPermission,
     User,
 )
-from ..db.orm_values import column_values
 from ..db.sql_fragment import SqlFragment
 
 # "domain d is the listed domain l or a subdomain of it": d = l, or d ends with "." || l.
@@ -154,130 +144,3 @@ def visible_messages_for_record(
 async def can_see(viewer: User, message_id: int) -> bool:
     """Whether ``viewer`` may see the message (one query, the same filter)."""
     return await Message.filter(visible_to(viewer), id=message_id).exists()
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Why a viewer may or may not see a message, in words that reveal none of its content.
-
-    ``code`` is stable for programs (see the ``CODE_*`` constants); ``reason`` is for people.
-    """
-
-    visible: bool
-    reason: str
-    code: str
-
-
-CODE_OWNER = "owner"
-CODE_SHARED_PUBLIC = "shared_public"
-CODE_SHARED_CUSTOM = "shared_custom"
-CODE_NOT_FOUND = "not_found"
-CODE_OTHER_ORGANISATION = "hidden_other_organisation"
-CODE_PRIVATE = "hidden_private"
-CODE_UNLINKED = "hidden_unlinked"
-CODE_COMPANY_DOMAIN = "hidden_company_domain"
-CODE_ORG_EXCLUDED_DOMAIN = "hidden_org_excluded_domain"
-CODE_ACCOUNT_EXCLUDED_DOMAIN = "hidden_account_excluded_domain"
-CODE_NOT_SHARED = "hidden_not_shared"
-
-
-def domain_within(domain: str, listed: str) -> bool:
-    """``domain`` is ``listed`` or a subdomain of it (the Python twin of :data:`_WITHIN`)."""
-    return domain == listed or domain.endswith("." + listed)
-
-
-async def explain(viewer: User, message: Message | int) -> Explanation:
-    """Say whether ``viewer`` may see ``message`` and why, agreeing with :func:`visible_to`.
-
-    For diagnostics and support ("why can't I see this mail?"); gate access with
-    :func:`visible_to` / :func:`can_see`. The reasons are tested against the query on
-    generated organisations. The words name the account's permission, the offending listed
-    domain, or linked records (only when the message is visible) — never a subject,
-    an address or the owner of hidden mail. When several reasons hide a message, the first in
-    this order is given: PRIVATE, no linked record, listed domain, Share Email not set.
-    """
-    message_id = message if isinstance(message, int) else message.id
-    rows = await Message.filter(id=message_id).values(
-        "account_id", "account__sharing", "account__user_id", "account__user__organisation_id"
-    )
-    if not rows:
-        return Explanation(False, "hidden: no such message", CODE_NOT_FOUND)
-    row = rows[0]
-    account_id, owner_id = row["account_id"], row["account__user_id"]
-    sharing = SharingPermission(row["account__sharing"])
-    if owner_id == viewer.id:
-        return Explanation(True, "owner", CODE_OWNER)
-    if row["account__user__organisation_id"] != viewer.organisation_id:
-        return Explanation(
-            False, "hidden: the account belongs to another organisation", CODE_OTHER_ORGANISATION
-        )
-    if sharing == SharingPermission.PRIVATE:
-        return Explanation(False, "hidden: PRIVATE account", CODE_PRIVATE)
-    links = await (
-        MessageLink.filter(message_id=message_id)
-        .order_by("record_id")
-        .values("record_id", "record__kind", "record__first_name", "record__last_name")
-    )
-    if not links:
-        return Explanation(False, "hidden: not linked to any lead or contact", CODE_UNLINKED)
-    offending = await _offending_domain(
-        message_id, account_id, row["account__user__organisation_id"]
-    )
-    if offending is not None:
-        code, label, listed = offending
-        return Explanation(False, f"hidden: counterparty in {label} {listed}", code)
-    if sharing == SharingPermission.PUBLIC:
-        more = f" and {len(links) - 1} more" if len(links) > 1 else ""
-        return Explanation(
-            True, f"shared: PUBLIC account, linked to {_record_label(links[0])}{more}",
-            CODE_SHARED_PUBLIC,
-        )
-    flagged = set(
-        await ShareFlag.filter(
-            user_id=owner_id, record_id__in=[link["record_id"] for link in links]
-        ).values_list("record_id", flat=True)
-    )
-    shared = [link for link in links if link["record_id"] in flagged]
-    if not shared:
-        return Explanation(
-            False, "hidden: CUSTOM account and Share Email not set on any linked record",
-            CODE_NOT_SHARED,
-        )
-    return Explanation(
-        True, f"shared: CUSTOM account, Share Email set on {_record_label(shared[0])}",
-        CODE_SHARED_CUSTOM,
-    )
-
-
-def _record_label(link: dict[str, Any]) -> str:
-    kind = "lead" if link["record__kind"] == RecordKind.LEAD else "contact"
-    name = " ".join(p for p in (link["record__first_name"], link["record__last_name"]) if p)
-    return f"{kind} {name}".strip()
-
-
-async def _offending_domain(
-    message_id: int, account_id: int, organisation_id: int
-) -> tuple[str, str, str] | None:
-    """The first listed domain (company, then org-excluded, then account-excluded, each
-    alphabetically) that a counterparty of the message is within, as (code, label, domain)."""
-    domains = set(
-        await column_values(MessageAddress.filter(message_id=message_id, is_counterparty=True), "domain")
-    )
-    if not domains:
-        return None
-    org_listed = await OrganisationDomain.filter(organisation_id=organisation_id).values_list(
-        "kind", "domain"
-    )
-    account_listed = await column_values(AccountExcludedDomain.filter(account_id=account_id), "domain")
-    candidates = [
-        *((CODE_COMPANY_DOMAIN, "company domain", d) for k, d in sorted(org_listed)
-          if k == DomainKind.COMPANY),
-        *((CODE_ORG_EXCLUDED_DOMAIN, "organisation-excluded domain", d)
-          for k, d in sorted(org_listed) if k == DomainKind.EXCLUDED),
-        *((CODE_ACCOUNT_EXCLUDED_DOMAIN, "account-excluded domain", d)
-          for d in sorted(account_listed)),
-    ]
-    for candidate in candidates:
-        if any(domain_within(domain, candidate[2]) for domain in domains):
-            return candidate
-    return None

@@ -11,8 +11,9 @@ Per folder, a small state machine on (UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ):
 * Afterwards → nothing to do when UIDNEXT and HIGHESTMODSEQ are unchanged (O(1) with
   CONDSTORE); else the UIDs from the last completed pass's UIDNEXT that are not stored are
   fetched, flag changes read with ``SEARCH MODSEQ`` (or by comparing all flags without
-  CONDSTORE), and when the stored count differs from the server's, the folder is reconciled
-  UID by UID: expunged UIDs deleted, missing ones fetched.
+  CONDSTORE), expunges learnt from ``VANISHED (EARLIER)`` where the server has QRESYNC
+  (RFC 7162), and when the stored count still differs from the server's, the folder is
+  reconciled UID by UID: expunged UIDs deleted, missing ones fetched.
 
 The state that says "done" (``initial_sync_done``, UIDNEXT, HIGHESTMODSEQ) is written only
 after the work it vouches for has been committed, and ``messages_synced`` is the store's own
@@ -202,15 +203,20 @@ async def _sync_folders(
         await account.save(update_fields=["sync_state"])
         _publish(services, account, "SYNC_STATE")
     own = frozenset(await own_addresses(account.id))
-    condstore = "CONDSTORE" in {c.upper() for c in account.capabilities}
+    announced = {c.upper() for c in account.capabilities}
+    condstore = "CONDSTORE" in announced
+    qresync = False
     if condstore:
-        await asyncio.to_thread(client.enable, "CONDSTORE")
+        # QRESYNC (RFC 7162) implies CONDSTORE; trust what ENABLE answers, not the listing
+        enabled = await asyncio.to_thread(client.enable, *(["CONDSTORE", "QRESYNC"] if "QRESYNC" in announced
+                                                             else ["CONDSTORE"]))
+        qresync = b"QRESYNC" in {e.upper() if isinstance(e, bytes) else str(e).upper().encode() for e in enabled}
     for folder in folders:
         folder_report = FolderReport(name=folder.name, role=folder.role)
         report.folders.append(folder_report)
         target_base = (account, own, condstore)
         try:
-            await _sync_folder(client, folder, target_base, services, folder_report)
+            await _sync_folder(client, folder, target_base, services, folder_report, qresync=qresync)
             folder.last_error, folder.retry_at = None, None
         except CONNECTION_ERRORS:
             raise
@@ -266,9 +272,14 @@ async def _sync_folder(
     target_base: tuple[MailAccount, frozenset[str], bool],
     services: SyncServices,
     report: FolderReport,
+    *,
+    qresync: bool = False,
 ) -> None:
     account, own, condstore = target_base
-    snapshot = await asyncio.to_thread(fetch.select_folder, client, folder.name)
+    since = None  # with QRESYNC: what the last completed pass saw, to learn what vanished since
+    if qresync and folder.initial_sync_done and folder.uidvalidity and folder.highestmodseq:
+        since = (folder.uidvalidity, folder.highestmodseq)
+    snapshot = await asyncio.to_thread(fetch.select_folder, client, folder.name, qresync=since)
     if folder.uidvalidity is not None and folder.uidvalidity != snapshot.uidvalidity:
         removed = await restart_for_uidvalidity(folder.id, snapshot.uidvalidity)
         log.info("Folder %r: UIDVALIDITY changed, %d stored messages deleted to be fetched again",
@@ -399,6 +410,12 @@ async def _incremental_sync(
     if unchanged:
         return
     stored = await stored_uids(folder.id, target.uidvalidity)
+    if snapshot.vanished:  # QRESYNC named the expunged UIDs: no need to list the whole folder
+        gone = fetch.uids_in_set(snapshot.vanished, stored)
+        if gone:
+            folder.messages_synced -= await delete_uids(folder.id, target.uidvalidity, gone)
+            stored -= gone
+            _publish(services, account, "MESSAGES_REMOVED")
     # From the UIDNEXT of the last completed pass, not from the highest stored UID: new mail
     # is stored newest first, so after a cut pass the highest UID is stored, older ones not.
     since_last_pass = await asyncio.to_thread(fetch.uids_from, client, folder.uidnext or 1)

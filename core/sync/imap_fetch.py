@@ -12,6 +12,8 @@ again: a script that syncs must guard its entry point with ``if __name__ == "__m
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import multiprocessing
 import os
@@ -51,6 +53,9 @@ class FolderSnapshot:
     uidnext: int | None
     highestmodseq: int | None
     exists: int
+    #: with QRESYNC (RFC 7162), the UID set the server reported expunged since the modseq
+    #: given (``VANISHED (EARLIER)``, as sent, e.g. ``"41,43:116"``); None when not asked
+    vanished: str | None = None
 
 
 def chunked(uids: Sequence[int], size: int = UID_CHUNK) -> Iterator[list[int]]:
@@ -65,16 +70,67 @@ def _int(value: Any) -> int | None:  # a FETCH/SELECT value: imapclient's data i
     return int(value) if value is not None else None
 
 
-def select_folder(client: IMAPClient, name: str, *, readonly: bool = True) -> FolderSnapshot:
-    """SELECT ``name`` (read-only by default: syncing never changes the mailbox)."""
-    info = client.select_folder(name, readonly=readonly)
+def select_folder(client: IMAPClient, name: str, *, readonly: bool = True,
+                  qresync: tuple[int, int] | None = None) -> FolderSnapshot:
+    """SELECT ``name`` (read-only by default: syncing never changes the mailbox).
+
+    ``qresync``: the (UIDVALIDITY, HIGHESTMODSEQ) of the last completed pass, on a
+    connection that has done ``ENABLE QRESYNC``: the server then also reports the UIDs
+    expunged since that modseq (RFC 7162 §3.2.5), kept in ``vanished``. It may report UIDs
+    the client never had, and none at all when the UIDVALIDITY no longer matches.
+    """
+    if qresync is None:
+        info = client.select_folder(name, readonly=readonly)
+        vanished = None
+    else:
+        info, vanished = _select_qresync(client, name, readonly, *qresync)
     return FolderSnapshot(
         name=name,
         uidvalidity=_int(info.get(b"UIDVALIDITY")) or 0,
         uidnext=_int(info.get(b"UIDNEXT")),
         highestmodseq=_int(info.get(b"HIGHESTMODSEQ")),
         exists=_int(info.get(b"EXISTS")) or 0,
+        vanished=vanished,
     )
+
+
+def _select_qresync(client: IMAPClient, name: str, readonly: bool, uidvalidity: int,
+                    modseq: int) -> tuple[dict[bytes, Any], str]:
+    # imaplib's select() takes no parameters: send the command itself, then let imapclient
+    # read the untagged responses as its own select_folder does.
+    imap = client._imap
+    imap.untagged_responses = {}
+    command = "EXAMINE" if readonly else "SELECT"
+    typ, data = imap._simple_command(command, client._normalise_folder(name),
+                                     f"(QRESYNC ({uidvalidity} {modseq}))")
+    client._checkok(command.lower(), typ, data)
+    imap.state = "SELECTED"
+    imap.is_readonly = readonly
+    vanished = [line for line in imap.untagged_responses.pop("VANISHED", [])
+                if isinstance(line, bytes) and line.upper().startswith(b"(EARLIER)")]
+    info = client._process_select_response(imap.untagged_responses)
+    return info, ",".join(line[len(b"(EARLIER)"):].strip().decode("ascii", "replace") for line in vanished)
+
+
+def uids_in_set(uid_set: str, candidates: set[int]) -> set[int]:
+    """The ``candidates`` that an IMAP sequence set such as ``"41,43:116"`` names (a set
+    may span millions of UIDs: it is matched against the candidates, not expanded)."""
+    ranges: list[tuple[int, int]] = []
+    for part in uid_set.split(","):
+        low, _, high = part.strip().partition(":")
+        if not low.isdigit() or (high and not high.isdigit()):
+            continue  # "*" cannot appear in VANISHED; anything else is ignored
+        first, last = int(low), int(high or low)
+        ranges.append((min(first, last), max(first, last)))
+    ranges.sort()
+    starts = [first for first, _last in ranges]
+    reach = list(itertools.accumulate((last for _first, last in ranges), max))
+    named = set()
+    for uid in candidates:
+        index = bisect.bisect_right(starts, uid) - 1  # the last range starting at or before uid
+        if index >= 0 and reach[index] >= uid:
+            named.add(uid)
+    return named
 
 
 def list_uids(client: IMAPClient, since: date | None = None) -> list[int]:
@@ -262,10 +318,12 @@ def changed_since(client: IMAPClient, modseq: int) -> list[int]:
     return sorted(int(uid) for uid in client.search(["MODSEQ", str(modseq)]))
 
 
-def set_flags(client: IMAPClient, folder: str, uid: int, *, seen: bool | None, flagged: bool | None) -> None:
-    """Set or clear \\Seen and \\Flagged on one message, read-write (two-way flag sync)."""
+def set_flags(client: IMAPClient, folder: str, uid: int, *, seen: bool | None, flagged: bool | None,
+              answered: bool | None = None) -> None:
+    """Set (True) or clear (False) \\Seen, \\Flagged and \\Answered on one message, read-write
+    (two-way flag sync; \\Answered after a reply); None leaves a flag as it is."""
     client.select_folder(folder, readonly=False)
-    for flag, wanted in ((b"\\Seen", seen), (b"\\Flagged", flagged)):
+    for flag, wanted in ((b"\\Seen", seen), (b"\\Flagged", flagged), (b"\\Answered", answered)):
         if wanted is True:
             client.add_flags([uid], [flag], silent=True)
         elif wanted is False:

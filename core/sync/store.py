@@ -27,8 +27,10 @@ from tortoise.transactions import in_transaction
 
 from ..crm.linking import link_messages
 from ..db.models import (
+    NON_COUNTERPARTY_ROLES,
     AddressRole,
     Attachment,
+    DateSource,
     Direction,
     Folder,
     MailAccount,
@@ -40,6 +42,7 @@ from ..db.models import (
 from ..db.orm_values import column_values
 from ..db.uninterrupted import uninterrupted
 from ..parsing.message_parser import Address, FetchedMessage, direction_for
+from .thread_joining import thread_keys_for
 
 # UIDVALIDITY of rows stored before the server gave them a UID (sent mail, see sent_copy).
 PLACEHOLDER_UIDVALIDITY = 0
@@ -126,10 +129,24 @@ async def _insert_rows(connection: BaseDBAsyncClient, model: type[Model], rows: 
     await connection.execute_many(query, values)
 
 
-def _message_row(target: FolderTarget, item: FetchedMessage, created_at: datetime) -> dict[str, Any]:
+def _date(item: FetchedMessage) -> tuple[datetime, DateSource, list[str]]:
+    """The stored date, where it comes from, and the parse warnings with what that says."""
+    warnings = list(item.parsed.warnings)
+    if item.parsed.date is not None:
+        return item.parsed.date, DateSource.HEADER, warnings
+    if item.internal_date is not None:
+        warnings.append("no readable Date header: the date is the server's INTERNALDATE")
+        return item.internal_date, DateSource.INTERNALDATE, warnings
+    # Never NULL: the views page by (date, id) on every backend.
+    warnings.append("no readable Date header and no INTERNALDATE: the date is when it was stored")
+    return datetime.now(UTC), DateSource.NONE, warnings
+
+
+def _message_row(target: FolderTarget, item: FetchedMessage, thread_key: str, created_at: datetime) -> dict[str, Any]:
     parsed = item.parsed
     sender = parsed.from_[0] if parsed.from_ else Address(name="", address="")
     direction = direction_for(parsed, set(target.own_addresses), target.folder_is_sent)
+    date, date_source, warnings = _date(item)
     return {
         "account_id": target.account_id,
         "folder_id": target.folder_id,
@@ -139,17 +156,17 @@ def _message_row(target: FolderTarget, item: FetchedMessage, created_at: datetim
         "message_id": (parsed.message_id or None) and parsed.message_id[:998],
         "in_reply_to": (parsed.in_reply_to or None) and parsed.in_reply_to[:998],
         "references": " ".join(parsed.references),
-        "thread_key": parsed.thread_key[:998],
+        "thread_key": thread_key,
         "subject": parsed.subject,
         "from_name": sender.name[:500],
         "from_address": sender.address[:320],
-        # Never NULL: the views page by (date, id) on every backend.
-        "date": parsed.date or item.internal_date or datetime.now(UTC),
+        "date": date,
+        "date_source": date_source,
         "direction": Direction(direction),
         "snippet": parsed.snippet[:300],
         "size": parsed.size,
         "has_attachments": parsed.has_attachments,
-        "parse_warnings": list(parsed.warnings),
+        "parse_warnings": warnings,
         "created_at": created_at,
         **flag_columns(item.flags),
     }
@@ -162,19 +179,26 @@ def _children(
     message_id: int, item: FetchedMessage, own: frozenset[str],
     bodies: list[dict[str, Any]], addresses: list[dict[str, Any]], attachments: list[dict[str, Any]],
 ) -> None:
-    """Append the body, address and attachment rows of one message to the batch's lists."""
+    """Append the body, address and attachment rows of one message to the batch's lists.
+
+    Every From author is kept (and is a counterparty unless it is an own address); the Sender
+    and the Reply-To addresses are kept too, never as counterparties
+    (docs/records-and-links.md#counterparties)."""
     parsed = item.parsed
     bodies.append({"message_id": message_id, "text": parsed.text, "html": parsed.html})
-    for role, attribute in _ROLES:
-        for address in getattr(parsed, attribute):
-            addresses.append({
-                "message_id": message_id,
-                "role": role,
-                "name": address.name[:500],
-                "address": address.address[:320],
-                "domain": address.address.rpartition("@")[2][:255],
-                "is_counterparty": address.address not in own,
-            })
+    roles = [(role, address) for role, attribute in _ROLES for address in getattr(parsed, attribute)]
+    if parsed.sender is not None:
+        roles.append((AddressRole.SENDER, parsed.sender))
+    roles += [(AddressRole.REPLY_TO, address) for address in parsed.reply_to]
+    for role, address in roles:
+        addresses.append({
+            "message_id": message_id,
+            "role": role,
+            "name": address.name[:500],
+            "address": address.address[:320],
+            "domain": address.address.rpartition("@")[2][:255],
+            "is_counterparty": role not in NON_COUNTERPARTY_ROLES and address.address not in own,
+        })
     for info in parsed.attachments:
         attachments.append({
             "message_id": message_id,
@@ -211,7 +235,8 @@ async def plan_for_values(connection: BaseDBAsyncClient) -> None:
 @uninterrupted
 async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> StoreResult:
     """Insert the messages of ``batch`` not yet stored, with bodies, addresses, attachments
-    and links, in one transaction. Returns the new message ids."""
+    and links, in one transaction, each in its thread (merging the threads it connects, see
+    :mod:`.thread_joining`). Returns the new message ids."""
     if not batch:
         return StoreResult((), 0, 0)
     uids = [item.uid for item in batch]
@@ -227,9 +252,10 @@ async def store_batch(target: FolderTarget, batch: Sequence[FetchedMessage]) -> 
         if not fresh:
             return StoreResult((), len(batch), 0)
         created_at = timezone.localtime()  # what auto_now_add gives
-        await _insert_rows(
-            connection, Message, [_message_row(target, item, created_at) for item in fresh.values()]
-        )
+        keys = await thread_keys_for(connection, target.account_id, [item.parsed for item in fresh.values()])
+        await _insert_rows(connection, Message, [
+            _message_row(target, item, key, created_at) for item, key in zip(fresh.values(), keys, strict=True)
+        ])
         # executemany does not return keys: read them back by the natural key.
         id_by_uid = {
             uid: message_id
