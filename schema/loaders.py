@@ -101,6 +101,7 @@ class BodyReader:
         self._limit = 0
         self._text = DataLoader(load_fn=partial(self._read, "text"))
         self._html = DataLoader(load_fn=partial(self._read, "html"))
+        self._headers = DataLoader(load_fn=partial(self._read, "headers"))
 
     async def text(self, message_id: int, limit: int) -> str:
         """The plain-text body ("" when none), counted against ``limit`` characters per response."""
@@ -111,6 +112,11 @@ class BodyReader:
         """The HTML body ("" when none), counted against ``limit`` characters per response."""
         self._limit = limit
         return await self._html.load(message_id)
+
+    async def headers(self, message_id: int, limit: int) -> str:
+        """The complete header block ("" when not kept), counted like the bodies."""
+        self._limit = limit
+        return await self._headers.load(message_id)
 
     async def _read(self, column: str, message_ids: Sequence[int]) -> list[str]:
         ids = list(message_ids)

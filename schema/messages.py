@@ -11,6 +11,7 @@ import strawberry
 from strawberry.types.nodes import SelectedField
 
 from salesinbox.core.db.models import AddressRole, DateSource, Direction, Message
+from salesinbox.core.parsing.header_fields import header_fields
 from salesinbox.core.sharing.views import ParentQuery, parent_message_id
 from salesinbox.core.sync.message_flags import set_message_flags
 
@@ -36,6 +37,13 @@ RecordRef = Annotated["CrmRecordType", strawberry.lazy(".records")]
 class EmailAddressType:
     name: str
     address: str
+
+
+@strawberry.type(name="MessageHeader", description="One header field as received: its name as written and its "
+                 "value unfolded, not decoded (encoded words stay as sent).")
+class MessageHeaderType:
+    name: str
+    value: str
 
 
 @strawberry.type(name="Attachment", description="Metadata of an attachment (content stays on the server).")
@@ -178,6 +186,13 @@ class MessageType:
         rows = await info.context.loaders.attachments_by_message.load(int(self.id))
         return [AttachmentType(filename=a.filename, content_type=a.content_type, size=a.size,
                                content_id=a.content_id, is_inline=a.is_inline) for a in rows]
+
+    @strawberry.field(description="Every header of the message as received, in order (kept for mail synced since "
+                      "this was added, at most 64 KiB: empty for older mail; the original message has them all). "
+                      "Counted like the bodies (see RESPONSE_TOO_LARGE).", metadata=cost.body())
+    async def headers(self, info: Info) -> list[MessageHeaderType]:
+        block = await info.context.loaders.bodies.headers(int(self.id), _body_chars(info))
+        return [MessageHeaderType(name=name, value=value) for name, value in header_fields(block)]
 
     @strawberry.field(description="The plain-text body. Bodies are large: ask for them for a few messages at a "
                       "time (see RESPONSE_TOO_LARGE).", metadata=cost.body())

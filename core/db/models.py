@@ -470,6 +470,7 @@ class MessageBody(Model):
     message_id: int
     text = fields.TextField(default="")
     html = fields.TextField(default="")
+    headers = fields.TextField(default="")  # the header block as received, at most 64 KiB
 
     class Meta:
         table = "message_body"

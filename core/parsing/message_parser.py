@@ -24,6 +24,7 @@ from .addresses import MAX_ADDRESSES, Address, normalised_set, read_addresses
 from .charsets import clean
 from .dates import decode_date
 from .header_block import repair_header_block
+from .header_fields import header_block_text
 from .headers import cut_between, decode_header_value, decode_raw_header, normalise_subject
 from .mime_body import MAX_BODY_BYTES, MAX_PARTS, AttachmentInfo, BodyReader
 from .parse_warnings import Warnings
@@ -68,6 +69,7 @@ class ParsedMessage:
     size: int
     warnings: tuple[str, ...]
     sender: Address | None = None
+    header_block: str = ""  # every header as received (:mod:`.header_fields`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +133,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
     text, html, attachments = _guard(warn, "body", ("", "", ()), body.read, msg)
     thread_key = references[0] if references else in_reply_to or message_id or _subject_key(
         subject, from_ + addresses["to"] + addresses["cc"])
+    header_block = _guard(warn, "header block", "", header_block_text, raw, warn)
     return ParsedMessage(
         message_id=message_id, in_reply_to=in_reply_to, references=references,
         thread_key=thread_key, subject=subject, from_=from_, to=addresses["to"],
@@ -138,7 +141,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         text=text, html=html, snippet=_guard(warn, "snippet", "", make_snippet, text),
         attachments=attachments, has_attachments=any(not a.is_inline for a in attachments),
         size=len(raw), warnings=warn.as_tuple(),
-        sender=addresses["sender"][0] if addresses["sender"] else None)
+        sender=addresses["sender"][0] if addresses["sender"] else None, header_block=header_block)
 
 
 def direction_for(parsed: ParsedMessage, own_addresses: set[str], folder_is_sent: bool) -> str:

@@ -185,7 +185,8 @@ def _children(
     and the Reply-To addresses are kept too, never as counterparties
     (docs/records-and-links.md#counterparties)."""
     parsed = item.parsed
-    bodies.append({"message_id": message_id, "text": parsed.text, "html": parsed.html})
+    bodies.append({"message_id": message_id, "text": parsed.text, "html": parsed.html,
+                   "headers": parsed.header_block})
     roles = [(role, address) for role, attribute in _ROLES for address in getattr(parsed, attribute)]
     if parsed.sender is not None:
         roles.append((AddressRole.SENDER, parsed.sender))
