@@ -3,12 +3,13 @@ request by route, every GraphQL operation by name, every error answered by code.
 
 Label values are bounded, so that no client can grow the number of time series:
 
-- HTTP: the route's template (``/messages/{id}/original``), ``unmatched`` for any path no
+- HTTP: the route's template (``/messages/{message_id}/original``), ``unmatched`` for any path no
   route serves; the method among the usual ones, else ``OTHER``;
 - GraphQL: the operation's name when the caller is authenticated, the name is an operation
   of the document, looks like a GraphQL name of at most 64 characters, and is among the first
   :data:`MAX_OPERATION_NAMES` names this process saw; ``anonymous`` for an unnamed operation;
-  ``other`` for anything else (unauthenticated callers included: their names are never kept);
+  ``unauthenticated`` for any operation refused for want of a valid token (their names are
+  never read); ``other`` for anything else;
 - error codes: the documented ones (:class:`~salesinbox.core.errors.ErrorCode` and
   ``GRAPHQL_VALIDATION_FAILED``), else ``OTHER``.
 """
@@ -40,6 +41,7 @@ from .errors import VALIDATION_FAILED
 #: how many distinct operation names one process labels; later ones count as ``other``
 MAX_OPERATION_NAMES = 200
 ANONYMOUS = "anonymous"
+UNAUTHENTICATED = "unauthenticated"
 OTHER_OPERATION = "other"
 _OPERATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 _KNOWN_CODES = frozenset({code.value for code in ErrorCode} | {VALIDATION_FAILED})
@@ -60,9 +62,11 @@ def count_errors(errors: Iterable[GraphQLError]) -> None:
 
 def operation_label(name: str | None, *, authenticated: bool, declared: Iterable[str]) -> str:
     """The label of an operation called ``name`` (see the module docstring)."""
+    if not authenticated:
+        return UNAUTHENTICATED
     if not name:
         return ANONYMOUS
-    if not authenticated or name not in declared or not _OPERATION_NAME.fullmatch(name):
+    if name not in declared or not _OPERATION_NAME.fullmatch(name):
         return OTHER_OPERATION
     if name not in _operation_names:
         if len(_operation_names) >= MAX_OPERATION_NAMES:

@@ -47,6 +47,8 @@ __all__ = [
 ]
 
 MULTIPROC_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
+# Read once, at import, as prometheus-client itself decides how to store values.
+_MULTIPROC_DIR = os.environ.get(MULTIPROC_VARIABLE) or None
 
 # -- the API ---------------------------------------------------------------------------------
 
@@ -116,8 +118,9 @@ SYNC_LAG_MAX = Gauge(
 
 
 def multiprocess_directory() -> str | None:
-    """The directory of multiprocess mode, or ``None`` when each process counts alone."""
-    return os.environ.get(MULTIPROC_VARIABLE) or None
+    """The directory of multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` when this module was
+    imported), or ``None`` when each process counts alone."""
+    return _MULTIPROC_DIR
 
 
 def exposition() -> tuple[bytes, str]:
