@@ -4,7 +4,7 @@ Every metric is defined once, here, on prometheus-client's default registry. Wit
 ``PROMETHEUS_MULTIPROC_DIR`` set (before the process starts: prometheus-client decides at
 import), every process writes its values to files in that directory and :func:`exposition`
 merges the files of all of them, so any process's ``/metrics`` shows the whole deployment
-(several ``--workers``, later the sync workers beside the API). Without it, each process
+(several server processes on one machine, later sync workers beside the API). Without it, each process
 shows its own values.
 
 Labels are bounded: HTTP routes are the route templates, GraphQL operation names are
