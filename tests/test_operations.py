@@ -226,6 +226,25 @@ async def test_a_real_sync_shows_in_the_metrics_and_the_log(
 
 
 @pytest.mark.dovecot
+async def test_a_refused_login_is_counted_and_logged(
+    rep: User, mail_account: TestMailbox, services: SyncServices, http: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from salesinbox.core.sync.engine import sync_account
+
+    account = await connect(rep, mail_account, services)
+    await MailAccount.filter(id=account.id).update(imap_secret=services.secrets.encrypt("old-password"))
+    before = await scrape(http)
+    with caplog.at_level(logging.INFO, logger="salesinbox.core.sync.engine"):
+        assert (await sync_account(account.id, services)).state == SyncState.NEEDS_REAUTH
+    after = await scrape(http)
+    name = "salesinbox_sync_passes_total"
+    assert value(after, name, outcome="needs_reauth") - value(before, name, outcome="needs_reauth") == 1
+    assert f"Sync of account {account.id} stopped: the mail server refused the login" in caplog.text
+    assert "old-password" not in caplog.text and mail_account.password not in caplog.text
+
+
+@pytest.mark.dovecot
 async def test_token_refreshes_are_counted_by_outcome(
     admin: User, rep: User, oauth_account: TestMailbox, oauth_server: OAuthServer, services: SyncServices,
     db: Settings, http: httpx.AsyncClient,

@@ -143,7 +143,7 @@ async def _sync_account(account_id: int, services: SyncServices, pass_log: PassL
     try:
         logins = await account_logins(account, services.secrets, services.tokens)
     except OAuthReconnectNeeded:  # the grant was refused: the account is in NEEDS_REAUTH
-        pass_log.refused()
+        pass_log.refused("the provider refused the OAuth grant")
         await account.refresh_from_db(fields=["sync_state", "sync_error"])
         _publish(services, account, "SYNC_STATE")
         report.state, report.error = account.sync_state, account.sync_error

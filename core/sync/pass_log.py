@@ -67,11 +67,11 @@ class PassLog:
                  self.account_id, seconds, "initial" if self.initial else "incremental", new, folders,
                  failed, state.value)
 
-    def refused(self) -> None:
-        """The server refused the login: the account waits for new credentials."""
+    def refused(self, by: str = "the mail server refused the login") -> None:
+        """The login was refused (``by`` says by whom): the account waits for new credentials."""
         self._count("needs_reauth", time.monotonic() - self.started)
-        log.info("Sync of account %s stopped: the server refused the login; the account needs "
-                 "new credentials (NEEDS_REAUTH)", self.account_id)
+        log.info("Sync of account %s stopped: %s; the account needs new credentials (NEEDS_REAUTH)",
+                 self.account_id, by)
 
     def failed(self, error: BaseException) -> None:
         """The pass raised (the scheduler logs why and retries): counted only."""
