@@ -10,13 +10,20 @@ layers keep lines short:
   :func:`configure_logging`), which cuts any line, traceback lines included, to
   ``SALESINBOX_LOG_LINE_LIMIT`` characters and a whole record to :data:`RECORD_LINES` times
   that, keeping the start and the end of an over-long traceback.
+
+With ``SALESINBOX_LOG_FORMAT=json`` the handler writes one JSON object per line instead
+(:class:`JsonFormatter`, for log shippers), under the same limits: the message is cut to the
+line limit and the exception text as a traceback is, before encoding, so the line stays valid
+JSON.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import reprlib
 import sys
+from datetime import UTC, datetime
 
 DEFAULT_LINE_LIMIT = 8192
 #: below this, cut lines would lose the logger name and timestamp: smaller limits are raised
@@ -51,14 +58,14 @@ def truncate(text: str, limit: int) -> str:
     return text[:keep] + _cut_marker(len(text) - keep)
 
 
-def bound_record(text: str, line_limit: int) -> str:
+def bound_record(text: str, line_limit: int, record_lines: int = RECORD_LINES) -> str:
     """A formatted record with every line cut to ``line_limit`` characters and at most
-    :data:`RECORD_LINES` × ``line_limit`` characters in all (the middle is cut: the start
+    ``record_lines`` × ``line_limit`` characters in all (the middle is cut: the start
     says what happened, the end of a traceback names the exception)."""
     if len(text) <= line_limit:
         return text  # the common case: nothing to look at
     text = "\n".join(truncate(line, line_limit) for line in text.split("\n"))
-    record_limit = RECORD_LINES * line_limit
+    record_limit = record_lines * line_limit
     if len(text) <= record_limit:
         return text
     half = (record_limit - 48) // 2  # room for the marker line
@@ -78,9 +85,48 @@ class BoundedFormatter(logging.Formatter):
         return bound_record(super().format(record), self.line_limit)
 
 
-def configure_logging(line_limit: int = DEFAULT_LINE_LIMIT, level: int | str = logging.INFO) -> bool:
+class JsonFormatter(BoundedFormatter):
+    """One JSON object per record, on one line: ``time`` (ISO 8601, UTC), ``level``,
+    ``logger``, ``message``, ``process`` (the pid: several processes may share a log) and,
+    when the record has one, ``exception`` (the traceback text).
+
+    The limits of :class:`BoundedFormatter` apply to the values, before encoding: the
+    message is cut to ``line_limit`` characters, the exception text to
+    ``RECORD_LINES - 1`` times that (its start and end kept), so a line stays valid JSON and
+    about ``RECORD_LINES`` × ``line_limit`` long at most (JSON escapes of control characters
+    aside).
+    """
+
+    def __init__(self, *, line_limit: int = DEFAULT_LINE_LIMIT) -> None:
+        super().__init__(line_limit=line_limit)
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": truncate(record.getMessage(), self.line_limit),
+            "process": record.process,
+        }
+        details = []
+        if record.exc_info:
+            if not record.exc_text:
+                record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            details.append(record.exc_text)
+        if record.stack_info:
+            details.append(self.formatStack(record.stack_info))
+        if details:
+            entry["exception"] = bound_record("\n".join(details), self.line_limit, RECORD_LINES - 1)
+        return json.dumps(entry, ensure_ascii=False, default=str)
+
+
+
+
+def configure_logging(line_limit: int = DEFAULT_LINE_LIMIT, level: int | str = logging.INFO,
+                      log_format: str = "text") -> bool:
     """Send the process's logs (the server's, uvicorn's, the libraries') to stderr through a
-    :class:`BoundedFormatter`.
+    :class:`BoundedFormatter`, or a :class:`JsonFormatter` when ``log_format`` is ``"json"``.
 
     Like :func:`logging.basicConfig`, it does nothing when the root logger already has
     handlers (an application embedding the server configures its own logging).
@@ -91,7 +137,8 @@ def configure_logging(line_limit: int = DEFAULT_LINE_LIMIT, level: int | str = l
     if root.handlers:
         return False
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(BoundedFormatter(line_limit=line_limit))
+    formatter = JsonFormatter if log_format == "json" else BoundedFormatter
+    handler.setFormatter(formatter(line_limit=line_limit))
     root.addHandler(handler)
     root.setLevel(level)
     return True

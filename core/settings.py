@@ -96,6 +96,11 @@ class Settings:
     log_level: str = "INFO"
     #: longest log line, in characters (at least 256); longer ones are cut with a marker
     log_line_limit: int = 8192
+    #: ``text`` (one line per record) or ``json`` (one JSON object per line)
+    log_format: str = "text"
+    #: the bearer token Prometheus sends to ``GET /metrics`` (at least 16 characters); empty:
+    #: ``/metrics`` is off (404)
+    metrics_token: str = ""
     #: provider plugins not to load, comma-separated: entry-point names or module names
     #: (``salesinbox.plugins.gmail``). A blocked plugin is not even imported, so a broken
     #: package named here no longer stops the server
@@ -142,6 +147,10 @@ class Settings:
 
 # Numbers for which 0 means "off" rather than nonsense.
 _ZERO_ALLOWED = frozenset({"token_cache_seconds"})
+# Text settings with a fixed set of values (lower case).
+_CHOICES = {"log_format": ("text", "json")}
+#: the shortest ``SALESINBOX_METRICS_TOKEN`` accepted: a short one could be guessed
+MIN_METRICS_TOKEN_CHARS = 16
 
 
 def unknown_variables(environ: Mapping[str, str] | None = None) -> dict[str, str | None]:
@@ -200,4 +209,14 @@ def _parse(name: str, type_name: str, raw: str) -> object:
         return number
     if "Path" in type_name:
         return Path(raw).expanduser()
-    return raw
+    if name in _CHOICES:
+        value = raw.strip().lower()
+        if value not in _CHOICES[name]:
+            raise invalid_input(f"{variable} must be one of {', '.join(_CHOICES[name])}, not {raw!r}.",
+                                field=variable)
+        return value
+    if name == "metrics_token" and len(raw.strip()) < MIN_METRICS_TOKEN_CHARS:
+        raise invalid_input(f"{variable} must be at least {MIN_METRICS_TOKEN_CHARS} characters long "
+                            "(e.g. the output of 'openssl rand -hex 32'), or empty to turn /metrics off.",
+                            field=variable)
+    return raw.strip() if name == "metrics_token" else raw

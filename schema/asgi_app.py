@@ -1,5 +1,5 @@
-"""The ASGI application: GraphQL over HTTP and WebSocket, offline GraphiQL, health check,
-the download of a message's original."""
+"""The ASGI application: GraphQL over HTTP and WebSocket, offline GraphiQL, health and
+readiness checks, Prometheus metrics, the download of a message's original."""
 
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.oauth.oauth_clients import CALLBACK_PATH
 from salesinbox.core.oauth.oauth_launch import START_PATH, cookie_name, cookie_path, launch_sign_in
 from salesinbox.core.oauth.oauth_sign_in import complete_sign_in
+from salesinbox.core.observability.metrics import forget_this_process
 from salesinbox.core.plugin_host.plugins import get_plugin_manager
 from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
 from salesinbox.core.sending.mailer import send_sync_confirmation
@@ -43,7 +44,9 @@ from .graphiql import graphiql_static_mount, render_graphiql_page
 from .graphql_schema import build_schema
 from .http_limits import RequestLimits
 from .http_requests import check_content_type, decode_body, loads, refusal_response, request_data
+from .metrics_instrumentation import HttpMetrics
 from .oauth_sign_in import callback_response, launch_response
+from .observability import METRICS_PATH, READY_PATH, metrics, readyz
 from .original_download import ORIGINAL_PATH, original_message
 from .websocket import TransportWSHandler, offers_supported_protocol, refuse_handshake
 
@@ -100,7 +103,8 @@ class SalesInboxGraphQL(GraphQL[Context, None]):
 
 
 async def healthz(request: Request) -> JSONResponse:
-    """Liveness and database reachability, without authentication."""
+    """Liveness and database reachability, without authentication (readiness, migrations
+    included, is ``/readyz``: :mod:`.observability`)."""
     try:
         await connections.get("default").execute_query("SELECT 1")
     except Exception:  # any failure means "not healthy"
@@ -188,6 +192,7 @@ def create_app(
         services = build_services(settings, plugin_manager)
         app.state.services = services
         async with AsyncExitStack() as stack:
+            stack.callback(forget_this_process)  # multiprocess metrics: its IDLE gauge ends
             if open_db:
                 await stack.enter_async_context(open_database(settings))
                 log.info("SalesInbox ready on database %s", redacted_url(settings.effective_database_url))
@@ -204,13 +209,16 @@ def create_app(
         max_bytes=settings.max_request_bytes,
         max_bytes_with_token=settings.max_request_bytes_with_token,
     )
-    app = Starlette(lifespan=lifespan, middleware=[limits])
+    # HttpMetrics outermost: it times and counts the refusals of RequestLimits too.
+    app = Starlette(lifespan=lifespan, middleware=[Middleware(HttpMetrics), limits])
     graphql = SalesInboxGraphQL(app, settings)
     app.router.routes.extend(
         [
             Route(GRAPHQL_PATH, graphql, methods=["GET", "POST"]),
             WebSocketRoute(GRAPHQL_PATH, graphql),
             Route("/healthz", healthz, methods=["GET"]),
+            Route(READY_PATH, readyz, methods=["GET"]),
+            Route(METRICS_PATH, metrics, methods=["GET"]),
             Route(CALLBACK_PATH, oauth_callback, methods=["GET"]),
             Route(START_PATH, oauth_start, methods=["GET"]),
             Route(ORIGINAL_PATH, original_message, methods=["GET"]),

@@ -37,6 +37,7 @@ from .errors import TypedErrors, log_unexpected_errors
 from .execution import LeanExecutionContext
 from .input_guard import StringGuard
 from .messages import MessageMutations
+from .metrics_instrumentation import OperationMetrics
 from .oauth import OAuthMutations, OAuthQueries
 from .oauth_sign_in import OAuthSignInMutations, OAuthSignInQueries
 from .outgoing import OutgoingMutations
@@ -178,7 +179,8 @@ def build_schema(settings: Settings | None = None) -> SalesInboxSchema:
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[TypedErrors, Authenticated, StringGuard, *_limits(settings)],
+        # OperationMetrics first: it reads the errors once TypedErrors has typed them
+        extensions=[OperationMetrics, TypedErrors, Authenticated, StringGuard, *_limits(settings)],
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=LeanExecutionContext,
     )

@@ -21,6 +21,7 @@ from strawberry.http import GraphQLRequestData
 from strawberry.http.parse_content_type import parse_content_type
 
 from salesinbox.core.errors import ErrorCode
+from salesinbox.core.observability.metrics import ERRORS
 
 EXAMPLE = '{"query": "{ me { id } }"}'
 
@@ -31,7 +32,9 @@ def bad_request(message: str) -> HTTPException:
 
 
 def error_response(status: int, code: ErrorCode, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """An HTTP response carrying one GraphQL-shaped error: ``{"errors": [{message, extensions: {code}}]}``."""
+    """An HTTP response carrying one GraphQL-shaped error: ``{"errors": [{message, extensions: {code}}]}``
+    (counted in ``salesinbox_errors_total`` by its code)."""
+    ERRORS.labels(code.value).inc()
     body = {"errors": [{"message": message, "extensions": {"code": code.value}}]}
     return JSONResponse(body, status_code=status, headers=headers)
 

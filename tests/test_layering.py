@@ -21,10 +21,11 @@ ALLOWED: dict[str, set[str]] = {
     "transport": {"plugin_host.providers"},
     "crm": {"db"},
     "mail_accounts": {"db", "crm", "plugin_host", "transport"},
-    "oauth": {"db", "crm", "plugin_host", "mail_accounts", "transport"},
+    "observability": {"db"},
+    "oauth": {"db", "crm", "plugin_host", "mail_accounts", "transport", "observability"},
     "sharing": {"db", "crm", "mail_accounts"},
     "sync": {"db", "crm", "plugin_host", "transport", "parsing", "mail_accounts", "oauth",
-             "sending.sent_copy"},
+             "observability", "sending.sent_copy"},
     "sending": {"db", "crm", "plugin_host", "transport", "parsing", "oauth", "sharing.visibility",
                 "sync.store", "sync.message_flags"},
 }

@@ -10,14 +10,17 @@ Schema changes are made with Tortoise's built-in migrations::
 
 from __future__ import annotations
 
+import importlib
 import logging
+import pkgutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from tortoise import Tortoise, get_connections
+from tortoise import Tortoise, connections, get_connections
 from tortoise.migrations.api.migrate import migrate
+from tortoise.migrations.recorder import MigrationRecorder
 
 from ..private_files import create_private_file, ensure_private_directory, tighten_file
 from ..settings import Settings
@@ -103,6 +106,22 @@ async def migrate_database(database_url: str) -> None:
     """
     prepare_sqlite_files(database_url)
     await _apply_migrations(database_url)
+
+
+def shipped_migrations() -> list[str]:
+    """The names of the migrations this code ships, in order (as Tortoise's loader finds
+    them: the modules of the migrations package not starting with ``_`` or ``~``)."""
+    package = importlib.import_module(MIGRATIONS_MODULE)
+    return sorted(name for _, name, is_package in pkgutil.iter_modules(package.__path__)
+                  if not is_package and name[0] not in "_~")
+
+
+async def pending_migrations() -> list[str]:
+    """The shipped migrations the connected database has not recorded as applied (all of
+    them when it has no migration table yet), in order. Needs an open ORM connection."""
+    recorder = MigrationRecorder(connections.get("default"))
+    applied = {key.name for key in await recorder.applied_migrations() if key.app_label == APP_LABEL}
+    return [name for name in shipped_migrations() if name not in applied]
 
 
 @asynccontextmanager

@@ -3,5 +3,5 @@ consent flow ("Sign in with Google/Microsoft") and grants whose access tokens re
 themselves.
 
 May import: the shared modules, :mod:`..db`, :mod:`..crm`, :mod:`..plugin_host`,
-:mod:`..mail_accounts` and :mod:`..transport`.
+:mod:`..mail_accounts`, :mod:`..transport` and :mod:`..observability` (metrics).
 """

@@ -46,6 +46,7 @@ from ..credentials import Secret, SecretBox
 from ..db.models import MailAccount, OAuthGrant, SyncState
 from ..errors import ErrorCode, SalesInboxError
 from ..mail_accounts.accounts import AccountServers, stored_logins
+from ..observability.metrics import TOKEN_REFRESHES
 from ..plugin_host.provider_registry import ProviderRegistry
 from ..plugin_host.providers import AuthKind
 from ..settings import Settings
@@ -292,15 +293,19 @@ class OAuthTokens:
             token = await self._request_refresh(grant)
         except OAuthError as error:
             if error.error == "invalid_grant":
+                TOKEN_REFRESHES.labels("refused").inc()
                 return await self._invalidate(grant, conn)
+            TOKEN_REFRESHES.labels("failed").inc()
             return _endpoint_error(grant.provider, error)
         except SalesInboxError as error:
+            TOKEN_REFRESHES.labels("failed").inc()
             return error
         # Saved before anything else: the provider may have just retired the old refresh
         # token, so this row is the only place the valid one exists (same transaction as the
         # row lock on PostgreSQL, committed as soon as the caller leaves it).
         _apply_token(grant, token, self.secrets, _now())
         await grant.save(using_db=conn)
+        TOKEN_REFRESHES.labels("refreshed").inc()
         return Secret(str(token["access_token"]))
 
     async def _request_refresh(self, grant: OAuthGrant) -> Mapping[str, Any]:

@@ -4,5 +4,6 @@ repairs what a sync missed, two-way flags, and the events that feed subscription
 
 May import: everything of the core below it (shared modules, :mod:`..db`, :mod:`..crm`,
 :mod:`..plugin_host`, :mod:`..transport`, :mod:`..parsing`, :mod:`..mail_accounts`,
-:mod:`..oauth`) and :mod:`..sending.sent_copy` (the engine replaces placeholder Sent copies).
+:mod:`..oauth`, :mod:`..observability`) and :mod:`..sending.sent_copy` (the engine replaces
+placeholder Sent copies).
 """

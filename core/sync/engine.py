@@ -36,6 +36,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from imapclient import IMAPClient
+from tortoise.exceptions import DoesNotExist
 
 from ..credentials import SecretBox
 from ..crm.linking import own_addresses
@@ -50,6 +51,7 @@ from ..transport.server_errors import MailServerError
 from ..transport.server_login import ConnectPolicy
 from . import imap_fetch as fetch
 from .events import EventBus, MailEvent
+from .pass_log import PassLog
 from .store import (
     FolderTarget,
     apply_flags,
@@ -98,6 +100,8 @@ class FolderReport:
     linked_messages: int = 0
     warnings: int = 0
     error: str | None = None
+    #: the pass's log and metrics (:mod:`.pass_log`), told of each stored batch
+    progress: PassLog | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -117,8 +121,20 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
     """Run one sync pass of ``account_id``: connect, sync every folder, disconnect.
 
     Raises :class:`MailServerError` (other than a refused login) or a connection error for
-    the caller to retry with backoff; a refused login is recorded, not raised.
+    the caller to retry with backoff; a refused login is recorded, not raised. The pass is
+    logged and counted (:mod:`.pass_log`).
     """
+    pass_log = PassLog(account_id)
+    try:
+        return await _sync_account(account_id, services, pass_log)
+    except DoesNotExist:
+        raise  # the account was disconnected: no pass to count
+    except BaseException as error:
+        pass_log.failed(error)
+        raise
+
+
+async def _sync_account(account_id: int, services: SyncServices, pass_log: PassLog) -> AccountSyncReport:
     account = await MailAccount.get(id=account_id).select_related("user")
     report = AccountSyncReport(account_id=account.id, state=account.sync_state)
     if account.sync_state == SyncState.NEEDS_REAUTH:
@@ -127,6 +143,7 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
     try:
         logins = await account_logins(account, services.secrets, services.tokens)
     except OAuthReconnectNeeded:  # the grant was refused: the account is in NEEDS_REAUTH
+        pass_log.refused("the provider refused the OAuth grant")
         await account.refresh_from_db(fields=["sync_state", "sync_error"])
         _publish(services, account, "SYNC_STATE")
         report.state, report.error = account.sync_state, account.sync_error
@@ -144,12 +161,13 @@ async def sync_account(account_id: int, services: SyncServices) -> AccountSyncRe
     except MailServerError as error:
         if error.code in (ErrorCode.AUTHENTICATION_FAILED, ErrorCode.IMAP_DISABLED):
             await _needs_reauth(account, services, error)
+            pass_log.refused()
             report.state, report.error = SyncState.NEEDS_REAUTH, account.sync_error
             return report
         await _record_account_error(account, services, error.message)
         raise
     try:
-        await _sync_folders(client, account, services, report)
+        await _sync_folders(client, account, services, report, pass_log)
     except CONNECTION_ERRORS as error:
         await _record_account_error(account, services, f"Connection lost during sync: {error}")
         raise
@@ -193,11 +211,13 @@ async def _record_account_error(account: MailAccount, services: SyncServices, me
 
 
 async def _sync_folders(
-    client: IMAPClient, account: MailAccount, services: SyncServices, report: AccountSyncReport
+    client: IMAPClient, account: MailAccount, services: SyncServices, report: AccountSyncReport,
+    pass_log: PassLog,
 ) -> None:
     await _ensure_sent_folder(client, account, services)
     folders = await Folder.filter(account_id=account.id).order_by("id")
     initial = account.initial_sync_completed_at is None
+    pass_log.began(initial=initial, folders=len(folders))
     if initial and account.sync_state != SyncState.SYNCING:
         account.sync_state = SyncState.SYNCING
         await account.save(update_fields=["sync_state"])
@@ -212,7 +232,7 @@ async def _sync_folders(
                                                              else ["CONDSTORE"]))
         qresync = b"QRESYNC" in {e.upper() if isinstance(e, bytes) else str(e).upper().encode() for e in enabled}
     for folder in folders:
-        folder_report = FolderReport(name=folder.name, role=folder.role)
+        folder_report = FolderReport(name=folder.name, role=folder.role, progress=pass_log)
         report.folders.append(folder_report)
         target_base = (account, own, condstore)
         try:
@@ -228,6 +248,8 @@ async def _sync_folders(
         await folder.save(update_fields=list(_FOLDER_STATE))
         folder_report.messages = folder.messages_synced
     await _finish_pass(account, services, report, folders)
+    pass_log.ended(report.state, new=sum(f.new_messages for f in report.folders), folders=len(folders),
+                   failed_folders=sum(1 for f in report.folders if f.error is not None))
 
 
 async def _finish_pass(
@@ -347,6 +369,9 @@ async def _store_uids(
                 lowest if folder.lowest_synced_uid is None else min(folder.lowest_synced_uid, lowest)
             )
             await folder.save(update_fields=["lowest_synced_uid"])
+            if report.progress is not None:
+                report.progress.stored(folder.name, len(result.inserted_ids), folder.messages_synced,
+                                       None if folder.initial_sync_done else folder.messages_total)
             if result.inserted_ids:
                 _publish(services, account, "NEW_MESSAGES", result.inserted_ids)
     finally:

@@ -24,6 +24,7 @@ from typing import Any
 from imapclient import IMAPClient
 
 from ..errors import ErrorCode, SalesInboxError
+from ..observability.metrics import IDLE_CONNECTIONS
 from ..transport.imap import close_quietly, open_imap
 from ..transport.server_login import ConnectPolicy, ServerLogin
 from .backoff import backoff_delay
@@ -146,7 +147,7 @@ class _Watcher:
         if self.failures:
             log.info("IDLE watcher reconnected to %s", self.endpoint)
         self.on_change()  # catch up: what changed before IDLE began went unseen
-        with selectors.DefaultSelector() as readable:
+        with IDLE_CONNECTIONS.track_inprogress(), selectors.DefaultSelector() as readable:
             readable.register(client.socket(), selectors.EVENT_READ)
             while not self.stop.is_set():
                 client.idle()

@@ -236,7 +236,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        configure_logging(settings.log_line_limit)
+        configure_logging(settings.log_line_limit, log_format=settings.log_format)
         warn_about_unknown_variables()  # a typo in a variable name would go unnoticed
         if args.command != "serve":
             # A one-shot command reports on stdout; Tortoise's "Tortoise-ORM shutdown" at
