@@ -18,7 +18,8 @@ from salesinbox.core.errors import ErrorCode
 from salesinbox.core.mail_accounts.accounts import disconnect_account
 from salesinbox.core.oauth import oauth_tokens as oauth_tokens_module
 from salesinbox.core.oauth.oauth_clients import OAuthClientInput, set_oauth_client
-from salesinbox.core.oauth.oauth_tokens import OAuthTokens, TokenEndpointUnavailable, store_grant
+from salesinbox.core.oauth.oauth_grants import store_grant
+from salesinbox.core.oauth.oauth_tokens import OAuthTokens, TokenEndpointUnavailable
 from salesinbox.core.plugin_host.providers import AuthKind, FolderRole, Security
 from salesinbox.core.sending.mailer import OutgoingEmail, send_email
 from salesinbox.core.sending.outgoing import Draft, MailServices, reply

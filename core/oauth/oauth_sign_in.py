@@ -40,8 +40,8 @@ from ..plugin_host.providers import AuthKind, Security
 from ..settings import Settings
 from ..transport.server_login import ConnectPolicy
 from .oauth_clients import OAuthClientSettings, oauth_client_for_sign_in
+from .oauth_grants import check_endpoint_host, store_grant, token_client
 from .oauth_launch import browser_matches, browser_mismatch, launch_url, new_ticket, start_again
-from .oauth_tokens import check_endpoint_host, store_grant, token_client
 
 log = logging.getLogger(__name__)
 

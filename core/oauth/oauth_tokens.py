@@ -22,7 +22,7 @@ not cancel, so a token response that arrived is always saved.
 
 ``invalid_grant`` (consent withdrawn, password changed) puts the account in
 ``NEEDS_REAUTH`` with a message asking to reconnect, and marks the grant invalid: no refresh
-and no login is tried until a new consent replaces it (:func:`store_grant`). A token
+and no login is tried until a new consent replaces it (:func:`~.oauth_grants.store_grant`). A token
 endpoint that is down, slow or answers 5xx is a retryable ``CONNECTION_FAILED``/``TIMEOUT``.
 """
 
@@ -32,10 +32,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx2
 from authlib.integrations.httpx_client import AsyncOAuth2Client, OAuthError
@@ -50,9 +49,9 @@ from ..observability.metrics import TOKEN_REFRESHES
 from ..plugin_host.provider_registry import ProviderRegistry
 from ..plugin_host.providers import AuthKind
 from ..settings import Settings
-from ..transport.netguard import resolve_mail_host
 from ..transport.server_login import ConnectPolicy
 from .oauth_clients import oauth_client_for_sign_in
+from .oauth_grants import apply_token, check_endpoint_host, token_client
 
 __all__ = [
     "account_logins",
@@ -60,19 +59,14 @@ __all__ = [
     "OAuthReconnectNeeded",
     "OAuthTokens",
     "TokenEndpointUnavailable",
-    "check_endpoint_host",
     "reconnect_hint",
     "reconnect_message",
-    "store_grant",
-    "token_client",
 ]
 
 log = logging.getLogger(__name__)
 
 #: refresh this many seconds before expiry at most (10 % of the lifetime when shorter)
 MAX_REFRESH_MARGIN = 60.0
-#: the lifetime assumed when a token response has no ``expires_in`` (Google's and Microsoft's)
-DEFAULT_LIFETIME = 3600
 
 
 class OAuthReconnectNeeded(SalesInboxError):
@@ -106,80 +100,6 @@ def reconnect_hint(provider_name: str, provider: str, account_id: int) -> str:
         f'{provider_name}", i.e. the mutation startOAuthSignIn with provider "{provider}" and '
         f'accountId "{account_id}")'
     )
-
-
-def token_client(client_id: str, client_secret: Secret, policy: ConnectPolicy, **kwargs: Any) -> AsyncOAuth2Client:
-    """An Authlib client of the organisation's OAuth client (``client_secret_post``, the
-    mail timeout, no redirects followed); use it as an async context manager."""
-    return AsyncOAuth2Client(
-        client_id=client_id, client_secret=client_secret.reveal(),
-        token_endpoint_auth_method="client_secret_post", timeout=policy.timeout,
-        follow_redirects=False, **kwargs,
-    )
-
-
-async def check_endpoint_host(url: str, policy: ConnectPolicy) -> None:
-    """The SSRF guard on an OAuth endpoint's host (``HOST_NOT_ALLOWED`` for a private
-    address unless ``SALESINBOX_ALLOW_PRIVATE_HOSTS``)."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    await asyncio.to_thread(resolve_mail_host, parts.hostname or "", port, policy)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _apply_token(grant: OAuthGrant, token: Mapping[str, Any], secrets: SecretBox, now: datetime) -> None:
-    """Put a token response into ``grant`` (not saved). A response without a refresh token
-    keeps the stored one: the provider did not rotate it."""
-    grant.access_token = secrets.encrypt(str(token["access_token"]))
-    if token.get("refresh_token"):
-        grant.refresh_token = secrets.encrypt(str(token["refresh_token"]))
-    lifetime = token.get("expires_in")
-    try:
-        seconds = float(lifetime) if lifetime is not None else float(DEFAULT_LIFETIME)
-    except (TypeError, ValueError):
-        seconds = float(DEFAULT_LIFETIME)
-    grant.access_token_issued_at = now
-    grant.access_token_expires_at = now + timedelta(seconds=max(seconds, 0.0))
-    if token.get("scope"):
-        grant.scopes = str(token["scope"])
-    grant.serial = (grant.serial or 0) + 1
-    grant.invalid_at = None
-
-
-async def store_grant(
-    account_id: int, provider: str, token: Mapping[str, Any], secrets: SecretBox
-) -> OAuthGrant:
-    """Save a fresh token response (a consent's code exchange) as ``account_id``'s grant,
-    replacing any previous one; an account waiting in ``NEEDS_REAUTH`` is ready to sync again.
-
-    This is what the consent flow's callback calls. ``token`` is the provider's JSON answer
-    (``access_token``, ``refresh_token``, ``expires_in``, ``scope``).
-    """
-    if not token.get("access_token"):
-        raise SalesInboxError(
-            ErrorCode.AUTHENTICATION_FAILED,
-            "The provider's answer held no access token: sign in again.",
-        )
-    async with in_transaction():
-        account = await MailAccount.get(id=account_id)
-        grant = await OAuthGrant.get_or_none(account_id=account_id)
-        if grant is None:
-            grant = OAuthGrant(account_id=account_id, provider=provider, serial=0)
-        elif not token.get("refresh_token"):
-            grant.refresh_token = None  # a new consent without one: the old grant is gone
-        grant.provider = provider
-        _apply_token(grant, token, secrets, _now())
-        await grant.save()
-        if account.sync_state == SyncState.NEEDS_REAUTH:
-            account.sync_state = (
-                SyncState.NEW if account.initial_sync_completed_at is None else SyncState.COMPLETE
-            )
-            account.sync_error = None
-            await account.save(update_fields=["sync_state", "sync_error"])
-    return grant
 
 
 def _is_postgres() -> bool:
@@ -303,7 +223,7 @@ class OAuthTokens:
         # Saved before anything else: the provider may have just retired the old refresh
         # token, so this row is the only place the valid one exists (same transaction as the
         # row lock on PostgreSQL, committed as soon as the caller leaves it).
-        _apply_token(grant, token, self.secrets, _now())
+        apply_token(grant, token, self.secrets, _now())
         await grant.save(using_db=conn)
         TOKEN_REFRESHES.labels("refreshed").inc()
         return Secret(str(token["access_token"]))
@@ -441,3 +361,7 @@ def _endpoint_error(provider: str, error: OAuthError) -> TokenEndpointUnavailabl
 def _retrieve(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()  # retrieved: an orphaned refresh's failure is not "never retrieved"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
