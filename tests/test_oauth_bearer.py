@@ -14,7 +14,7 @@ from imapclient import IMAPClient
 from salesinbox.core.credentials import Secret
 from salesinbox.core.db.models import Message, SyncState, User
 from salesinbox.core.errors import ErrorCode
-from salesinbox.core.mail_accounts.accounts import stored_logins
+from salesinbox.core.mail_accounts.stored_logins import stored_logins
 from salesinbox.core.oauth.oauth_tokens import OAuthTokens, account_logins
 from salesinbox.core.plugin_host.plugins import get_plugin_manager
 from salesinbox.core.plugin_host.provider_registry import ProviderRegistry

@@ -22,7 +22,7 @@ from ..transport.server_login import ConnectPolicy, ServerLogin
 from ..transport.smtp import SmtpProbe, probe_smtp
 
 if TYPE_CHECKING:
-    from .accounts import AccountServers
+    from .stored_logins import AccountServers
 
 
 @dataclass(frozen=True)

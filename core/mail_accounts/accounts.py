@@ -33,15 +33,13 @@ from ..plugin_host.provider_registry import ProviderRegistry
 from ..plugin_host.providers import (
     AuthKind,
     FolderRole,
-    LoginMechanism,
-    OAuthMechanism,
     Security,
     ServerEndpoint,
     UsernameFormat,
-    token_mechanism,
 )
 from ..transport.server_login import ConnectPolicy, ServerLogin
 from .account_verification import VerifiedServers, verify_servers
+from .stored_logins import AccountServers, declared_mechanism, login_mechanism, stored_logins
 
 if TYPE_CHECKING:  # oauth_tokens imports this module
     from ..oauth.oauth_tokens import OAuthTokens
@@ -90,19 +88,6 @@ class ConnectAccountInput:
     excluded_domains: tuple[str, ...] = ()
     #: extra From addresses (aliases), besides the account's own address
     from_addresses: tuple[FromAddressInput, ...] = ()
-
-
-@dataclass(frozen=True)
-class AccountServers:
-    """The two logins an account uses, before verification."""
-
-    imap: ServerLogin
-    smtp: ServerLogin
-    auth_kind: AuthKind
-    smtp_same_credentials: bool
-    #: the protocols ("imap", "smtp") whose server is the provider's preset, not typed by
-    #: the user: errors about them name the provider, not a form field
-    preset: frozenset[str] = frozenset()
 
 
 async def _owner(actor: User, owner_id: int | None) -> User:
@@ -330,66 +315,6 @@ async def _create_folders(account: MailAccount, verified: VerifiedServers) -> No
         )
 
 
-def stored_logins(
-    account: MailAccount, secrets: SecretBox, registry: ProviderRegistry | None = None
-) -> AccountServers:
-    """The account's logins with decrypted secrets: only for code that connects.
-
-    An access token logs in with the mechanism the provider's OAuth declaration names
-    (OAUTHBEARER or XOAUTH2), looked up in ``registry``; XOAUTH2 without one."""
-    declared = _declared_mechanism(registry, account.provider)
-    imap = ServerLogin(
-        host=account.imap_host,
-        port=account.imap_port,
-        security=account.imap_security,
-        username=account.imap_username,
-        secret=secrets.decrypt(account.imap_secret),
-        mechanism=_mechanism(account.imap_auth_kind, declared),
-    )
-    smtp = ServerLogin(
-        host=account.smtp_host,
-        port=account.smtp_port,
-        security=account.smtp_security,
-        username=account.smtp_username,
-        secret=secrets.decrypt(account.smtp_secret),
-        mechanism=_mechanism(account.smtp_auth_kind, declared),
-    )
-    return AccountServers(imap, smtp, account.imap_auth_kind, account.smtp_same_credentials,
-                          preset=_preset_protocols(registry, account))
-
-
-def _preset_protocols(registry: ProviderRegistry | None, account: MailAccount) -> frozenset[str]:
-    """The protocols whose stored server is still the provider's preset for this account."""
-    if registry is None:
-        return frozenset()
-    try:
-        endpoints = registry.resolve_endpoints(account.provider, account.email, account.provider_options)
-    except SalesInboxError:  # the plugin is gone, or its options changed
-        return frozenset()
-    if endpoints is None:
-        return frozenset()
-    stored = {"imap": (account.imap_host, account.imap_port), "smtp": (account.smtp_host, account.smtp_port)}
-    declared = {"imap": endpoints.imap, "smtp": endpoints.smtp}
-    return frozenset(p for p, (host, port) in stored.items()
-                     if (declared[p].host, declared[p].port) == (host, port))
-
-
-def _mechanism(kind: AuthKind, declared: OAuthMechanism | None = None) -> LoginMechanism:
-    return token_mechanism(declared) if kind == AuthKind.XOAUTH2 else LoginMechanism.LOGIN
-
-
-def _declared_mechanism(registry: ProviderRegistry | None, provider: str) -> OAuthMechanism | None:
-    """The OAuth mechanism ``provider`` declares; ``None`` without a registry, for a
-    provider whose plugin is gone, or one that declares no OAuth server."""
-    if registry is None:
-        return None
-    try:
-        oauth = registry.get(provider).oauth
-    except SalesInboxError:
-        return None
-    return oauth.mechanism if oauth is not None else None
-
-
 async def update_credentials(
     actor: User,
     account_id: int,
@@ -415,7 +340,7 @@ async def update_credentials(
     current = stored_logins(account, secrets, registry)
     kind = auth_kind or account.imap_auth_kind
     if kind != account.imap_auth_kind or kind != account.smtp_auth_kind:
-        mechanism = _mechanism(kind, _declared_mechanism(registry, account.provider))
+        mechanism = login_mechanism(kind, declared_mechanism(registry, account.provider))
         current = replace(current, imap=replace(current.imap, mechanism=mechanism),
                           smtp=replace(current.smtp, mechanism=mechanism), auth_kind=kind,
                           smtp_same_credentials=True)

@@ -44,7 +44,7 @@ from tortoise.transactions import in_transaction
 from ..credentials import Secret, SecretBox
 from ..db.models import MailAccount, OAuthGrant, SyncState
 from ..errors import ErrorCode, SalesInboxError
-from ..mail_accounts.accounts import AccountServers, stored_logins
+from ..mail_accounts.stored_logins import AccountServers, stored_logins
 from ..observability.metrics import TOKEN_REFRESHES
 from ..plugin_host.provider_registry import ProviderRegistry
 from ..plugin_host.providers import AuthKind
@@ -109,7 +109,7 @@ def _is_postgres() -> bool:
 async def account_logins(
     account: MailAccount, secrets: SecretBox, tokens: OAuthTokens | None
 ) -> AccountServers:
-    """The account's logins (:func:`~..mail_accounts.accounts.stored_logins`) with a current access token as
+    """The account's logins (:func:`~..mail_accounts.stored_logins.stored_logins`) with a current access token as
     the secret when the account has an OAuth grant; unchanged otherwise (a password, or an
     access token pasted by the user, which nobody refreshes).
 

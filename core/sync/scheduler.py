@@ -22,7 +22,7 @@ from tortoise.exceptions import DoesNotExist
 from ..db.models import Folder, MailAccount, SyncState
 from ..db.orm_values import column_values
 from ..errors import ErrorCode
-from ..mail_accounts.accounts import stored_logins
+from ..mail_accounts.stored_logins import stored_logins
 from ..oauth.oauth_tokens import OAuthTokens, TokenEndpointUnavailable
 from ..transport.server_login import ServerLogin
 from .backoff import backoff_delay
