@@ -128,6 +128,13 @@ async def sign_in(app: Starlette, started: dict, decision: str = "approve",
     return await browser.callback(await browser.approve(started["authorizationUrl"], decision, email))
 
 
+async def failed_with(api: GraphQLClient, token: str, started: dict, code: str) -> dict:
+    """The polled sign-in, which must have FAILED with ``code``."""
+    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, token))["oauthSignIn"]
+    assert polled["status"] == "FAILED" and polled["errorCode"] == code, polled
+    return polled
+
+
 @pytest.fixture
 def provider() -> str:
     """The provider the admin configures (tests parametrize it over :data:`PROVIDERS`)."""
@@ -193,8 +200,7 @@ async def test_denied_consent_is_a_typed_error_page_and_failed_status(
     started = await start(api, rep_token, oauth_account)
     page = await sign_in(ready, started, decision="deny")
     assert page.status_code == 400 and "OAUTH_DENIED" in page.text and "approve" in page.text
-    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
-    assert polled["status"] == "FAILED" and polled["errorCode"] == "OAUTH_DENIED"
+    polled = await failed_with(api, rep_token, started, "OAUTH_DENIED")
     assert "start again" in polled["errorMessage"]
     assert not await MailAccount.exists(email=oauth_account.address)
 
@@ -242,8 +248,7 @@ async def test_no_claim_naming_the_mailbox_is_a_typed_error(
     page = await sign_in(app, started)
     assert page.status_code == 400 and "AUTHENTICATION_FAILED" in page.text
     assert "did not tell which mailbox" in page.text and "openid and email" in page.text
-    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
-    assert polled["status"] == "FAILED" and polled["errorCode"] == "AUTHENTICATION_FAILED"
+    await failed_with(api, rep_token, started, "AUTHENTICATION_FAILED")
     assert not await MailAccount.exists(email=oauth_account.address)
 
 
@@ -265,8 +270,7 @@ async def test_the_consent_finishes_only_in_the_browser_that_opened_the_link(
     elsewhere = await forger.callback(location)
     assert elsewhere.status_code == 400 and "OAUTH_BROWSER_MISMATCH" in elsewhere.text
     assert "browser that opens the link" in elsewhere.text
-    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
-    assert polled["status"] == "FAILED" and polled["errorCode"] == "OAUTH_BROWSER_MISMATCH"
+    await failed_with(api, rep_token, started, "OAUTH_BROWSER_MISMATCH")
     assert not await MailAccount.exists(email=oauth_account.address)
     # the state is spent: the approval cannot be replayed, not even in the right browser
     page = await opener.callback(location)
@@ -344,8 +348,7 @@ async def test_token_endpoint_down_is_a_retryable_error(
     oauth_server.token_endpoint_down = True
     page = await browser.callback(location)
     assert page.status_code == 400 and "CONNECTION_FAILED" in page.text and "try again" in page.text
-    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
-    assert polled["status"] == "FAILED" and polled["errorCode"] == "CONNECTION_FAILED"
+    await failed_with(api, rep_token, started, "CONNECTION_FAILED")
 
 
 async def signed_in_account(ready: Starlette, api: GraphQLClient, token: str, box: TestMailbox) -> MailAccount:
@@ -487,8 +490,8 @@ async def test_a_tenant_with_imap_switched_off(
     assert oauth_server.introspections >= 1  # the token was live: the tenant refused it
     if code == "AUTHENTICATION_FAILED":  # not "the username or password": there was none
         assert "refused the sign-in token (OAuth2)" in page.text and "password" not in page.text.lower()
-    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
-    assert polled["status"] == "FAILED" and polled["errorCode"] == code and fix in polled["errorMessage"]
+    polled = await failed_with(api, rep_token, started, code)
+    assert fix in polled["errorMessage"]
     assert not await MailAccount.exists(email=oauth_account.address)
     assert not await OAuthGrant.exists()
 
@@ -500,8 +503,7 @@ async def test_a_server_refusing_the_new_token_saves_nothing(
     started = await start(api, rep_token, oauth_account, outgoing=closed)
     page = await sign_in(ready, started)
     assert page.status_code == 400 and "CONNECTION_FAILED" in page.text
-    polled = (await api.ok(POLL, {"id": started["signIn"]["id"]}, rep_token))["oauthSignIn"]
-    assert polled["status"] == "FAILED" and polled["errorCode"] == "CONNECTION_FAILED"
+    await failed_with(api, rep_token, started, "CONNECTION_FAILED")
     assert not await MailAccount.exists(email=oauth_account.address)
     assert not await OAuthGrant.exists()
 
