@@ -293,7 +293,7 @@ def _large_base64_shapes() -> list[bytes]:
             "b", b"Content-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
             + b64(data), close=False)),
         msg("Content-Transfer-Encoding: base64", "Content-Type: text/plain; charset=utf-8", body=b64(text)),
-        b"Subject: junk in the header block\r\n" + lines + b"\r\nbody\r\n",
+        b"Subject: junk in the header block\r\nX-Encoding: base64\r\n" + lines + b"\r\nbody\r\n",
     ]
     return shapes + [raw.replace(CRLF, b"\n") for raw in shapes]
 

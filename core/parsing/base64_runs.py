@@ -30,10 +30,10 @@ _BLANKS = str.maketrans("", "", "\r\n \t=")
 
 
 class SetAside:
-    """The runs taken out of one message: token number → the run's text (without its last
-    line end, which stays in the message)."""
+    """The runs taken out of one message: token number → the run (without its last line
+    end, which stays in the message), ASCII bytes."""
 
-    def __init__(self, runs: list[str]) -> None:
+    def __init__(self, runs: list[bytes]) -> None:
         self.runs = runs
 
     def holds(self, payload: object) -> bool:
@@ -42,7 +42,7 @@ class SetAside:
 
     def restore(self, payload: str) -> str:
         """``payload`` with every token replaced by the text it stands for."""
-        return _TOKEN.sub(lambda match: self._run(match.group(1)), payload)
+        return _TOKEN.sub(lambda match: self._run(match.group(1)).decode("ascii"), payload)
 
     def base64_size(self, payload: str) -> int:
         """The decoded size of the base64 text ``payload`` stands for: its characters other
@@ -52,27 +52,36 @@ class SetAside:
 
         def count(match: re.Match[str]) -> str:
             nonlocal characters
-            characters += len(self._run(match.group(1)).translate(_BLANKS))
+            run = self._run(match.group(1))
+            characters += len(run) - sum(run.count(blank) for blank in (b"\r", b"\n", b"="))
             return ""
 
         rest = _TOKEN.sub(count, payload)
         return (characters + len(rest.translate(_BLANKS))) * 3 // 4
 
-    def _run(self, number: str) -> str:
+    def _run(self, number: str) -> bytes:
         index = int(number)
-        return self.runs[index] if index < len(self.runs) else ""
+        return self.runs[index] if index < len(self.runs) else b""
 
 
 def set_aside(raw: bytes) -> tuple[bytes, SetAside]:
     """``raw`` with its long base64 runs replaced by tokens, and what they stand for."""
-    if len(raw) < 64 * MIN_RUN_LINES:  # too short to hold a run: the common case is free
+    # Only after a "base64" (the Content-Transfer-Encoding naming it; other spellings, rare,
+    # are simply not set aside): most messages are then not scanned at all.
+    found = [at for at in (raw.find(b"ase64"), raw.find(b"ASE64")) if at >= 0]
+    if not found or len(raw) < 64 * MIN_RUN_LINES:
         return raw, SetAside([])
-    runs: list[str] = []
+    runs: list[bytes] = []
+    pieces: list[bytes] = []
+    done = 0
+    for match in _RUN.finditer(raw, min(found)):
+        start, stop = match.span(1)
+        end = 2 if raw[stop - 2:stop] == b"\r\n" else 1
+        runs.append(raw[start:stop - end])
+        pieces += [raw[done:start], f"{_NONCE}{len(runs) - 1}Z".encode("ascii"), raw[stop - end:stop]]
+        done = stop
+    if not runs:
+        return raw, SetAside([])
+    pieces.append(raw[done:])
+    return b"".join(pieces), SetAside(runs)
 
-    def token(match: re.Match[bytes]) -> bytes:
-        text = match.group(1)
-        end = 2 if text.endswith(b"\r\n") else 1
-        runs.append(text[:-end].decode("ascii"))
-        return b"\n" + f"{_NONCE}{len(runs) - 1}Z".encode("ascii") + text[-end:]
-
-    return _RUN.sub(token, raw), SetAside(runs)
