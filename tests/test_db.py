@@ -250,3 +250,18 @@ async def test_a_transaction_cancelled_while_it_begins_wedges_nothing(
     async with open_database(Settings(database_url=url), apply_migrations=False):
         names = sorted(await column_values(Organisation.all(), "name"))
     assert names.count("after") == 3 and "in a transaction" in names and "never" not in names
+
+
+async def test_message_bodies_are_compressed_with_lz4_on_postgresql(db: Settings) -> None:
+    url = db.effective_database_url
+    if not url.startswith("postgres"):
+        return  # SQLite does not compress: migration 0014 does nothing there
+    connection = await asyncpg.connect(_asyncpg_dsn(url))
+    try:
+        rows = await connection.fetch(
+            "SELECT attname, attcompression::text AS attcompression FROM pg_attribute "
+            "WHERE attrelid = 'message_body'::regclass AND attname IN ('text', 'html', 'headers')")
+    finally:
+        await connection.close()
+    assert {row["attname"]: row["attcompression"] for row in rows} == dict.fromkeys(
+        ("text", "html", "headers"), "l")

@@ -268,6 +268,47 @@ def test_attachment_size_is_the_decoded_size(length: int) -> None:
     assert [a.size for a in parsed.attachments] == [length]
 
 
+def _large_base64_shapes() -> list[bytes]:
+    """Messages whose long base64 runs are set aside (core/parsing/base64_runs.py): an
+    attachment, a base64 text and HTML body, a run that ends at a boundary without a line end,
+    an attached message holding an attachment, quoted-printable and 7bit parts of base64-like
+    lines, a run in the header block, LF line ends, a multipart without its closing boundary."""
+    data = random.Random(5).randbytes(40_000)
+    text = ("Quarterly numbers attached. " * 400).encode()
+    inner = msg("Subject: inner", "Content-Type: multipart/mixed; boundary=in", body=mime(
+        "in", b"Content-Type: text/plain\r\n\r\nsee file",
+        b"Content-Type: image/png; name=p.png\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(data)))
+    lines = b"".join(b"QUJD" * 19 + CRLF for _ in range(60))
+    shapes = [
+        msg("Content-Type: multipart/mixed; boundary=b", body=mime(
+            "b", b"Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n" + b64(text),
+            b"Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + b64(b"<p>" + text + b"</p>"),
+            b"Content-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + b64(data).rstrip(CRLF),
+            b"Content-Type: message/rfc822\r\n\r\n" + inner,
+            b"Content-Type: text/csv; name=q.csv\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n" + lines,
+            b"Content-Type: application/x-bits; name=s.txt\r\n\r\n" + lines + b"tail=\r\n")),
+        msg("Content-Type: multipart/mixed; boundary=b", body=mime(
+            "b", b"Content-Type: application/pdf; name=a.pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n"
+            + b64(data), close=False)),
+        msg("Content-Transfer-Encoding: base64", "Content-Type: text/plain; charset=utf-8", body=b64(text)),
+        b"Subject: junk in the header block\r\nX-Encoding: base64\r\n" + lines + b"\r\nbody\r\n",
+    ]
+    return shapes + [raw.replace(CRLF, b"\n") for raw in shapes]
+
+
+@pytest.mark.parametrize("raw", _large_base64_shapes())
+def test_base64_runs_set_aside_change_nothing(raw: bytes, monkeypatch: pytest.MonkeyPatch) -> None:
+    from salesinbox.core.parsing import message_parser
+    from salesinbox.core.parsing.base64_runs import SetAside, set_aside
+
+    assert set_aside(raw)[1].runs  # the shape exercises the set-aside path
+    parsed = parse_message(raw)
+    monkeypatch.setattr(message_parser, "set_aside", lambda raw: (raw, SetAside([])))
+    assert parsed == parse_message(raw)
+
+
 def test_quoted_printable_and_8bit_attachment_sizes() -> None:
     raw = msg("Content-Type: multipart/mixed; boundary=b", body=mime(
         "b",

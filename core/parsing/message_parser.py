@@ -21,6 +21,7 @@ from email.parser import BytesHeaderParser
 from typing import TypeVar
 
 from .addresses import MAX_ADDRESSES, Address, normalised_set, read_addresses
+from .base64_runs import set_aside
 from .charsets import clean
 from .dates import decode_date
 from .header_block import repair_header_block
@@ -111,7 +112,8 @@ def parse_message(raw: bytes) -> ParsedMessage:
         raw = bytes(raw) if isinstance(raw, (bytearray, memoryview)) else b""
     if not raw.strip():
         warn("empty message")
-    msg = _parse_mime(repair_header_block(raw, warn), warn)
+    mime, aside = set_aside(repair_header_block(raw, warn))  # long base64 runs: see .base64_runs
+    msg = _parse_mime(mime, warn)
     headers: dict[str, list[str]] = {}
     for name, value in msg.raw_items():
         if (key := name.strip().lower()) in _WANTED:
@@ -129,7 +131,7 @@ def parse_message(raw: bytes) -> ParsedMessage:
         warn("no Date header")  # the store falls back to the IMAP INTERNALDATE
     date = _guard(warn, "Date header", None, decode_date, date_value, warn)
     end = raw.find(b"\n")  # attached messages are measured with the message's line ends
-    body = BodyReader(warn, "\r\n" if end < 0 or raw[end - 1:end] == b"\r" else "\n")
+    body = BodyReader(warn, "\r\n" if end < 0 or raw[end - 1:end] == b"\r" else "\n", aside)
     text, html, attachments = _guard(warn, "body", ("", "", ()), body.read, msg)
     thread_key = references[0] if references else in_reply_to or message_id or _subject_key(
         subject, from_ + addresses["to"] + addresses["cc"])

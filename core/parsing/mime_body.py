@@ -14,6 +14,7 @@ from email.policy import compat32
 from typing import cast
 
 from .addresses import MAX_NAME_CHARS
+from .base64_runs import SetAside
 from .charsets import clean, decode_bytes
 from .headers import decode_header_value, decode_raw_header, header_params
 from .html_text import html_to_text
@@ -67,9 +68,11 @@ class BodyReader:
     or it has a filename, or it is not text/plain or text/html. A message/* part is one
     attachment (named after its subject if need be), not walked into."""
 
-    def __init__(self, warn: Warnings, linesep: str = "\r\n") -> None:
-        """``linesep``: the message's line end, "\\r\\n" (as IMAP gives) or "\\n"."""
+    def __init__(self, warn: Warnings, linesep: str = "\r\n", aside: SetAside | None = None) -> None:
+        """``linesep``: the message's line end, "\\r\\n" (as IMAP gives) or "\\n";
+        ``aside``: the base64 runs taken out of the parsed text (:mod:`.base64_runs`)."""
         self.warn = warn
+        self.aside = aside or SetAside([])
         self.policy = _AS_RECEIVED.get(linesep, _AS_RECEIVED["\r\n"])
         self.attachments: list[AttachmentInfo] = []
         self.parts = 0
@@ -129,9 +132,13 @@ class BodyReader:
         filename = clean(dparams.get("filename") or cparams.get("name") or "", "filename",
                          warn).strip()
         container = part.is_multipart()  # message/rfc822 and the like: a parsed message
+        cte = raw.get("content-transfer-encoding", "").strip().lower()
+        # an attachment's base64 text is measured, not decoded: it may stay set aside
+        self._restore(part, keep_base64=not container and cte == "base64")
         if disposition != "attachment" and not filename and not container:
             # a multipart leaf lost its boundary: its body is read as text
             if ctype in ("text/plain", "text/html") or ctype.startswith("multipart/"):
+                self._restore(part, keep_base64=False)
                 texts = sink[1] if ctype == "text/html" else sink[0]
                 texts.append(self._text(part, ctype, cparams.get("charset")))
                 return
@@ -144,7 +151,7 @@ class BodyReader:
             filename = filename or (decode_header_value(subject, "Subject", warn)
                                     or "message") + ".eml"
         else:
-            size = self._size(part, raw.get("content-transfer-encoding", "").strip().lower())
+            size = self._size(part, cte)
         self.attachments.append(AttachmentInfo(
             filename=filename[:MAX_NAME_CHARS], content_type=ctype, size=size,
             content_id=clean(content_id, "Content-ID", warn)[:MAX_NAME_CHARS] or None,
@@ -159,13 +166,28 @@ class BodyReader:
         text = decode_bytes(data, charset, f"{ctype} part", self.warn, final=final)
         return text.replace("\r\n", "\n").replace("\r", "\n") if "\r" in text else text
 
-    @staticmethod
-    def _size(part: Message, cte: str) -> int:
+    def _restore(self, part: Message, keep_base64: bool) -> None:
+        """Put the base64 runs set aside back into ``part`` (and the parts of an attached
+        message) before it is read; a base64 leaf whose payload is ASCII keeps its tokens:
+        :meth:`_size` measures them."""
+        if not self.aside.runs:
+            return
+        for inner in part.walk():
+            payload = inner._payload  # type: ignore[attr-defined]  # get_payload() may convert or raise
+            if not self.aside.holds(payload):
+                continue
+            if keep_base64 and inner is part and payload.isascii():
+                continue
+            inner.set_payload(self.aside.restore(payload))
+
+    def _size(self, part: Message, cte: str) -> int:
         """The decoded size; base64 is measured from its text, without decoding it."""
         try:  # compat32's get_payload() raises on 8-bit bytes with an RFC 2231 charset
             encoded = part.get_payload() if cte == "base64" else None
         except TypeError:
             encoded = None
+        if isinstance(encoded, str) and encoded.isascii() and self.aside.holds(encoded):
+            return self.aside.base64_size(encoded)
         if isinstance(encoded, str) and encoded.isascii():
             blanks = sum(encoded.count(c) for c in "\r\n \t")
             return (len(encoded) - blanks - encoded.count("=")) * 3 // 4  # "=" only pads

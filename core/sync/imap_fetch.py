@@ -29,6 +29,7 @@ from typing import Any
 from imapclient import IMAPClient
 
 from ..parsing.message_parser import FetchedMessage, ParsedMessage, parse_message
+from .fetch_response import fetch_bodies
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,7 @@ def fetch_messages(client: IMAPClient, uids: Sequence[int], *, condstore: bool) 
         return _fetch_parse_in_pool(client, uids, items, pool)
     fetched: list[FetchedMessage] = []
     for chunk in chunked(uids):
-        response = client.fetch(chunk, items)
+        response = fetch_bodies(client, chunk, items)
         for uid in chunk:
             data = response.get(uid)
             if data is None:
@@ -258,7 +259,7 @@ def _fetch_parse_in_pool(
     tasks: list[tuple[list[bytes], Future[list[ParsedMessage]] | None]] = []
     try:
         for chunk in chunked(uids, POOL_FETCH_CHUNK):
-            response = client.fetch(chunk, items)
+            response = fetch_bodies(client, chunk, items)
             raws: list[bytes] = []
             for uid in chunk:
                 data = response.get(uid)
