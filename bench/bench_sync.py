@@ -253,10 +253,13 @@ async def _child_sync(spec: dict) -> dict:
             result["pool_start_seconds"] = time.perf_counter() - began
             result["parse_processes"] = imap_fetch.PARSE_PROCESSES
         # Wall time spent in the two phases sync.py alternates between, per batch.
-        from salesinbox.core.sync import engine as sync_module
+        try:  # where the sync calls store_batch (the engine itself in older versions)
+            from salesinbox.core.sync import folder_sync as store_site
+        except ImportError:
+            from salesinbox.core.sync import engine as store_site  # type: ignore[no-redef]
 
         phases = {"fetch_parse": 0.0, "store": 0.0, "batches": 0}
-        real_fetch, real_store = imap_fetch.fetch_messages, sync_module.store_batch
+        real_fetch, real_store = imap_fetch.fetch_messages, store_site.store_batch
 
         def timed_fetch(*args, **kwargs):  # type: ignore[no-untyped-def]
             began = time.perf_counter()
@@ -273,7 +276,7 @@ async def _child_sync(spec: dict) -> dict:
             finally:
                 phases["store"] += time.perf_counter() - began
 
-        imap_fetch.fetch_messages, sync_module.store_batch = timed_fetch, timed_store
+        imap_fetch.fetch_messages, store_site.store_batch = timed_fetch, timed_store
         result["rss_before_kib"] = vm_rss_kib()
         children_cpu0 = {pid: cpu_seconds(pid) for pid in child_pids()}
         cpu0 = time.process_time()
@@ -282,7 +285,7 @@ async def _child_sync(spec: dict) -> dict:
             report = await sync_account(account.id, services)
         elapsed = time.perf_counter() - start
         result["pss_peak_kib"] = sampler.peak_kib
-        imap_fetch.fetch_messages, sync_module.store_batch = real_fetch, real_store
+        imap_fetch.fetch_messages, store_site.store_batch = real_fetch, real_store
         result["phases"] = phases
         cpu = time.process_time() - cpu0
         result["children_cpu_seconds"] = sum(cpu_seconds(pid) - children_cpu0.get(pid, 0.0)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from salesinbox.core.sync import engine as sync_module
+from salesinbox.core.sync import folder_sync
 
 SEED_ENV = "SALESINBOX_FAULT_SEED"
 _run_seed = int(os.environ.get(SEED_ENV) or random.SystemRandom().randrange(2**32))
@@ -52,7 +52,7 @@ class Killed(BaseException):
 def dying_after_batches(batches: int) -> Iterator[None]:
     """Within the block, a sync dies (raises :class:`Killed`) right after committing its
     ``batches``-th batch: what a SIGKILL leaves, without the cost of a process."""
-    real_store = sync_module.store_batch  # type: ignore[attr-defined]  # patched where sync uses it
+    real_store = folder_sync.store_batch  # type: ignore[attr-defined]  # patched where the sync uses it
     committed = 0
 
     async def store_then_die(*args: Any, **kwargs: Any) -> Any:
@@ -63,8 +63,8 @@ def dying_after_batches(batches: int) -> Iterator[None]:
             raise Killed
         return result
 
-    sync_module.store_batch = store_then_die  # type: ignore[attr-defined]  # patched where sync uses it
+    folder_sync.store_batch = store_then_die  # type: ignore[attr-defined]  # patched where sync uses it
     try:
         yield
     finally:
-        sync_module.store_batch = real_store  # type: ignore[attr-defined]  # patched where sync uses it
+        folder_sync.store_batch = real_store  # type: ignore[attr-defined]  # patched where sync uses it

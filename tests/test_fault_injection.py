@@ -42,7 +42,7 @@ import pytest
 
 from salesinbox.core.db.models import Folder, MailAccount, Message, SyncState, User
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync import engine as sync_module
+from salesinbox.core.sync import folder_sync
 from salesinbox.core.sync.engine import CONNECTION_ERRORS, SyncServices, sync_account
 from salesinbox.core.sync.idle import IdleTiming
 from salesinbox.core.sync.scheduler import InProcessScheduler
@@ -260,7 +260,7 @@ class Harness:
 @pytest.fixture
 def harness(rep: User, mail_account: TestMailbox, services: SyncServices, settings: Settings,
             api: GraphQLClient, rep_token: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Harness]:
-    monkeypatch.setattr(sync_module, "BATCH_SIZE", IN_PROCESS_BATCH)
+    monkeypatch.setattr(folder_sync, "BATCH_SIZE", IN_PROCESS_BATCH)
     seed = fault_seed()
     print(f"fault injection seed: {seed} (replay with SALESINBOX_FAULT_SEED={seed})")
     box = mail_account

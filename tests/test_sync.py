@@ -24,6 +24,7 @@ from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.mail_accounts.accounts import ConnectAccountInput, ServerInput, connect_account
 from salesinbox.core.plugin_host.providers import Security
 from salesinbox.core.sync import engine as sync_module
+from salesinbox.core.sync import folder_sync
 from salesinbox.core.sync.engine import AccountSyncReport, SyncServices, sync_account
 
 from .servers.messages import build_message, generate_messages
@@ -130,7 +131,7 @@ async def test_tricky_messages_are_stored_with_what_could_be_read(rep: User, mai
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sync_module, "BATCH_SIZE", 5)
+    monkeypatch.setattr(folder_sync, "BATCH_SIZE", 5)
 
 
 async def test_cut_connections_resume_without_loss_or_duplicates(rep: User, mail_account: TestMailbox,
@@ -164,7 +165,7 @@ async def test_cancelled_task_resumes(rep: User, mail_account: TestMailbox, serv
     box = mail_account
     box.dovecot.append_many(box.user, "INBOX", generate_messages(23, seed=4, rep=("Rex", box.address)))
     account = await connect(rep, box, services)
-    real_store = sync_module.store_batch  # type: ignore[attr-defined]  # patched where sync uses it
+    real_store = folder_sync.store_batch  # type: ignore[attr-defined]  # patched where the sync uses it
     calls = 0
 
     async def store_then_cancel(*args: object, **kwargs: object) -> object:
@@ -175,11 +176,11 @@ async def test_cancelled_task_resumes(rep: User, mail_account: TestMailbox, serv
             raise asyncio.CancelledError  # as if the server shut down after the second batch
         return result
 
-    monkeypatch.setattr(sync_module, "store_batch", store_then_cancel)
+    monkeypatch.setattr(folder_sync, "store_batch", store_then_cancel)
     with pytest.raises(asyncio.CancelledError):
         await sync_account(account.id, services)
     assert await Message.filter(account_id=account.id).count() == 10
-    monkeypatch.setattr(sync_module, "store_batch", real_store)
+    monkeypatch.setattr(folder_sync, "store_batch", real_store)
     await sync_account(account.id, services)
     assert await stored(account, "INBOX") == sorted(server_uids(box, "INBOX"))
 

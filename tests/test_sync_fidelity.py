@@ -11,7 +11,7 @@ import pytest
 from salesinbox.core.crm.records import RecordInput, create_record
 from salesinbox.core.db.models import AddressRole, DateSource, Message, MessageAddress, RecordKind, User
 from salesinbox.core.sharing import threads
-from salesinbox.core.sync import engine as sync_module
+from salesinbox.core.sync import folder_sync
 from salesinbox.core.sync.engine import SyncServices, sync_account
 
 from .test_sync import connect
@@ -33,7 +33,7 @@ async def test_a_thread_synced_replies_first_and_across_folders_is_whole(
     rep: User, mail_account: TestMailbox, services: SyncServices, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     box = mail_account
-    monkeypatch.setattr(sync_module, "BATCH_SIZE", 1)  # one message per batch, newest first
+    monkeypatch.setattr(folder_sync, "BATCH_SIZE", 1)  # one message per batch, newest first
     def date(minute: int) -> str:
         return f"Date: Tue, 5 Mar 2024 09:{minute:02}:00 +0000"
 

@@ -13,6 +13,7 @@ import pytest
 
 from salesinbox.core.db.models import Folder, MailAccount, Message, SyncState, User
 from salesinbox.core.sync import engine as sync_module
+from salesinbox.core.sync import folder_sync
 from salesinbox.core.sync.audit import audit_account
 from salesinbox.core.sync.engine import SyncServices, sync_account
 
@@ -34,7 +35,7 @@ async def assert_counts_are_the_stores(account: MailAccount) -> None:
 
 @pytest.fixture
 def small_batches(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sync_module, "BATCH_SIZE", 10)
+    monkeypatch.setattr(folder_sync, "BATCH_SIZE", 10)
 
 
 async def test_uidvalidity_resync_killed_midway_resumes_in_full(

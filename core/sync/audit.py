@@ -23,7 +23,8 @@ from ..oauth.oauth_tokens import account_logins
 from ..plugin_host.providers import FolderRole
 from ..transport.imap import close_quietly, open_imap
 from . import imap_fetch as fetch
-from .engine import BATCH_SIZE, SyncServices
+from .engine import SyncServices
+from .folder_sync import BATCH_SIZE
 from .store import FolderTarget, reopen_folder, store_batch, stored_uids
 
 REPORTED_MISSING = 50
