@@ -279,6 +279,7 @@ async def test_the_consent_finishes_only_in_the_browser_that_opened_the_link(
 
 async def test_the_link_sets_a_digested_httponly_binding_that_the_callback_clears(
     ready: Starlette, api: GraphQLClient, rep_token: str, oauth_account: TestMailbox, db: Settings,
+    oauth_server: OAuthServer,
 ) -> None:
     started = await start(api, rep_token, oauth_account)
     ticket = parse_qs(urlsplit(started["authorizationUrl"]).query)["ticket"][0]
@@ -303,12 +304,7 @@ async def test_the_link_sets_a_digested_httponly_binding_that_the_callback_clear
     launch = await launch_sign_in(parse_qs(urlsplit(again["authorizationUrl"]).query)["ticket"][0],
                                   replace(db, public_url="https://crm.example.test/inbox/"))
     assert launch.binding.secure and launch.binding.path == "/inbox/oauth"
-    assert launch.provider_url.startswith(oauth_account_idp(launch.provider_url))
-
-
-def oauth_account_idp(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}/authorize?"
+    assert launch.provider_url.startswith(oauth_server.url("/authorize") + "?")
 
 
 async def test_unknown_and_expired_links(
