@@ -49,9 +49,14 @@ def new_ticket() -> tuple[str, str]:
     return ticket, digest(ticket)
 
 
+def _public_base(settings: Settings) -> str:
+    """``SALESINBOX_PUBLIC_URL`` without a trailing ``/``, checked as :func:`redirect_url` does."""
+    return redirect_url(settings).removesuffix(CALLBACK_PATH)
+
+
 def launch_url(settings: Settings, ticket: str) -> str:
     """``<public_url>/oauth/start?ticket=…``: the link the user's browser opens."""
-    return redirect_url(settings).removesuffix(CALLBACK_PATH) + START_PATH + "?" + urlencode({"ticket": ticket})
+    return _public_base(settings) + START_PATH + "?" + urlencode({"ticket": ticket})
 
 
 @dataclass(frozen=True)
@@ -83,7 +88,7 @@ def cookie_name(sign_in_id: int) -> str:
 
 def cookie_path(settings: Settings) -> str:
     """The cookie is sent only to ``/oauth/…`` of this server (behind its path prefix)."""
-    return urlsplit(redirect_url(settings)).path.removesuffix(CALLBACK_PATH) + "/oauth"
+    return urlsplit(_public_base(settings)).path + "/oauth"
 
 
 async def launch_sign_in(ticket: str, settings: Settings) -> Launch:
