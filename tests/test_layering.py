@@ -28,6 +28,8 @@ ALLOWED: dict[str, set[str]] = {
              "observability", "sending.sent_copy"},
     "sending": {"db", "crm", "plugin_host", "transport", "parsing", "oauth", "sharing.visibility",
                 "sync.store", "sync.message_flags"},
+    "scale_out": {"db", "crm", "plugin_host", "transport", "mail_accounts", "oauth", "observability",
+                  "sync", "sending"},
 }
 
 
