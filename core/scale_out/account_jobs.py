@@ -43,7 +43,7 @@ FENCE_RETRY_SECONDS = 5.0
 #: seconds before a watch job handed back by a worker over its share is offered again
 HAND_BACK_SECONDS = 2.0
 #: seconds between a watcher's checks of its account (deleted, needs new credentials, new
-#: login) and of its fence
+#: login) and of its job (still its own?)
 WATCH_CHECK_SECONDS = 10.0
 #: procrastinate workers per worker process: one per queue (see :mod:`.worker`)
 WORKERS_PER_PROCESS = 2
@@ -75,10 +75,12 @@ class AccountJobs:
             await request_sync(self.app, account_id, delay=FENCE_RETRY_SECONDS, failures=failures)
             return "busy"
         self.syncing.add(account_id)
+        log.info("Sync of account %s: fence taken", account_id)
         try:
             return await self._sync_fenced(account_id, failures)
         finally:
             self.syncing.discard(account_id)
+            log.info("Sync of account %s: fence released", account_id)  # said first: the log orders takers
             await self.fences.release(FenceKind.SYNC, account_id)
 
     async def _sync_fenced(self, account_id: int, failures: int) -> str:
@@ -105,26 +107,28 @@ class AccountJobs:
                 await request_watch(self.app, account_id)
         return report.state.value
 
-    async def watch(self, account_id: int) -> str:
-        """Watch ``account_id`` with IDLE for ``idle_job_minutes`` (less if the worker stops
-        or the account goes), queueing a sync on news; then queue the next watch job."""
+    async def watch(self, account_id: int, job_id: int, worker_id: int | None) -> str:
+        """Watch ``account_id`` with IDLE for ``idle_job_minutes`` (less if the worker stops,
+        the account goes, or the job was handed to another worker), queueing a sync on news;
+        then queue the next watch job.
+
+        Watching writes nothing, so it takes no fence: a worker that froze and had its job
+        handed over finds out at its next check that the job is no longer its own and stops
+        (a second IDLE connection for up to ``WATCH_CHECK_SECONDS`` is the price; the syncs it
+        may queue are fenced)."""
         if self.stopping.is_set():
             await request_watch(self.app, account_id)
             return "handed back"
         if len(self.watching) >= await self.watch_share():
             await request_watch(self.app, account_id, delay=HAND_BACK_SECONDS)
             return "handed back"
-        if not await self.fences.try_hold(FenceKind.WATCH, account_id):
-            await request_watch(self.app, account_id, delay=FENCE_RETRY_SECONDS)
-            return "busy"
         self.watching.add(account_id)
         try:
-            return await self._watch_fenced(account_id)
+            return await self._watch(account_id, job_id, worker_id)
         finally:
             self.watching.discard(account_id)
-            await self.fences.release(FenceKind.WATCH, account_id)
 
-    async def _watch_fenced(self, account_id: int) -> str:
+    async def _watch(self, account_id: int, job_id: int, worker_id: int | None) -> str:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.settings.idle_job_minutes * 60
         watcher: _Watcher | None = None
@@ -148,11 +152,9 @@ class AccountJobs:
                     await asyncio.wait_for(self.stopping.wait(), timeout=min(WATCH_CHECK_SECONDS, remaining))
                 except TimeoutError:
                     pass
-                await self.fences.check(FenceKind.WATCH, account_id)
-        except FenceLost as lost:
-            log.warning("IDLE watching of account %s stopped: %s", account_id, lost)
-            await request_watch(self.app, account_id, delay=FENCE_RETRY_SECONDS)
-            return "fence lost"
+                if not await _still_running_here(self.app, job_id, worker_id):
+                    log.warning("IDLE watching of account %s went to another worker: stopping here", account_id)
+                    return "taken over"
         finally:
             if watcher is not None:
                 watcher.stop()
@@ -226,6 +228,13 @@ def _login_fingerprint(account: MailAccount) -> tuple[object, ...]:
             account.imap_auth_kind, account.imap_secret)
 
 
+async def _still_running_here(app: procrastinate.App, job_id: int, worker_id: int | None) -> bool:
+    row = await app.connector.execute_query_one_async(
+        "SELECT count(*) AS n FROM procrastinate_jobs WHERE id = %(id)s AND status = 'doing'"
+        " AND worker_id IS NOT DISTINCT FROM %(worker)s", id=job_id, worker=worker_id)
+    return int(row["n"]) == 1
+
+
 async def _offers_idle(account_id: int) -> bool:
     capabilities = await MailAccount.filter(id=account_id).values_list("capabilities", flat=True)
     return any("IDLE" in {str(c).upper() for c in (caps or ())} for caps in capabilities)
@@ -250,7 +259,8 @@ def register_account_tasks(app: procrastinate.App) -> None:
     @app.task(name=WATCH_TASK, queue=WATCH_QUEUE, pass_context=True)
     async def watch_job(context: procrastinate.JobContext, account_id: int) -> str:
         jobs: AccountJobs = context.additional_context["jobs"]
-        return await jobs.watch(account_id)
+        assert context.job.id is not None
+        return await jobs.watch(account_id, context.job.id, context.job.worker_id)
 
     @app.periodic(cron="* * * * *", periodic_id="schedule")
     @app.task(name=SCHEDULE_TASK, queue=SYNC_QUEUE, pass_context=True)

@@ -36,11 +36,11 @@ _SERVER_KEEPALIVES = "-c tcp_keepalives_idle=10 -c tcp_keepalives_interval=5 -c 
 
 
 class FenceKind(IntEnum):
-    """What a fence guards: the first key of the two-key advisory lock (the second is the
-    account id); both keys are 32-bit. Values chosen to be unlikely in another application's advisory locks."""
+    """What a fence guards (the sync: the only writer of an account's mail). The value is the
+    first key of the two-key advisory lock, the account id the second; both are 32-bit, and
+    the value is unlikely in another application's advisory locks."""
 
     SYNC = 0x5A1E_0101
-    WATCH = 0x5A1E_0102
 
 
 class AccountFences:
