@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -114,3 +115,55 @@ async def live(app: object) -> AsyncIterator[str]:
         server.should_exit = True
         await task
         sock.close()
+
+
+@asynccontextmanager
+async def work(settings: Settings, log_file: Path, *, check_log: bool = True,
+               **overrides: str) -> AsyncIterator[Served]:
+    """Run ``salesinbox worker`` on ``settings``' database (``SALESINBOX_SYNC_RUNNER=workers``,
+    plus ``SALESINBOX_<NAME>`` ``overrides``) until the block ends, once its ``/readyz`` says
+    ready; then, with ``check_log``, fail if it logged an error. The block may kill or stop
+    the process (``Served.pid``)."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SALESINBOX_DATA_DIR": str(settings.data_dir),
+        "SALESINBOX_DATABASE_URL": settings.effective_database_url,
+        "SALESINBOX_SECRET_KEY": settings.secret_key,
+        "SALESINBOX_SYNC_RUNNER": "workers",
+        **{f"SALESINBOX_{name.upper()}": value for name, value in overrides.items()},
+    }
+    with log_file.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "salesinbox.schema.command_line", "worker", "--port", str(port),
+            env=env, stdout=log, stderr=log,
+        )
+    served = Served(process.pid, port)
+    try:
+        async with httpx.AsyncClient(base_url=served.http_url) as http:
+            for _ in range(300):
+                if process.returncode is not None:
+                    raise AssertionError(f"salesinbox worker exited: {log_file.read_text()}")
+                try:
+                    if (await http.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError(f"salesinbox worker did not become ready: {log_file.read_text()}")
+        yield served
+    finally:
+        if process.returncode is None:
+            try:
+                os.kill(process.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+                process.terminate()
+                await asyncio.wait_for(process.wait(), timeout=40)
+            except ProcessLookupError:
+                pass
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+    log_text = log_file.read_text()
+    if check_log:
+        assert "Traceback" not in log_text and " ERROR " not in log_text, log_text

@@ -182,9 +182,11 @@ async def test_the_jobs_of_a_silent_worker_go_back_to_the_queue(db: Settings) ->
         # Taken again by the silent worker, while a twin waits: the stalled copy ends, the twin runs.
         job = await manager.fetch_job(queues=None, worker_id=silent)
         assert job is not None
-        assert await request_sync(app, 5)
+        assert await request_sync(app, 5, delay=300)  # the next poll
         assert await recover_stalled_jobs(app, stalled_after=2) == 1
-        assert sorted(j["status"] for j in await _jobs(app, "sync-5")) == ["failed", "todo"]
+        jobs = await _jobs(app, "sync-5")
+        assert [j["status"] for j in jobs] == ["failed", "todo"]
+        assert jobs[1]["scheduled_at"] is None  # the twin runs now, not at the next poll
         assert await recover_stalled_jobs(app, stalled_after=2) == 0
 
 

@@ -5,7 +5,8 @@ a worker that stopped beating: they stay ``doing`` and their locks stay held. Ev
 process therefore runs :func:`recover_stalled_jobs` in a loop: a job whose worker has been
 silent for ``stalled_after`` seconds goes back to ``todo`` (procrastinate's ``retry_job``),
 to be taken by any worker. When the account already has a waiting twin (its queueing lock
-is taken), the stalled job is marked failed instead and the twin runs. Several workers may
+is taken), the stalled job is marked failed instead and the twin runs now (a twin waiting
+for the next poll is brought forward). Several workers may
 race for the same job: the losers' errors are expected and ignored.
 
 A retried job may belong to a worker that was only frozen: the account's fence
@@ -20,6 +21,8 @@ import logging
 import procrastinate
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate.exceptions import ConnectorException, UniqueViolation
+
+from .job_queue import bring_forward
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +48,8 @@ async def recover_stalled_jobs(app: procrastinate.App, stalled_after: float) -> 
 async def _finish_failed(app: procrastinate.App, job: procrastinate_jobs.Job) -> None:
     try:
         await app.job_manager.finish_job(job, procrastinate_jobs.Status.FAILED, delete_job=False)
+        if job.queueing_lock is not None:
+            await bring_forward(app, job.queueing_lock)
         log.warning("Job %s (%s %s) of a silent worker ends: a twin waits", job.id, job.task_name,
                     job.task_kwargs)
     except ConnectorException as error:
