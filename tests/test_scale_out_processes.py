@@ -33,11 +33,11 @@ from salesinbox.core.crm.users import create_user
 from salesinbox.core.db.models import Folder, MailAccount, Message, Profile, SyncState
 from salesinbox.core.settings import Settings
 
+from .served import serve, work
 from .servers.certs import CertBundle
 from .servers.dovecot import DovecotServer
 from .servers.messages import build_message
 from .servers.smtp import SmtpServer
-from .served import serve, work
 
 pytestmark = [pytest.mark.postgres_only, pytest.mark.dovecot, pytest.mark.timeout(300)]
 
@@ -195,7 +195,8 @@ async def test_two_apis_and_two_workers_share_the_work_and_survive_kill_and_free
             # 3. Events of a worker reach a subscription on API #1.
             first = ids[0]
             async with websockets.connect(api1.ws_url, subprotocols=[PROTOCOL]) as ws:
-                await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {tokens[0]}"}}))
+                await ws.send(json.dumps({"type": "connection_init",
+                                          "payload": {"Authorization": f"Bearer {tokens[0]}"}}))
                 assert json.loads(await ws.recv())["type"] == "connection_ack"
                 await ws.send(json.dumps({"id": "e", "type": "subscribe",
                                           "payload": {"query": "subscription { mailEvents { kind accountId } }"}}))
@@ -220,7 +221,7 @@ async def test_two_apis_and_two_workers_share_the_work_and_survive_kill_and_free
             # 5. A worker frozen past the failover time while mail arrives, then resumed.
             os.kill(worker2.pid, signal.SIGSTOP)
             try:
-                for account_id, user in accounts.items():
+                for user in accounts.values():
                     await asyncio.to_thread(dovecot.append, user, "INBOX",
                                             build_message(to=f"{user}", subject="while frozen"))
                 await asyncio.sleep(FAILOVER_SECONDS)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from salesinbox.core.credentials import generate_key
 from salesinbox.core.crm.api_tokens import issue_token
 from salesinbox.core.crm.users import create_user
-from salesinbox.core.db.connection import migrate_database, open_database, redacted_url, sqlite_path
+from salesinbox.core.db.connection import is_postgres, migrate_database, open_database, redacted_url, sqlite_path
 from salesinbox.core.db.models import Profile
 from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.log_limits import configure_logging
@@ -76,6 +76,11 @@ def announce_database(settings: Settings) -> None:
 
 def _migrate(settings: Settings, args: argparse.Namespace) -> int:
     asyncio.run(migrate_database(settings.effective_database_url))
+    if settings.syncs_in_workers and is_postgres(settings.effective_database_url):
+        from salesinbox.core.scale_out.job_queue import ensure_job_schema
+
+        if asyncio.run(ensure_job_schema(settings.effective_database_url)):
+            print("The sync workers' job queue was created.")
     print("Database is up to date.")
     return 0
 
