@@ -21,6 +21,7 @@ import time
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx2 as httpx
 import pytest
@@ -52,7 +53,7 @@ SYNC_NOW = "mutation($id: ID!) { syncNow(accountId: $id) { id } }"
 LAST_SYNCED = "query($id: ID!) { mailAccount(id: $id) { lastSyncedAt syncState } }"
 
 
-def _common(certs: CertBundle) -> dict[str, str]:
+def _common(certs: CertBundle) -> dict[str, Any]:
     return {
         "allow_private_hosts": "true", "extra_ca_file": str(certs.ca_cert), "mail_timeout": "5",
         "sync_runner": "workers", "sync_enabled": "true", "worker_heartbeat_seconds": "0.5",

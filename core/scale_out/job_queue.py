@@ -95,7 +95,7 @@ async def request_sync(
         return True
     except AlreadyEnqueued:
         if delay <= 0 and bring_forward:
-            await bring_forward(app, lock)
+            await make_due_now(app, lock)
         return False
 
 
@@ -131,6 +131,6 @@ SELECT pg_notify('procrastinate_queue_v1#' || queue_name,
 """
 
 
-async def bring_forward(app: procrastinate.App, queueing_lock: str) -> None:
+async def make_due_now(app: procrastinate.App, queueing_lock: str) -> None:
     """Make the job waiting under ``queueing_lock`` due now, if it waits for a later time."""
     await app.connector.execute_query_async(_BRING_FORWARD, lock=queueing_lock)

@@ -22,7 +22,7 @@ import procrastinate
 from procrastinate import jobs as procrastinate_jobs
 from procrastinate.exceptions import ConnectorException, UniqueViolation
 
-from .job_queue import bring_forward
+from .job_queue import make_due_now
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ async def _finish_failed(app: procrastinate.App, job: procrastinate_jobs.Job) ->
     try:
         await app.job_manager.finish_job(job, procrastinate_jobs.Status.FAILED, delete_job=False)
         if job.queueing_lock is not None:
-            await bring_forward(app, job.queueing_lock)
+            await make_due_now(app, job.queueing_lock)
         log.warning("Job %s (%s %s) of a silent worker ends: a twin waits", job.id, job.task_name,
                     job.task_kwargs)
     except ConnectorException as error:
