@@ -295,35 +295,64 @@ async def test_a_killed_sending_connection_is_replaced(database_url: str, stack:
     assert dropped("database_unavailable") == before
 
 
+async def on_server(database_url: str, statement: str) -> None:
+    """Run ``statement`` on the server's maintenance database."""
+    admin = await asyncpg.connect(asyncpg_dsn(database_url.rsplit("/", 1)[0] + "/postgres"))
+    try:
+        await admin.execute(statement)
+    finally:
+        await admin.close()
+
+
 @pg
-async def test_the_database_away_drops_events_without_blocking(
+async def test_the_database_away_drops_events_without_blocking_until_it_is_back(
     database_url: str, stack: AsyncExitStack, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger=notify_relay.__name__)
-    one = await started(stack, database_url)
+    one = await started(stack, database_url, reconnect_delay=0.1, max_reconnect_delay=0.3)
+    seen = await subscribed(stack, one)
     name = database_url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(asyncpg_dsn(database_url.rsplit("/", 1)[0] + "/postgres"))
-    try:  # the database goes: its connections are cut and new ones refused
-        await admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    # The database goes: its connections are cut, and new ones refused.
+    await on_server(database_url, f'DROP DATABASE "{name}" WITH (FORCE)')
     before = dropped("database_unavailable")
     began = time.perf_counter()
     for n in range(2000):
         one.publish(event(n))
     publishing = time.perf_counter() - began
     async with asyncio.timeout(10):
-        while dropped("database_unavailable") - before < 2000:
+        while dropped("database_unavailable") - before < 2000 or one.listening:
             await asyncio.sleep(0.05)
     print(f"2000 publish() calls with the database away: {publishing * 1000:.1f} ms")
     assert publishing < 0.5
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert sum("the database is unreachable" in w for w in warnings) == 1
+    assert sum("lost the LISTEN connection" in w for w in warnings) == 1
+
+    await on_server(database_url, f'CREATE DATABASE "{name}"')  # back (empty: NOTIFY needs no table)
     async with asyncio.timeout(5):
-        while one.listening:
+        while not one.listening:
             await asyncio.sleep(0.02)
+    one.publish(event(1))
+    one.publish(marker())
+    await seen.until_marker()
+    assert [e.account_id for e in seen.events] == [1, -1]
+    async with asyncio.timeout(2):  # logged when the send returns, maybe after the delivery
+        while "Cross-process relay: sending again" not in caplog.messages:
+            await asyncio.sleep(0.01)
+    assert "Cross-process relay: listening again" in caplog.messages
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 2  # once per outage
+
+
+@pg
+async def test_stop_returns_while_the_database_is_away(database_url: str) -> None:
+    one = NotifyRelay(database_url)
+    await one.start()
+    await on_server(database_url, f'DROP DATABASE "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)')
+    for n in range(10):
+        one.publish(event(n))
     async with asyncio.timeout(6):
         await one.stop()
+    assert not one.listening
 
 
 @pg

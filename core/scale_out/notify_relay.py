@@ -58,7 +58,8 @@ _HEALTH_INTERVAL = 30.0  # a silent LISTEN connection is probed this often (half
 _POOL_PARAMETERS = {"minsize", "maxsize", "max_queries", "max_inactive_connection_lifetime",
                     "connection_class", "loop", "schema"}
 # What an unreachable, restarting or dropped database raises (too many connections included).
-_NETWORK_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
+_NETWORK_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
+                   asyncpg.InternalClientError)  # e.g. "cannot switch to state": a killed backend
 
 RELAY_DROPPED = Counter(
     "salesinbox_relay_notifications_dropped",
@@ -134,6 +135,8 @@ class NotifyRelay(EventBus):
         """Open the LISTEN connection and start sending; returns once this process listens.
         Raises the connection error if the database cannot be reached at all (start-up should
         fail as loudly as opening the database does); later outages are retried."""
+        if self._listen_task is not None or self._stopped:
+            raise RuntimeError("a NotifyRelay starts once")
         connection = await self._listen_connection()
         self._listen_task = asyncio.create_task(self._listen_loop(connection), name="notify-relay-listen")
         self._sender_task = asyncio.create_task(self._send_loop(), name="notify-relay-send")
@@ -315,6 +318,7 @@ class NotifyRelay(EventBus):
                     log.debug("Cross-process relay: reconnecting failed: %s", error)
                     delay = min(delay * 2, self.max_reconnect_delay)
             RELAY_RECONNECTS.inc()
+            self._send_retry_at = 0.0  # the database is back: the sender need not wait either
             log.info("Cross-process relay: listening again")
 
     async def _watch(self, connection: asyncpg.Connection) -> None:
