@@ -66,8 +66,24 @@ class Settings:
     allow_plaintext: bool = False
     #: largest message users may send (bodies + attachments), in bytes
     max_outgoing_bytes: int = 25 * 1024 * 1024
-    #: run the sync engine inside the server process
+    #: run syncs from this server process (with ``sync_runner``); false: this process never
+    #: syncs and ``syncNow`` is refused (e.g. a read-only replica)
     sync_enabled: bool = True
+    #: who runs syncs: ``in-process`` (the server itself: the embedded default) or ``workers``
+    #: (``salesinbox worker`` processes on PostgreSQL; the server hands them sync requests)
+    sync_runner: str = "in-process"
+    #: ``salesinbox worker``: sync passes one worker process runs at once
+    worker_sync_concurrency: int = 4
+    #: ``salesinbox worker``: the most mailboxes one worker process watches with IDLE
+    worker_max_watched: int = 1000
+    #: ``salesinbox worker``: the port of its ``/healthz``, ``/readyz`` and ``/metrics`` (0: none)
+    worker_port: int = 8001
+    #: ``salesinbox worker``: seconds between its heartbeats; a worker silent for 4 of them is
+    #: presumed dead and its jobs go to the others
+    worker_heartbeat_seconds: float = 1.0
+    #: ``salesinbox worker``: minutes one IDLE-watching job lasts before it hands the mailbox
+    #: back to the queue (so that watching spreads over workers started later)
+    idle_job_minutes: float = 20.0
     #: seconds between sync passes of an account (IDLE wakes it earlier for new mail)
     sync_poll_interval: float = 300.0
     #: seconds between liveness probes of an IDLE connection (ending IDLE and starting it
@@ -140,15 +156,20 @@ class Settings:
         return max(self.max_request_bytes, self.max_outgoing_bytes * 4 // 3 + 1024 * 1024)
 
     @property
+    def syncs_in_workers(self) -> bool:
+        """Whether syncs run in ``salesinbox worker`` processes (PostgreSQL only)."""
+        return self.sync_runner == "workers"
+
+    @property
     def effective_secret_key_file(self) -> Path:
         """Where the generated secret key is stored when none is given in the environment."""
         return self.secret_key_file or self.data_dir / "secret.key"
 
 
 # Numbers for which 0 means "off" rather than nonsense.
-_ZERO_ALLOWED = frozenset({"token_cache_seconds"})
+_ZERO_ALLOWED = frozenset({"token_cache_seconds", "worker_port"})
 # Text settings with a fixed set of values (lower case).
-_CHOICES = {"log_format": ("text", "json")}
+_CHOICES = {"log_format": ("text", "json"), "sync_runner": ("in-process", "workers")}
 #: the shortest ``SALESINBOX_METRICS_TOKEN`` accepted: a short one could be guessed
 MIN_METRICS_TOKEN_CHARS = 16
 

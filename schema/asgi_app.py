@@ -24,18 +24,16 @@ from tortoise import connections
 
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.crm import api_tokens as tokens
-from salesinbox.core.db.connection import open_database, redacted_url
-from salesinbox.core.db.models import MailAccount
-from salesinbox.core.errors import SalesInboxError
+from salesinbox.core.db.connection import is_postgres, open_database, redacted_url
+from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.oauth.oauth_clients import CALLBACK_PATH
 from salesinbox.core.oauth.oauth_launch import START_PATH, cookie_name, cookie_path, launch_sign_in
 from salesinbox.core.oauth.oauth_sign_in import complete_sign_in
 from salesinbox.core.observability.metrics import forget_this_process
 from salesinbox.core.plugin_host.plugins import get_plugin_manager
 from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
-from salesinbox.core.sending.mailer import send_sync_confirmation
+from salesinbox.core.scale_out.queued_syncs import QueuedSyncs
 from salesinbox.core.settings import Settings, warn_about_unknown_variables
-from salesinbox.core.sync.engine import AccountSyncReport, SyncServices
 from salesinbox.core.sync.idle import IdleTiming
 from salesinbox.core.sync.scheduler import InProcessScheduler
 
@@ -148,22 +146,15 @@ def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | No
     )
     tokens.token_cache.ttl = settings.token_cache_seconds
     services.providers.providers()  # fail at start-up, not on first use, if a plugin is broken
-    if settings.sync_enabled:
-        policy = services.connect_policy
-
-        async def confirm(account: MailAccount, report: AccountSyncReport) -> None:
-            await send_sync_confirmation(account, secrets=services.secrets, policy=policy,
-                                         tokens=services.oauth_tokens)
-
+    if settings.sync_enabled and settings.syncs_in_workers:
+        if not is_postgres(settings.effective_database_url):
+            raise SalesInboxError(ErrorCode.INVALID_INPUT, (
+                "SALESINBOX_SYNC_RUNNER=workers needs PostgreSQL: set SALESINBOX_DATABASE_URL=postgres://… "
+                "(or SALESINBOX_SYNC_RUNNER=in-process to sync in this server on SQLite)."))
+        services.scheduler = QueuedSyncs(settings.effective_database_url)
+    elif settings.sync_enabled:
         services.scheduler = InProcessScheduler(
-            SyncServices(
-                secrets=services.secrets,
-                registry=services.providers,
-                policy=policy,
-                events=services.events,
-                on_initial_sync_complete=confirm,
-                tokens=services.oauth_tokens,
-            ),
+            services.syncing_services(),
             poll_interval=settings.sync_poll_interval,
             idle_timing=IdleTiming(probe_interval=settings.idle_probe_interval),
         )

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from strawberry.types import Info as StrawberryInfo
 
 from salesinbox.core.credentials import SecretBox
 from salesinbox.core.crm.api_tokens import authenticate
-from salesinbox.core.db.models import User
+from salesinbox.core.db.models import MailAccount, User
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.oauth.oauth_tokens import OAuthTokens
 from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+from salesinbox.core.sending.mailer import send_sync_confirmation
 from salesinbox.core.sending.outgoing import MailServices
 from salesinbox.core.settings import Settings
-from salesinbox.core.sync.engine import SyncServices
+from salesinbox.core.sync.engine import AccountSyncReport, SyncServices
 from salesinbox.core.sync.events import EventBus
 from salesinbox.core.sync.scheduler import SyncScheduler
 from salesinbox.core.transport.server_login import ConnectPolicy
@@ -52,6 +53,16 @@ class Services:
             secrets=self.secrets, registry=self.providers, policy=self.connect_policy, events=self.events,
             tokens=self.oauth_tokens,
         )
+
+    def syncing_services(self) -> SyncServices:
+        """What the process that runs the sync passes (the in-process scheduler, a worker)
+        needs: :meth:`sync_services` and the confirmation email after an initial sync."""
+        policy = self.connect_policy
+
+        async def confirm(account: MailAccount, report: AccountSyncReport) -> None:
+            await send_sync_confirmation(account, secrets=self.secrets, policy=policy, tokens=self.oauth_tokens)
+
+        return replace(self.sync_services(), on_initial_sync_complete=confirm)
 
     def mail_services(self) -> MailServices:
         """What sending and replying need."""

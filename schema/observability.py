@@ -25,6 +25,7 @@ from salesinbox.core.errors import ErrorCode
 from salesinbox.core.observability.database_gauges import refresh_database_gauges
 from salesinbox.core.observability.metrics import exposition
 from salesinbox.core.observability.readiness import check_readiness
+from salesinbox.core.scale_out.queue_gauges import refresh_queue_gauges
 
 from .http_requests import error_response
 
@@ -51,8 +52,10 @@ async def metrics(request: Request) -> Response:
                               headers={"WWW-Authenticate": "Bearer"})
     try:
         await refresh_database_gauges()
+        if request.app.state.services.settings.syncs_in_workers:
+            await refresh_queue_gauges()
     except Exception as error:  # noqa: BLE001 - the other metrics still matter when the database is away
-        log.warning("Metrics: cannot read the accounts from the database (%s)", type(error).__name__)
+        log.warning("Metrics: cannot read the accounts or jobs from the database (%s)", type(error).__name__)
     body, content_type = exposition()
     return Response(body, media_type=content_type)
 

@@ -86,8 +86,9 @@ class SyncMutations:
         if services.scheduler is None:
             raise SalesInboxError(
                 ErrorCode.SYNC_DISABLED,
-                "Sync does not run in this server process (SALESINBOX_SYNC_ENABLED=false): "
-                "run `salesinbox sync --account ID` or start the sync worker.",
+                "Sync is off for this server process (SALESINBOX_SYNC_ENABLED=false): run "
+                "`salesinbox sync --account ID`, or let workers sync (SALESINBOX_SYNC_RUNNER=workers "
+                "and `salesinbox worker`, see README, Running at scale).",
             )
         services.request_sync(account.id)
         return MailAccountType.from_model(account)

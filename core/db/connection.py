@@ -55,6 +55,11 @@ def tortoise_config(database_url: str) -> dict[str, Any]:
 SQLITE_COMPANIONS = ("-wal", "-shm", "-journal")
 
 
+def is_postgres(database_url: str) -> bool:
+    """Whether ``database_url`` names a PostgreSQL database (any scheme Tortoise takes for it)."""
+    return database_url.split("://", 1)[0] in {"postgres", "postgresql", "asyncpg", "psycopg", "psql"}
+
+
 def sqlite_path(database_url: str) -> Path | None:
     """The file of an SQLite ``database_url``; ``None`` for other databases and ``:memory:``."""
     if not database_url.startswith("sqlite://") or ":memory:" in database_url:

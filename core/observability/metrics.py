@@ -36,6 +36,7 @@ __all__ = [
     "HTTP_DURATION",
     "HTTP_REQUESTS",
     "IDLE_CONNECTIONS",
+    "JOBS",
     "SYNC_LAG_MAX",
     "SYNC_MESSAGES_STORED",
     "SYNC_PASSES",
@@ -114,6 +115,13 @@ SYNC_LAG_MAX = Gauge(
     "Seconds since the last successful pass of the account that waited longest (accounts "
     "waiting for new credentials left out; never synced: since connected), read when scraped.",
     multiprocess_mode="mostrecent",
+)
+
+JOBS = Gauge(
+    "salesinbox_jobs",
+    "Jobs of the sync workers' queue (SALESINBOX_SYNC_RUNNER=workers) by queue (sync, watch) "
+    "and state: todo (waiting, due or not), doing (running); read from the database when scraped.",
+    ["queue", "state"], multiprocess_mode="mostrecent",
 )
 
 

@@ -49,7 +49,7 @@ from ..transport.server_errors import MailServerError
 from ..transport.server_login import ConnectPolicy
 from . import imap_fetch as fetch
 from .events import EventBus
-from .folder_sync import incremental_sync, initial_sync, publish
+from .folder_sync import FenceLost, check_fence, incremental_sync, initial_sync, publish
 from .pass_log import PassLog
 from .store import FolderTarget, restart_for_uidvalidity
 
@@ -76,6 +76,9 @@ class SyncServices:
     on_initial_sync_complete: Callable[[MailAccount, AccountSyncReport], Awaitable[None]] | None = None
     #: access tokens of accounts signed in with OAuth (None: stored secrets only)
     tokens: OAuthTokens | None = None
+    #: awaited before each folder and each batch the pass stores; raises when this process
+    #: may no longer write the account (a worker whose fence was lost: :mod:`..scale_out`)
+    fence: Callable[[], Awaitable[None]] | None = None
 
 
 @dataclass
@@ -221,13 +224,14 @@ async def _sync_folders(
         try:
             await _sync_folder(client, folder, target_base, services, folder_report, qresync=qresync)
             folder.last_error, folder.retry_at = None, None
-        except CONNECTION_ERRORS:
+        except (*CONNECTION_ERRORS, FenceLost):
             raise
         except Exception as error:  # one bad folder must not stop the others
             log.warning("Sync of folder %r of account %s failed", folder.name, account.id, exc_info=True)
             folder_report.error = folder.last_error = f"{type(error).__name__}: {error}"[:2000]
             folder.retry_at = datetime.now(UTC) + timedelta(minutes=5)
         folder.last_synced_at = datetime.now(UTC)
+        await check_fence(services)
         await folder.save(update_fields=list(_FOLDER_STATE))
         folder_report.messages = folder.messages_synced
     await _finish_pass(account, services, report, folders)
@@ -238,6 +242,7 @@ async def _sync_folders(
 async def _finish_pass(
     account: MailAccount, services: SyncServices, report: AccountSyncReport, folders: list[Folder]
 ) -> None:
+    await check_fence(services)
     now = datetime.now(UTC)
     account.last_synced_at = now
     account.sync_error = None

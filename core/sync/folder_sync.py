@@ -22,7 +22,7 @@ from .store import FolderTarget, apply_flags, delete_uids, store_batch, stored_u
 if TYPE_CHECKING:  # the engine imports this module
     from .engine import FolderReport, SyncServices
 
-__all__ = ["BATCH_SIZE", "FolderIncomplete", "incremental_sync", "initial_sync", "publish"]
+__all__ = ["BATCH_SIZE", "FenceLost", "FolderIncomplete", "check_fence", "incremental_sync", "initial_sync", "publish"]
 
 log = logging.getLogger("salesinbox.core.sync.engine")  # one logger for the whole pass
 
@@ -36,6 +36,18 @@ class FolderIncomplete(Exception):
 def publish(services: SyncServices, account: MailAccount, kind: str, ids: tuple[int, ...] = ()) -> None:
     """Tell the account's subscribers what changed (:class:`~.events.MailEvent`)."""
     services.events.publish(MailEvent(kind=kind, account_id=account.id, user_id=account.user_id, message_ids=ids))
+
+
+class FenceLost(Exception):
+    """This process may no longer write the account: another has taken its sync over (raised
+    by ``SyncServices.fence``; the pass stops without writing more)."""
+
+
+async def check_fence(services: SyncServices) -> None:
+    """Raise :class:`FenceLost` (through ``services.fence``) if this process may no longer
+    write the account."""
+    if services.fence is not None:
+        await services.fence()
 
 
 async def _store_uids(
@@ -65,6 +77,7 @@ async def _store_uids(
             fetched = await asyncio.shield(pending)
             pending = fetch_later(batches[index + 1]) if index + 1 < len(batches) else None
             unfetched.update(set(batch).difference(item.uid for item in fetched))
+            await check_fence(services)
             result = await store_batch(target, fetched)
             if target.folder_is_sent:
                 await replace_placeholders(folder.id, result.inserted_ids)
@@ -145,6 +158,7 @@ async def incremental_sync(
     if snapshot.vanished:  # QRESYNC named the expunged UIDs: no need to list the whole folder
         gone = fetch.uids_in_set(snapshot.vanished, stored)
         if gone:
+            await check_fence(services)
             folder.messages_synced -= await delete_uids(folder.id, target.uidvalidity, gone)
             stored -= gone
             publish(services, account, "MESSAGES_REMOVED")
@@ -167,6 +181,7 @@ async def _reconcile(
 ) -> None:
     """Make the store hold exactly the server's UIDs (within the account's window): delete
     the expunged ones and fetch any that are missing, whatever left them out."""
+    await check_fence(services)
     on_server = set(await asyncio.to_thread(fetch.list_uids, client))
     gone = stored - on_server
     if gone:

@@ -118,7 +118,7 @@ class InProcessScheduler:
                     failures += 1
                     wait = backoff_delay(failures, base=self.backoff_base, cap=self.backoff_cap)
                     log.warning("Sync of account %s failed (%s): retry in %.0f s", account_id, error, wait)
-                    await self._record_retry(account_id, str(error), wait)
+                    await record_retry(account_id, str(error), wait)
                 try:
                     await asyncio.wait_for(wake.wait(), timeout=wait)
                 except TimeoutError:
@@ -126,22 +126,13 @@ class InProcessScheduler:
         finally:
             idle_stop.set()
 
-    async def _record_retry(self, account_id: int, message: str, delay: float) -> None:
-        retry_at = datetime.now(UTC) + timedelta(seconds=delay)
-        await Folder.filter(account_id=account_id).update(last_error=message[:2000], retry_at=retry_at)
-
     async def _start_idle(
         self, account_id: int, wake: asyncio.Event, idle_stop: threading.Event
     ) -> threading.Thread | None:
-        account = await MailAccount.get_or_none(id=account_id)
-        if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
-            return None
-        stored = stored_logins(account, self.services.secrets, self.services.registry).imap
-        login: ServerLogin | Callable[[], ServerLogin] = stored
         loop = asyncio.get_running_loop()
-        tokens = self.services.tokens
-        if tokens is not None and await tokens.has_grant(account_id):
-            login = _token_login(stored, tokens, account_id, loop, self.services.policy.timeout)
+        login = await watch_login(account_id, self.services, loop)
+        if login is None:
+            return None
 
         def on_change() -> None:
             try:
@@ -157,6 +148,28 @@ class InProcessScheduler:
         )
         thread.start()
         return thread
+
+
+async def record_retry(account_id: int, message: str, delay: float) -> None:
+    """Note on the account's folders why its last pass failed and when it is retried."""
+    retry_at = datetime.now(UTC) + timedelta(seconds=delay)
+    await Folder.filter(account_id=account_id).update(last_error=message[:2000], retry_at=retry_at)
+
+
+async def watch_login(
+    account_id: int, services: SyncServices, loop: asyncio.AbstractEventLoop
+) -> ServerLogin | Callable[[], ServerLogin] | None:
+    """The login an IDLE watcher of ``account_id`` connects with (a callable fetching a current
+    access token through ``loop`` for an OAuth account), or ``None`` when the account is gone
+    or its server does not offer IDLE."""
+    account = await MailAccount.get_or_none(id=account_id)
+    if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
+        return None
+    stored = stored_logins(account, services.secrets, services.registry).imap
+    tokens = services.tokens
+    if tokens is not None and await tokens.has_grant(account_id):
+        return _token_login(stored, tokens, account_id, loop, services.policy.timeout)
+    return stored
 
 
 def _token_login(

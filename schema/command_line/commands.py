@@ -50,6 +50,13 @@ def _serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _worker(settings: Settings, args: argparse.Namespace) -> int:
+    from .worker_command import run_worker
+
+    return run_worker(settings, port=args.port if args.port is not None else settings.worker_port,
+                      host=args.host or settings.host)
+
+
 def announce_database(settings: Settings) -> None:
     """Say on stderr which database a command uses, loudly when it is a new SQLite file: a
     command run without the server's ``SALESINBOX_DATA_DIR`` would otherwise write to a
@@ -175,7 +182,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 #: the commands that open the database (they say which one, see announce_database)
-DATABASE_COMMANDS = frozenset({"migrate", "create-admin", "issue-token", "sync", "audit"})
+DATABASE_COMMANDS = frozenset({"migrate", "create-admin", "issue-token", "sync", "audit", "worker"})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -190,6 +197,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
     serve.set_defaults(handler=_serve)
+
+    worker = commands.add_parser(
+        "worker", help="run syncs and IDLE watching for the servers (PostgreSQL, SALESINBOX_SYNC_RUNNER=workers)",
+        description="Run sync passes, IDLE watching, backfill retries, confirmation emails and token "
+        "refreshes as jobs of the PostgreSQL job queue, beside other workers: see README, Running at scale.")
+    worker.add_argument("--host", help="address of /healthz, /readyz and /metrics (default 127.0.0.1)")
+    worker.add_argument("--port", type=int, help="their port (default SALESINBOX_WORKER_PORT, 8001; 0: none)")
+    worker.set_defaults(handler=_worker)
 
     commands.add_parser("migrate", help="apply pending database migrations").set_defaults(
         handler=_migrate
