@@ -14,20 +14,30 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 from prometheus_client import REGISTRY
 
 from salesinbox.core.crm.api_tokens import TokenCache, _Entry, issue_token, revoke_token, token_cache
-from salesinbox.core.db.models import User
+from salesinbox.core.db.models import Message, User
 from salesinbox.core.scale_out import notify_relay
 from salesinbox.core.scale_out.notify_payload import MAX_PAYLOAD_BYTES, Inbox, encode_event
 from salesinbox.core.scale_out.notify_relay import EVENTS_CHANNEL, NotifyRelay, asyncpg_dsn
+from salesinbox.core.scale_out.worker import WorkerProcess
 from salesinbox.core.settings import Settings
+from salesinbox.core.sync.engine import SyncServices
 from salesinbox.core.sync.events import MailEvent
+
+from .servers.messages import build_message
+from .test_sync import connect
+
+if TYPE_CHECKING:
+    from .servers.fixtures import MailAccount as TestMailbox
 
 pg = pytest.mark.postgres_only  # LISTEN/NOTIFY is PostgreSQL's
 
@@ -367,3 +377,32 @@ async def test_a_full_queue_drops_new_events(database_url: str, stack: AsyncExit
     stack.push_async_callback(one.stop)
     await seen.until(lambda events: len(events) == 10)
     assert [e.account_id for e in seen.events] == list(range(10))
+
+
+# -- a real worker -----------------------------------------------------------------------------
+
+@pg
+@pytest.mark.dovecot
+async def test_a_workers_sync_events_reach_an_api_process(
+    db: Settings, rep: User, mail_account: TestMailbox, services: SyncServices, stack: AsyncExitStack
+) -> None:
+    """A worker (procrastinate jobs, real Dovecot) publishing through its relay; a subscriber of
+    another relay, as in an API process, gets the new mail's event with the stored ids."""
+    box = mail_account
+    box.dovecot.append_many(box.user, "INBOX", [build_message(to=box.address, subject=f"m{i}") for i in range(3)])
+    account = await connect(rep, box, services)
+    worker_relay = await started(stack, db.database_url, tokens=TokenCache())
+    api_relay = await started(stack, db.database_url, tokens=TokenCache())
+    seen = await subscribed(stack, api_relay)
+    settings = db.with_overrides(sync_runner="workers", worker_heartbeat_seconds=0.5, worker_port=0)
+    worker = WorkerProcess(settings, replace(services, events=worker_relay))
+    running = asyncio.create_task(worker.run())
+    try:
+        await seen.until(lambda events: sum(len(e.message_ids) for e in events
+                                            if e.kind == "NEW_MESSAGES") == 3, timeout=30)
+        stored = {m.id for m in await Message.filter(folder__account_id=account.id)}
+        assert {i for e in seen.events for i in e.message_ids} == stored
+        assert {e.account_id for e in seen.events} == {account.id}
+    finally:
+        worker.stop.set()
+        await asyncio.wait_for(running, timeout=30)
