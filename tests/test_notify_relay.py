@@ -94,16 +94,6 @@ async def subscribed(stack: AsyncExitStack, relay: NotifyRelay) -> Collector:
     return collector
 
 
-async def backend_pids(database_url: str, application_name: str) -> list[int]:
-    connection = await asyncpg.connect(asyncpg_dsn(database_url))
-    try:
-        rows = await connection.fetch("SELECT pid FROM pg_stat_activity WHERE application_name = $1",
-                                      application_name)
-        return [row["pid"] for row in rows]
-    finally:
-        await connection.close()
-
-
 async def terminate(database_url: str, pid: int | None) -> None:
     assert pid is not None
     connection = await asyncpg.connect(asyncpg_dsn(database_url))
