@@ -63,7 +63,8 @@ class TokenCache:
 
     Revoking a token, or changing or deactivating its user, through this module or
     :mod:`salesinbox.core.crm.users` forgets the user's entries at once in this process; another
-    server process sharing the database notices within ``ttl`` seconds. Expiry is checked on
+    server process sharing the database notices within ``ttl`` seconds, or at once when the
+    processes relay :meth:`forget_user` (:mod:`salesinbox.core.scale_out.notify_relay`). Expiry is checked on
     every use. ``ttl`` 0 turns the cache off. Entries hold no clear token, only its hash.
     """
 

@@ -2,7 +2,9 @@
 
 The sync engine publishes; each subscriber gets its own bounded queue. A subscriber that
 falls behind loses the oldest events rather than slowing the sync (it can re-query).
-A multi-process deployment replaces this with a broker behind the same two methods.
+Processes sharing a PostgreSQL database use its subclass
+:class:`~salesinbox.core.scale_out.notify_relay.NotifyRelay`, which relays events over
+LISTEN/NOTIFY behind the same two methods.
 """
 
 from __future__ import annotations
