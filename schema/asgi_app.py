@@ -32,6 +32,7 @@ from salesinbox.core.oauth.oauth_sign_in import complete_sign_in
 from salesinbox.core.observability.metrics import forget_this_process
 from salesinbox.core.plugin_host.plugins import get_plugin_manager
 from salesinbox.core.plugin_host.provider_registry import ProviderRegistry
+from salesinbox.core.scale_out.notify_relay import NotifyRelay
 from salesinbox.core.scale_out.queued_syncs import QueuedSyncs
 from salesinbox.core.settings import Settings, warn_about_unknown_variables
 from salesinbox.core.sync.idle import IdleTiming
@@ -144,6 +145,9 @@ def build_services(settings: Settings, plugin_manager: pluggy.PluginManager | No
             blocked=settings.disabled_plugins, trace_hooks=settings.trace_hooks)),
         secrets=SecretBox.from_settings(settings),
     )
+    if is_postgres(settings.effective_database_url):
+        # Processes sharing the database (API processes, workers) share events and token changes.
+        services.events = NotifyRelay(settings.effective_database_url)
     tokens.token_cache.ttl = settings.token_cache_seconds
     services.providers.providers()  # fail at start-up, not on first use, if a plugin is broken
     if settings.sync_enabled and settings.syncs_in_workers:
@@ -187,6 +191,9 @@ def create_app(
             if open_db:
                 await stack.enter_async_context(open_database(settings))
                 log.info("SalesInbox ready on database %s", redacted_url(settings.effective_database_url))
+            if isinstance(services.events, NotifyRelay):  # after the database, before the sync
+                await services.events.start()
+                stack.push_async_callback(services.events.stop)  # after the sync stopped (LIFO)
             if services.scheduler is not None:
                 await services.scheduler.start()
                 stack.push_async_callback(services.scheduler.stop)

@@ -6,8 +6,8 @@ worker is killed (SIGKILL) mid-sync and its accounts finish on the other within 
 time; a third worker starts; a ``mailEvents`` subscription on API #1 receives the events of
 a worker; ``syncNow`` through API #2 is run by a worker; a worker is frozen (SIGSTOP) past
 the failover time while new mail arrives, then resumes (SIGCONT); every folder's store is the
-server's, every UID once; and, from the workers' own logs, no account was ever synced by
-two processes at once.
+server's, every UID once; a token revoked through API #1 closes its subscription on API #2;
+and, from the workers' own logs, no account was ever synced by two processes at once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import re
 import signal
 import time
 from collections import defaultdict
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from websockets.typing import Subprotocol
 from salesinbox.core.credentials import generate_key
 from salesinbox.core.crm.api_tokens import issue_token
 from salesinbox.core.crm.users import create_user
-from salesinbox.core.db.models import Folder, MailAccount, Message, Profile, SyncState
+from salesinbox.core.db.models import ApiToken, Folder, MailAccount, Message, Profile, SyncState
 from salesinbox.core.settings import Settings
 
 from .served import serve, work
@@ -50,6 +50,7 @@ FAILOVER_SECONDS = 10.0
 PROTOCOL = Subprotocol("graphql-transport-ws")
 CONNECT = """mutation($input: ConnectMailAccountInput!) { connectMailAccount(input: $input) { id } }"""
 SYNC_NOW = "mutation($id: ID!) { syncNow(accountId: $id) { id } }"
+REVOKE = "mutation($id: ID!) { revokeToken(id: $id) { revokedAt } }"
 LAST_SYNCED = "query($id: ID!) { mailAccount(id: $id) { lastSyncedAt syncState } }"
 
 
@@ -58,6 +59,8 @@ def _common(certs: CertBundle) -> dict[str, Any]:
         "allow_private_hosts": "true", "extra_ca_file": str(certs.ca_cert), "mail_timeout": "5",
         "sync_runner": "workers", "sync_enabled": "true", "worker_heartbeat_seconds": "0.5",
         "log_format": "json", "metrics_token": "m" * 32,
+        # long timers: a revocation that closes a subscription in seconds came by NOTIFY
+        "ws_auth_recheck_seconds": "60", "token_cache_seconds": "60",
     }
 
 
@@ -186,13 +189,18 @@ async def test_two_apis_and_two_workers_share_the_work_and_survive_kill_and_free
                           if spans and spans[-1][1] is None]
         await _wait(lambda: _all_complete(ids), 120, "every account complete after the kill")
         completed_after = time.monotonic() - killed_at
+
+        async def taken_over() -> bool:
+            return _resumption_seconds(_fence_intervals(logs), held_by_killed, killed_at) is not None
+        await _wait(taken_over, FAILOVER_SECONDS + 10, "the killed worker's passes taken over")
         resumed = _resumption_seconds(_fence_intervals(logs), held_by_killed, killed_at)
+        assert resumed is not None
         print(f"\nkilled worker 1 holding {len(held_by_killed)} sync(s); each resumed on worker 2 "
               f"after {resumed} s; all {ACCOUNTS} accounts complete {completed_after:.1f} s after the kill")
         assert all(seconds <= FAILOVER_SECONDS for seconds in resumed.values()), resumed
         assert await _stored(ids) == total
 
-        async with work(settings, logs["worker3"], **common):
+        async with work(settings, logs["worker3"], **common) as worker3:
             # 3. Events of a worker reach a subscription on API #1.
             first = ids[0]
             async with websockets.connect(api1.ws_url, subprotocols=[PROTOCOL]) as ws:
@@ -219,8 +227,22 @@ async def test_two_apis_and_two_workers_share_the_work_and_survive_kill_and_free
                 return data["mailAccount"]["lastSyncedAt"] != before
             print(f"syncNow through API #2 ran within {await _wait(synced_again, 10, 'syncNow'):.2f} s")
 
-            # 5. A worker frozen past the failover time while mail arrives, then resumed.
-            os.kill(worker2.pid, signal.SIGSTOP)
+            # 5. A worker frozen mid-sync past the failover time while mail arrives, then resumed:
+            # its job goes to worker 3, whose pass must wait for the frozen one's fence. To have
+            # worker 2 run that pass, 1,000 messages go to a folder IDLE does not watch and
+            # syncNow is asked while worker 3 is paused for a moment (well under the failover).
+            third = ids[3]
+            await asyncio.to_thread(dovecot.append_many, accounts[third], "Sent",
+                                    [build_message(to=accounts[third], subject=f"s{i}") for i in range(1000)])
+            mark = datetime.now(UTC)
+            os.kill(worker3.pid, signal.SIGSTOP)
+            try:
+                await _post(http2, tokens[3], SYNC_NOW, {"id": str(third)})
+                frozen_holding = await _wait_for_open_fence(logs["worker2"], mark, timeout=5)
+            finally:
+                os.kill(worker2.pid, signal.SIGSTOP)
+                os.kill(worker3.pid, signal.SIGCONT)
+            assert frozen_holding == [third], frozen_holding
             try:
                 for user in accounts.values():
                     await asyncio.to_thread(dovecot.append, user, "INBOX",
@@ -228,11 +250,34 @@ async def test_two_apis_and_two_workers_share_the_work_and_survive_kill_and_free
                 await asyncio.sleep(FAILOVER_SECONDS)
             finally:
                 os.kill(worker2.pid, signal.SIGCONT)
-            expected = total + 1 + ACCOUNTS
+            expected = total + 1 + ACCOUNTS + 1000
             took = await _wait(lambda: _stored_at_least(ids, expected), 60, "the mail sent during the freeze")
-            print(f"mail appended during the freeze stored {took:.1f} s after the worker resumed")
+            print(f"worker 2 frozen mid-sync of account {third} for {FAILOVER_SECONDS:.0f} s; all mail stored "
+                  f"{took:.1f} s after it resumed")
+            refused = re.findall(r"sync_account\[\d+\]\(failures=\d+, account_id=(\d+)\) ended with status: "
+                                 r"Success, lasted [\d.]+ s - Result: busy", logs["worker3"].read_text())
+            assert str(third) in refused, "worker 3 did not find the frozen pass's fence taken"
             await asyncio.sleep(3)  # let a resumed pass finish before comparing
             assert await _store_matches_server(dovecot, accounts) == []
+
+            # 6. Revoking a token through API #1 closes its subscription on API #2.
+            async with websockets.connect(api2.ws_url, subprotocols=[PROTOCOL]) as ws:
+                await ws.send(json.dumps({"type": "connection_init",
+                                          "payload": {"Authorization": f"Bearer {tokens[2]}"}}))
+                assert json.loads(await ws.recv())["type"] == "connection_ack"
+                await ws.send(json.dumps({"id": "e", "type": "subscribe",
+                                          "payload": {"query": "subscription { mailEvents { kind } }"}}))
+                await ws.send(json.dumps({"type": "ping"}))
+                assert json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["type"] == "pong"
+                token = await ApiToken.filter(user_id=reps[2].id).order_by("-id").first()
+                assert token is not None
+                revoked = time.monotonic()
+                await _post(http1, tokens[2], REVOKE, {"id": str(token.id)})
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), timeout=5)
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+                print(f"a revocation through API #1 closed the subscription on API #2 in "
+                      f"{time.monotonic() - revoked:.2f} s")
 
             # Metrics of a worker: its passes and the job queue.
             async with httpx.AsyncClient(base_url=worker2.http_url) as worker_http:
@@ -247,20 +292,34 @@ async def test_two_apis_and_two_workers_share_the_work_and_survive_kill_and_free
         assert "Traceback" not in text and '"level": "ERROR"' not in text, (name, text[-3000:])
 
 
+async def _wait_for_open_fence(log: Path, since: datetime, timeout: float) -> list[int]:
+    """The accounts whose sync fence the worker of ``log`` took after ``since`` and holds now
+    (waiting up to ``timeout`` seconds for at least one)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        held = [account for account, spans in _fence_intervals({"w": log}).items()
+                if spans and spans[-1][1] is None and spans[-1][0] >= since]
+        if held:
+            return held
+        await asyncio.sleep(0.02)
+    return []
+
+
 async def _stored_at_least(ids: list[int], count: int) -> bool:
     return await _stored(ids) >= count
 
 
 def _resumption_seconds(intervals: dict[int, list[tuple[datetime, datetime | None, str]]],
-                        accounts: list[int], killed_at_monotonic: float) -> dict[int, float]:
+                        accounts: list[int], killed_at_monotonic: float) -> dict[int, float] | None:
     """For each account whose fence the killed worker held: seconds from the kill to the next
-    fence taken by another worker (wall clock, from the logs)."""
+    fence taken by another worker (wall clock, from the logs); ``None`` while one is not."""
     killed_wall = time.time() - (time.monotonic() - killed_at_monotonic)
     resumed = {}
     for account in accounts:
         later = [start for start, _end, name in intervals[account]
                  if name != "worker1" and start.timestamp() >= killed_wall]
-        assert later, f"account {account} was never taken over"
+        if not later:
+            return None
         resumed[account] = round(min(later).timestamp() - killed_wall, 1)
     return resumed
 

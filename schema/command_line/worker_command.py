@@ -14,6 +14,7 @@ import uvicorn
 from salesinbox.core.db.connection import is_postgres, open_database
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.observability.metrics import forget_this_process
+from salesinbox.core.scale_out.notify_relay import NotifyRelay
 from salesinbox.core.scale_out.worker import WorkerProcess
 from salesinbox.core.settings import Settings
 
@@ -47,6 +48,9 @@ async def _run(settings: Settings, host: str, port: int) -> None:
     async with open_database(settings):
         services = build_services(settings.with_overrides(sync_enabled=False))
         worker = WorkerProcess(settings, services.syncing_services())
+        relay = services.events if isinstance(services.events, NotifyRelay) else None
+        if relay is not None:
+            await relay.start()  # before any pass publishes
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, worker.stop.set)
@@ -63,6 +67,8 @@ async def _run(settings: Settings, host: str, port: int) -> None:
             if server is not None and served is not None:
                 server.should_exit = True
                 await asyncio.gather(served, return_exceptions=True)
+            if relay is not None:
+                await relay.stop()  # after the last pass: sends its last events
             forget_this_process()
 
 
