@@ -184,7 +184,8 @@ def create_app(
     plugins and the secret key, starts the sync engine, and stops both on shutdown. With
     ``open_db=False`` the caller has already connected the ORM (tests, embedding);
     ``migrate=False`` connects without applying migrations (``serve --workers N`` applied
-    them once before starting the workers); ``plugin_manager`` replaces the default one (tests pointing presets at test servers).
+    them once before starting the workers); ``plugin_manager`` replaces the default one
+    (tests pointing presets at test servers).
     """
     if settings is None:
         settings = Settings.from_env()
