@@ -11,6 +11,8 @@ With one worker (the default) the app runs in this process, as it always has. Wi
 * migrations are applied once, here, before any worker starts; the workers connect without
   migrating (:func:`~salesinbox.schema.asgi_app.create_worker_app`), so N processes never
   race over the migration table;
+* each worker listens on a socket of its own on the same port (``SO_REUSEPORT``,
+  :mod:`.worker_sockets`): the kernel spreads the connections over the workers;
 * Prometheus' multiprocess mode is on, so that any worker's ``/metrics`` shows the sum over
   all of them: ``PROMETHEUS_MULTIPROC_DIR`` if set (the operator's directory, left as it is),
   else a private temporary directory set in the environment before the workers start (they
@@ -31,6 +33,8 @@ from salesinbox.core.db.connection import migrate_database
 from salesinbox.core.errors import invalid_input
 from salesinbox.core.observability.metrics import MULTIPROC_VARIABLE
 from salesinbox.core.settings import Settings
+
+from .worker_sockets import SocketPerWorker, bind_sockets
 
 #: uvicorn's factory for the workers (a spawned process builds its own app from the environment)
 WORKER_APP = "salesinbox.schema.asgi_app:create_worker_app"
@@ -96,6 +100,16 @@ def serve(settings: Settings, *, host: str, port: int, workers: int = 1) -> None
         uvicorn.run(create_app(settings), **options)  # type: ignore[arg-type]
         return
     asyncio.run(migrate_database(settings.effective_database_url))
-    with multiprocess_metrics() as directory:
-        log.info("Starting %d workers; Prometheus multiprocess directory %s", workers, directory)
-        uvicorn.run(WORKER_APP, factory=True, workers=workers, **options)  # type: ignore[arg-type]
+    try:
+        sockets = bind_sockets(host, port, workers)
+    except OSError as error:
+        raise invalid_input(f"Cannot listen on {host}:{port}: {error.strerror}.") from None
+    try:
+        with multiprocess_metrics() as directory:
+            config = uvicorn.Config(WORKER_APP, factory=True, workers=workers, **options)  # type: ignore[arg-type]
+            log.info("Starting %d workers on http://%s:%d, one socket each; Prometheus multiprocess "
+                     "directory %s", workers, host, port, directory)
+            SocketPerWorker(config, sockets).run()
+    finally:
+        for sock in sockets:
+            sock.close()
