@@ -16,10 +16,11 @@ to last byte), the server's CPU-ms per request (utime+stime of the ``serve`` pro
 its descendants, from /proc, over the recorded window), PostgreSQL's (every process named
 ``postgres`` on the machine: other users of the server count too), the client's, the
 machine's busy share of its cores (/proc/stat) and how many cores everything else used
-meanwhile (busy minus server, PostgreSQL and client: other work on a shared machine), the load average, and how many of the
-connections each worker holds (/proc/net/tcp: the kernel decides). Then the ratio of the
-2-process to the 1-process throughput. The load client runs on the same machine and
-competes with the server and PostgreSQL for its cores: its CPU is printed for that reason.
+meanwhile (busy minus server, PostgreSQL and client: other work on a shared machine), the
+load average, and how many of the connections each worker holds (/proc/net/tcp: the
+kernel decides). Then the ratio of the 2-process to the 1-process throughput. The load
+client runs on the same machine and competes with the server and PostgreSQL for its cores:
+its CPU is printed for that reason.
 
     .venv/bin/python bench/bench_api_scale.py                       # load 100,000 messages, 3+3 rounds of 20 s
     .venv/bin/python bench/bench_api_scale.py --reuse --duration 30
@@ -41,6 +42,8 @@ import tempfile
 import time
 from pathlib import Path
 
+# bench/ is on sys.path when this runs as a script
+from bench_views import BUSY_USER, INBOX_GQL, RELATED_GQL, SHAPE
 from tortoise import Tortoise
 
 from salesinbox.core.credentials import generate_key
@@ -48,8 +51,6 @@ from salesinbox.core.crm.api_tokens import issue_token
 from salesinbox.core.db.connection import tortoise_config
 from salesinbox.core.db.models import CrmRecord, RecordKind, User
 
-# bench/ is on sys.path when this runs as a script
-from bench_views import BUSY_USER, INBOX_GQL, RELATED_GQL, SHAPE
 from synthetic_org import create_and_load, drop_database
 
 CLIENT = Path(__file__).with_name("api_load_client.py")
@@ -301,12 +302,14 @@ def main() -> None:
     print("\n--- medians over the rounds")
     medians = {}
     for workers, rounds in results.items():
-        medians[workers] = {key: statistics.median(r[key] for r in rounds)
-                            for key in ("rps", "p50", "p95", "p99", "server_ms", "pg_ms", "client_ms", "busy", "others")}
+        keys = ("rps", "p50", "p95", "p99", "server_ms", "pg_ms", "client_ms", "busy", "others")
+        medians[workers] = {key: statistics.median(r[key] for r in rounds) for key in keys}
         m = medians[workers]
-        print(f"  {workers} proc: {m['rps']:7.1f} req/s  p50 {m['p50']:6.1f}  p95 {m['p95']:6.1f}  p99 {m['p99']:6.1f} ms"
-              f"  CPU-ms/req: server {m['server_ms']:.2f}  postgres {m['pg_ms']:.2f}  client {m['client_ms']:.2f}"
-              f"  cores busy {m['busy']:.1%} (others {m['others']:.2f} cores)  ({sum(r['errors'] for r in rounds)} errors)")
+        errors = sum(r["errors"] for r in rounds)
+        print(f"  {workers} proc: {m['rps']:7.1f} req/s  p50 {m['p50']:6.1f}  p95 {m['p95']:6.1f}  "
+              f"p99 {m['p99']:6.1f} ms  CPU-ms/req: server {m['server_ms']:.2f}  postgres {m['pg_ms']:.2f}  "
+              f"client {m['client_ms']:.2f}  cores busy {m['busy']:.1%} (others {m['others']:.2f} cores)  "
+              f"({errors} errors)")
     if 1 in medians and 2 in medians:
         per_round = "  ".join(f"{b['rps'] / a['rps']:.2f}" for a, b in zip(results[1], results[2], strict=False))
         print(f"  2 processes / 1 process throughput: {medians[2]['rps'] / medians[1]['rps']:.2f}x "
