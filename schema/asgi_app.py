@@ -26,6 +26,7 @@ from salesinbox.core.credentials import SecretBox
 from salesinbox.core.crm import api_tokens as tokens
 from salesinbox.core.db.connection import is_postgres, open_database, redacted_url
 from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.log_limits import configure_logging
 from salesinbox.core.oauth.oauth_clients import CALLBACK_PATH
 from salesinbox.core.oauth.oauth_launch import START_PATH, cookie_name, cookie_path, launch_sign_in
 from salesinbox.core.oauth.oauth_sign_in import complete_sign_in
@@ -169,6 +170,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     open_db: bool = True,
+    migrate: bool = True,
     plugin_manager: pluggy.PluginManager | None = None,
 ) -> Starlette:
     """Build the server for ``settings`` (default: from the environment).
@@ -176,7 +178,9 @@ def create_app(
     The lifespan opens the database (applying pending migrations), loads the provider
     plugins and the secret key, starts the sync engine, and stops both on shutdown. With
     ``open_db=False`` the caller has already connected the ORM (tests, embedding);
-    ``plugin_manager`` replaces the default one (tests pointing presets at test servers).
+    ``migrate=False`` connects without applying migrations (``serve --workers N`` applied
+    them once before starting the workers); ``plugin_manager`` replaces the default one
+    (tests pointing presets at test servers).
     """
     if settings is None:
         settings = Settings.from_env()
@@ -189,7 +193,7 @@ def create_app(
         async with AsyncExitStack() as stack:
             stack.callback(forget_this_process)  # multiprocess metrics: its IDLE gauge ends
             if open_db:
-                await stack.enter_async_context(open_database(settings))
+                await stack.enter_async_context(open_database(settings, apply_migrations=migrate))
                 log.info("SalesInbox ready on database %s", redacted_url(settings.effective_database_url))
             if isinstance(services.events, NotifyRelay):  # after the database, before the sync
                 await services.events.start()
@@ -225,3 +229,13 @@ def create_app(
     )
     return app
 
+
+
+def create_worker_app() -> Starlette:
+    """The app of one ``salesinbox serve --workers N`` worker process (uvicorn's factory,
+    ``salesinbox.schema.asgi_app:create_worker_app``): settings from the environment, the
+    bounded log handler installed again (a spawned worker starts with none), and no
+    migrations, which the parent applied once before starting the workers."""
+    settings = Settings.from_env()
+    configure_logging(settings.log_line_limit, log_format=settings.log_format)
+    return create_app(settings, migrate=False)

@@ -8,7 +8,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,10 +52,11 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
-                **overrides: str) -> AsyncIterator[Served]:
+                args: Sequence[str] = (), **overrides: str) -> AsyncIterator[Served]:
     """Run ``salesinbox serve`` on ``settings``' database (with sync off), plus
     ``SALESINBOX_<NAME>`` ``overrides``, until the block ends; then fail if it logged an error.
-    ``port``: the port to listen on (default: a free one)."""
+    ``port``: the port to listen on (default: a free one); ``args``: more options of ``serve``
+    (``--workers 2``)."""
     port = port or _free_port()
     env = {
         **os.environ,
@@ -68,7 +69,7 @@ async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
     }
     with log_file.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "salesinbox.schema.command_line", "serve", "--port", str(port),
+            sys.executable, "-m", "salesinbox.schema.command_line", "serve", "--port", str(port), *args,
             env=env, stdout=log, stderr=log,
         )
     served = Served(process.pid, port)

@@ -34,19 +34,13 @@ EPILOG = "Run 'salesinbox COMMAND --help' for a command's options."
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    import uvicorn
+    from .serve import check_workers, serve
 
-    from salesinbox.schema.asgi_app import create_app
-
+    check_workers(settings, args.workers)  # refused before the banner, not after it
     host = args.host or settings.host
     port = args.port or settings.port
     print(f"SalesInbox: GraphQL and GraphiQL at http://{host}:{port}/graphql", flush=True)
-    # log_config=None: uvicorn's loggers propagate to our bounded root handler (see main).
-    uvicorn.run(
-        create_app(settings), host=host, port=port, log_level=settings.log_level.lower(),
-        log_config=None,
-        ws_max_size=settings.max_request_bytes,  # uvicorn refuses bigger frames before assembling them
-    )
+    serve(settings, host=host, port=port, workers=args.workers)
     return 0
 
 
@@ -201,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the server (migrates the database first)")
     serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="server processes sharing the port (default 1; N > 1 needs PostgreSQL "
+                       "and SALESINBOX_SYNC_ENABLED=false)")
     serve.set_defaults(handler=_serve)
 
     worker = commands.add_parser(
