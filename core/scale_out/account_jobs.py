@@ -6,7 +6,8 @@
 - **watch** (queue ``watch``): an IDLE connection (:mod:`..sync.idle`, in a thread) that
   queues a sync whenever the server reports news, for ``idle_job_minutes``; then it queues
   its own successor, which any worker may take. A worker watching more than its share of the
-  mailboxes hands new watch jobs back, so watching spreads over the running workers.
+  mailboxes hands watch jobs back (new ones at once, running ones at their next check), so
+  watching spreads over the running workers within seconds of one joining.
 - **schedule** (every minute, once across all workers): queues a sync of every account with
   none queued (a safety net: passes queue their successor themselves) and a watcher of every
   account that should have one; deletes finished jobs older than a day.
@@ -155,11 +156,23 @@ class AccountJobs:
                 if not await _still_running_here(self.app, job_id, worker_id):
                     log.warning("IDLE watching of account %s went to another worker: stopping here", account_id)
                     return "taken over"
+                if await self._over_share(account_id):  # a worker joined: give it some mailboxes
+                    await request_watch(self.app, account_id, delay=HAND_BACK_SECONDS)
+                    return "handed back"
         finally:
             if watcher is not None:
                 watcher.stop()
         await request_watch(self.app, account_id)  # the next round, on whichever worker
         return "watched"
+
+    async def _over_share(self, account_id: int) -> bool:
+        """Whether this process watches more than its share; if so ``account_id`` leaves the
+        count at once (no await after the decision), so that only the excess leaves."""
+        share = await self.watch_share()
+        if len(self.watching) > share and account_id in self.watching:
+            self.watching.discard(account_id)
+            return True
+        return False
 
     async def watch_share(self) -> int:
         """The most mailboxes this process should watch: the watchable mailboxes divided
