@@ -37,6 +37,8 @@ __all__ = [
     "HTTP_REQUESTS",
     "IDLE_CONNECTIONS",
     "JOBS",
+    "RELAY_DROPPED",
+    "RELAY_RECONNECTS",
     "SYNC_LAG_MAX",
     "SYNC_MESSAGES_STORED",
     "SYNC_PASSES",
@@ -122,6 +124,19 @@ JOBS = Gauge(
     "Jobs of the sync workers' queue (SALESINBOX_SYNC_RUNNER=workers) by queue (sync, watch) "
     "and state: todo (waiting, due or not), doing (running); read from the database when scraped.",
     ["queue", "state"], multiprocess_mode="mostrecent",
+)
+
+# -- across processes (core/scale_out/notify_relay.py) -------------------------------------------
+
+RELAY_DROPPED = Counter(
+    "salesinbox_relay_notifications_dropped",
+    "Mail events and token changes not sent to the other processes, by channel (mail_events, "
+    "token_changes) and reason: database_unavailable, queue_full, stopped.",
+    ["channel", "reason"],
+)
+RELAY_RECONNECTS = Counter(
+    "salesinbox_relay_reconnects",
+    "Times the LISTEN connection of the cross-process relay came back after an outage.",
 )
 
 

@@ -32,9 +32,9 @@ import uuid
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import asyncpg
-from prometheus_client import Counter
 
 from ..crm.api_tokens import TokenCache, token_cache
+from ..observability.metrics import RELAY_DROPPED, RELAY_RECONNECTS
 from ..sync.events import EventBus, MailEvent
 from .notify_payload import Inbox, encode_event, encode_token_change
 
@@ -60,18 +60,6 @@ _POOL_PARAMETERS = {"minsize", "maxsize", "max_queries", "max_inactive_connectio
 # What an unreachable, restarting or dropped database raises (too many connections included).
 _NETWORK_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError,
                    asyncpg.InternalClientError)  # e.g. "cannot switch to state": a killed backend
-
-RELAY_DROPPED = Counter(
-    "salesinbox_relay_notifications_dropped",
-    "Mail events and token changes not sent to the other processes, by channel (mail_events, "
-    "token_changes) and reason: database_unavailable, queue_full, stopped.",
-    ["channel", "reason"],
-)
-RELAY_RECONNECTS = Counter(
-    "salesinbox_relay_reconnects",
-    "Times the LISTEN connection of the cross-process relay came back after an outage.",
-)
-
 
 def asyncpg_dsn(database_url: str) -> str:
     """The asyncpg DSN of a Tortoise PostgreSQL URL: scheme ``postgresql://``, Tortoise's pool
