@@ -1,5 +1,6 @@
 """The salesinbox command: create-admin, issue-token, generate-key, migrate, export-schema,
-check-plugins; its help, and what it says about the database it uses."""
+check-plugins, worker (its refusals: it runs in tests/test_scale_out_processes.py); its help,
+and what it says about the database it uses."""
 
 from __future__ import annotations
 
@@ -56,6 +57,27 @@ def test_errors_are_one_clear_line(data_dir: Path, capsys: pytest.CaptureFixture
     assert main(["create-admin", "--email", "a@acme.test"]) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(["issue-token", "--email", "nobody@acme.test"]) == 2
+
+
+def test_a_worker_refuses_sqlite_and_a_server_that_syncs_itself(
+        data_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SALESINBOX_SYNC_RUNNER", "workers")
+    assert main(["worker", "--port", "0"]) == 2
+    assert "needs PostgreSQL" in capsys.readouterr().err
+    monkeypatch.setenv("SALESINBOX_DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")
+    monkeypatch.delenv("SALESINBOX_SYNC_RUNNER")
+    assert main(["worker", "--port", "0"]) == 2
+    error = capsys.readouterr().err
+    assert "SALESINBOX_SYNC_RUNNER=workers" in error and error.splitlines()[-1].startswith("error: ")
+
+
+def test_a_server_refuses_workers_on_sqlite(data_dir: Path) -> None:
+    from salesinbox.core.errors import SalesInboxError
+    from salesinbox.schema.asgi_app import build_services
+
+    with pytest.raises(SalesInboxError) as refused:
+        build_services(Settings(data_dir=data_dir, sync_runner="workers"))
+    assert "needs PostgreSQL" in refused.value.message and "SALESINBOX_SYNC_RUNNER=in-process" in refused.value.message
 
 
 def test_generate_key_and_migrate(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

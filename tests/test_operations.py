@@ -100,7 +100,9 @@ async def test_metrics_need_the_bearer_token(http: httpx.AsyncClient, rep_token:
 
 
 @pytest.mark.parametrize(("variable", "raw"), [("SALESINBOX_METRICS_TOKEN", "short-secret"),
-                                               ("SALESINBOX_LOG_FORMAT", "xml")])
+                                               ("SALESINBOX_LOG_FORMAT", "xml"),
+                                               ("SALESINBOX_SYNC_RUNNER", "celery"),
+                                               ("SALESINBOX_WORKER_SYNC_CONCURRENCY", "0")])
 def test_bad_operations_settings_are_refused(variable: str, raw: str) -> None:
     with pytest.raises(SalesInboxError) as caught:
         Settings.from_env({variable: raw})

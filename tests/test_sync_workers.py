@@ -8,6 +8,7 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+import httpx2 as httpx
 import procrastinate
 import psycopg
 import pytest
@@ -22,6 +23,7 @@ from salesinbox.core.settings import Settings
 from salesinbox.core.sync import folder_sync
 from salesinbox.core.sync.engine import SyncServices, sync_account
 from salesinbox.core.sync.folder_sync import FenceLost
+from salesinbox.schema.worker_app import create_worker_app
 
 from .servers.messages import build_message
 from .test_scheduler import wait_for
@@ -194,3 +196,26 @@ async def _jobs(app: procrastinate.App, lock: str) -> list[dict]:
     return list(await app.connector.execute_query_all_async(
         "SELECT status::text AS status, scheduled_at FROM procrastinate_jobs WHERE queueing_lock = %(lock)s"
         " OR lock = %(lock)s ORDER BY id", lock=lock))
+
+
+async def test_a_worker_is_ready_only_with_its_job_queue_and_runners(db: Settings, services: SyncServices) -> None:
+    worker = WorkerProcess(worker_settings(db), services)
+    app = create_worker_app(worker)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://worker") as http:
+        missing = await http.get("/readyz")
+        assert missing.status_code == 503 and "tables are missing" in missing.json()["reason"]
+        await ensure_job_schema(db.effective_database_url)
+        idle = await http.get("/readyz")
+        assert idle.status_code == 503 and "not running" in idle.json()["reason"]
+        running = asyncio.create_task(worker.run())
+        try:
+            async def ready() -> bool:
+                return (await http.get("/readyz")).status_code == 200
+            await wait_for(ready, timeout=15)
+            assert (await http.get("/readyz")).json() == {"status": "ready", "database": "ok"}
+            assert (await http.get("/healthz")).status_code == 200
+            assert (await http.get("/metrics")).status_code == 404  # no SALESINBOX_METRICS_TOKEN
+        finally:
+            worker.stop.set()
+            await asyncio.wait_for(running, timeout=30)
+        assert (await http.get("/readyz")).status_code == 503
