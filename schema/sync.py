@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from dataclasses import replace
 from datetime import datetime
 
 import strawberry
 
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.mail_accounts.accounts import get_account
+from salesinbox.core.scale_out.fencing import exclusive_sync
 from salesinbox.core.sync.audit import FolderAudit, audit_account
 from salesinbox.core.sync.events import MailEvent
 
@@ -64,7 +66,12 @@ class MailEventType:
 async def _audit(info: Info, account_id: strawberry.ID, backfill: bool) -> list[FolderAuditType]:
     account = await get_account(info.context.user, parse_id(account_id, field="accountId"))
     services = info.context.services
-    audits = await audit_account(account.id, services.sync_services(), backfill=backfill)
+    settings = services.settings
+    if backfill and settings.syncs_in_workers:  # a writer beside the workers: under the fence
+        async with exclusive_sync(settings.effective_database_url, account.id) as fence:
+            audits = await audit_account(account.id, replace(services.sync_services(), fence=fence), backfill=True)
+    else:
+        audits = await audit_account(account.id, services.sync_services(), backfill=backfill)
     if any(a.missing_count > a.backfilled for a in audits):
         services.request_sync(account.id)  # the audit marked those folders: reconcile them now
     return [FolderAuditType.from_audit(a) for a in audits]

@@ -4,6 +4,8 @@ watch accounts, fences keep one writer per account, stalled jobs come back."""
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING
@@ -23,6 +25,7 @@ from salesinbox.core.settings import Settings
 from salesinbox.core.sync import folder_sync
 from salesinbox.core.sync.engine import SyncServices, sync_account
 from salesinbox.core.sync.folder_sync import FenceLost
+from salesinbox.schema.asgi_app import create_app
 from salesinbox.schema.worker_app import create_worker_app
 
 from .servers.messages import build_message
@@ -219,3 +222,52 @@ async def test_a_worker_is_ready_only_with_its_job_queue_and_runners(db: Setting
             worker.stop.set()
             await asyncio.wait_for(running, timeout=30)
         assert (await http.get("/readyz")).status_code == 503
+
+
+@pytest.mark.dovecot
+async def test_writers_beside_the_workers_take_the_fence(
+        db: Settings, rep: User, rep_token: str, mail_account: TestMailbox, services: SyncServices,
+        ) -> None:
+    """backfillMissingMail on an API process and ``salesinbox sync`` write mail outside the
+    workers: while a worker's pass holds the account's fence they refuse (CONFLICT); once it is
+    free they run, and a worker's job meanwhile would find the fence taken."""
+    box = mail_account
+    box.dovecot.append_many(box.user, "INBOX", [build_message(to=box.address, subject=f"m{i}") for i in range(3)])
+    account = await connect(rep, box, services)
+    settings = db.with_overrides(sync_runner="workers", sync_enabled=True)
+    worker_pass = AccountFences(db.effective_database_url)
+    assert await worker_pass.try_hold(FenceKind.SYNC, account.id)
+    app = create_app(settings, open_db=False)
+    backfill = "mutation($id: ID!) { backfillMissingMail(accountId: $id) { folder backfilled } }"
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://testserver") as http:
+        reply = (await http.post("/graphql", json={"query": backfill, "variables": {"id": str(account.id)}},
+                                 headers={"Authorization": f"Bearer {rep_token}"})).json()
+        assert reply["errors"][0]["extensions"]["code"] == "CONFLICT", reply
+        assert "running on a worker" in reply["errors"][0]["message"]
+        assert await Message.filter(folder__account_id=account.id).count() == 0
+        await worker_pass.release(FenceKind.SYNC, account.id)
+        reply = (await http.post("/graphql", json={"query": backfill, "variables": {"id": str(account.id)}},
+                                 headers={"Authorization": f"Bearer {rep_token}"})).json()
+        assert "errors" not in reply, reply
+        assert {a["folder"]: a["backfilled"] for a in reply["data"]["backfillMissingMail"]}["INBOX"] == 3
+    await worker_pass.close()
+    # salesinbox sync, as an operator runs it beside the workers (a process of its own)
+    env = {**os.environ, "SALESINBOX_DATABASE_URL": db.effective_database_url, "SALESINBOX_SYNC_RUNNER": "workers",
+           "SALESINBOX_SECRET_KEY": db.secret_key, "SALESINBOX_ALLOW_PRIVATE_HOSTS": "true",
+           "SALESINBOX_EXTRA_CA_FILE": str(db.extra_ca_file)}
+
+    async def sync_command() -> tuple[int, str]:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "salesinbox.schema.command_line", "sync", "--account", str(account.id),
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output, _ = await process.communicate()
+        return process.returncode or 0, output.decode()
+
+    holder = AccountFences(db.effective_database_url)
+    assert await holder.try_hold(FenceKind.SYNC, account.id)
+    status, output = await sync_command()
+    assert status == 2 and "running on a worker" in output, output
+    await holder.close()
+    status, output = await sync_command()
+    assert status == 0 and "INBOX: 3 messages" in output, output

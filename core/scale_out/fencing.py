@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from enum import IntEnum
 
 import psycopg
 
+from ..errors import ErrorCode, SalesInboxError
 from ..sync.folder_sync import FenceLost
 from .job_queue import conninfo
 
@@ -137,3 +140,23 @@ class AccountFences:
                 await connection.close()
             except psycopg.Error:
                 pass
+
+
+@asynccontextmanager
+async def exclusive_sync(database_url: str, account_id: int) -> AsyncIterator[Callable[[], Awaitable[None]]]:
+    """For work outside the workers that writes an account's mail (``salesinbox sync``, a
+    backfill from the API): hold the account's sync fence for the block, and yield the check
+    to pass as ``SyncServices.fence``. Raises ``CONFLICT`` when a worker's pass holds it."""
+    fences = AccountFences(database_url)
+    try:
+        if not await fences.try_hold(FenceKind.SYNC, account_id):
+            raise SalesInboxError(ErrorCode.CONFLICT, (
+                f"A sync pass of account {account_id} is running on a worker: try again when it has ended "
+                "(usually seconds)."))
+
+        async def check() -> None:
+            await fences.check(FenceKind.SYNC, account_id)
+
+        yield check
+    finally:
+        await fences.close()

@@ -24,7 +24,7 @@ from ..plugin_host.providers import FolderRole
 from ..transport.imap import close_quietly, open_imap
 from . import imap_fetch as fetch
 from .engine import SyncServices
-from .folder_sync import BATCH_SIZE
+from .folder_sync import BATCH_SIZE, check_fence
 from .store import FolderTarget, reopen_folder, store_batch, stored_uids
 
 REPORTED_MISSING = 50
@@ -105,6 +105,7 @@ async def audit_account(account_id: int, services: SyncServices, *, backfill: bo
                 for start in range(0, len(missing), BATCH_SIZE):
                     batch = missing[start : start + BATCH_SIZE]
                     fetched = await asyncio.to_thread(fetch.fetch_messages, client, batch, condstore=condstore)
+                    await check_fence(services)
                     audit.backfilled += len((await store_batch(target, fetched)).inserted_ids)
             if audit.missing_count > audit.backfilled and folder.uidvalidity == snapshot.uidvalidity:
                 await reopen_folder(folder.id)

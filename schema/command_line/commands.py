@@ -111,12 +111,20 @@ def _issue_token(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_sync_services(settings: Settings, work):
+async def _with_sync_services(settings: Settings, work, account_id: int, *, writes: bool = True):
+    """Run ``work(sync services)`` on the database; when it writes the account's mail while
+    workers sync (``SALESINBOX_SYNC_RUNNER=workers``), under the account's fence."""
+    from dataclasses import replace
+
+    from salesinbox.core.scale_out.fencing import exclusive_sync
     from salesinbox.schema.asgi_app import build_services
 
     async with open_database(settings):
         services = build_services(settings.with_overrides(sync_enabled=False))
         try:
+            if writes and settings.syncs_in_workers:
+                async with exclusive_sync(settings.effective_database_url, account_id) as fence:
+                    return await work(replace(services.sync_services(), fence=fence))
             return await work(services.sync_services())
         finally:
             await asyncio.to_thread(shutdown_parse_pool)  # the parsing processes, if started
@@ -125,7 +133,7 @@ async def _with_sync_services(settings: Settings, work):
 def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from salesinbox.core.sync.engine import sync_account
 
-    report = asyncio.run(_with_sync_services(settings, lambda s: sync_account(args.account, s)))
+    report = asyncio.run(_with_sync_services(settings, lambda s: sync_account(args.account, s), args.account))
     for folder in report.folders:
         status = f"error: {folder.error}" if folder.error else "ok"
         print(f"{folder.name}: {folder.messages} messages ({folder.new_messages} new, "
@@ -138,7 +146,8 @@ def _audit(settings: Settings, args: argparse.Namespace) -> int:
     from salesinbox.core.sync.audit import audit_account
 
     audits = asyncio.run(_with_sync_services(
-        settings, lambda s: audit_account(args.account, s, backfill=args.backfill)))
+        settings, lambda s: audit_account(args.account, s, backfill=args.backfill), args.account,
+        writes=args.backfill))
     for audit in audits:
         print(f"{audit.folder}: {audit.stored}/{audit.on_server} stored ({audit.coverage:.2%}), "
               f"{audit.missing_count} missing, {audit.backfilled} backfilled")
