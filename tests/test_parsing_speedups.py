@@ -1,5 +1,6 @@
-"""core/parsing/feed_parser.py: the same compat32 tree as the standard library's parser,
-multipart boundaries matched without a regular expression compiled per boundary."""
+"""Parsing made faster without changing what it reads: core/parsing/feed_parser.py gives the
+same compat32 tree as the standard library's parser (multipart boundaries matched without a
+regular expression compiled per boundary); base64_runs' possessive pattern finds the same runs."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from salesinbox.core.parsing import feed_parser
+from salesinbox.core.parsing import base64_runs, feed_parser
 from salesinbox.core.parsing.feed_parser import BOUNDARY_SHIM_ACTIVE, FastBytesFeedParser
 
 from .servers.messages import generate_messages
@@ -49,7 +50,12 @@ def test_the_shim_is_used_on_this_python() -> None:
 def test_no_regex_is_compiled_per_boundary(monkeypatch: pytest.MonkeyPatch) -> None:
     compiled: list[str] = []
     real = re.compile
-    monkeypatch.setattr(re, "compile", lambda p, *a: compiled.append(p) or real(p, *a))
+
+    def counting(pattern: str, flags: int = 0) -> re.Pattern[str]:
+        compiled.append(pattern)
+        return real(pattern, flags)
+
+    monkeypatch.setattr(re, "compile", counting)
     raw = (b"Content-Type: multipart/mixed; boundary=\"a.b*c\"\r\n\r\n--a.b*c\r\n\r\nx\r\n"
            b"--a.b*c--\r\n")
     (parser := FastBytesFeedParser()).feed(raw)
@@ -112,3 +118,19 @@ def test_random_multiparts_parse_to_the_same_tree(boundary: str, shapes: list[st
 def test_an_unexpected_stdlib_pattern_is_refused() -> None:
     with pytest.raises(AssertionError):
         feed_parser._ReForParsegen.compile("(?P<sep>--b)$")
+
+
+def test_possessive_run_pattern_finds_what_the_backtracking_one_found() -> None:
+    plain = re.compile(base64_runs._RUN.pattern.replace(b"++", b"+").replace(b",}+", b",}"))
+    assert plain.pattern != base64_runs._RUN.pattern
+    line = b"QUJD" * 19
+    shapes = [raw for raw in generate_messages(300, seed=5) if b"ase64" in raw] + [
+        b"x\n" + (line + b"\r\n") * 40 + b"--b\r\n",
+        b"x\n" + (line + b"\n") * 31 + b"!\n" + (line + b"\n") * 33,
+        b"x\n" + (line + b"\r\n") * 20 + (line + b"\r\r\n") + (line + b"\n") * 40 + line,
+        b"x\n" + (line + b" \n") * 40 + (line + b"\n") * 32 + b"\n",
+    ]
+    assert sum(1 for raw in shapes if base64_runs._RUN.search(raw)) > 30
+    for raw in shapes:
+        assert ([m.span(1) for m in base64_runs._RUN.finditer(raw)]
+                == [m.span(1) for m in plain.finditer(raw)])
