@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types.nodes import SelectedField
 
-from salesinbox.core.db.models import AddressRole, DateSource, Direction, Message
+from salesinbox.core.db.models import AddressRole, DateSource, Direction
 from salesinbox.core.parsing.header_fields import header_fields
-from salesinbox.core.sharing.views import ParentQuery, parent_message_id
+from salesinbox.core.sharing.views import ListedMessage, ParentQuery, parent_message_id
 from salesinbox.core.sync.message_flags import set_message_flags
 
 from . import cost
@@ -89,9 +89,9 @@ class MessageType:
     page_records: strawberry.Private[list[CrmRecordType] | None] = None
 
     @classmethod
-    def from_model(cls, row: Message) -> MessageType:
+    def from_model(cls, row: ListedMessage) -> MessageType:
         return cls(
-            id=to_id(row.id), account_id=to_id(row.account_id), uid=row.uid, message_id=row.message_id,
+            id=to_id(row.id), account_id=to_id(row.account_id), uid=BigInt(row.uid), message_id=row.message_id,
             subject=row.subject, from_name=row.from_name, from_address=row.from_address, date=row.date,
             direction=row.direction, seen=row.seen, flagged=row.flagged, answered=row.answered,
             snippet=row.snippet, has_attachments=row.has_attachments, size=row.size,
@@ -221,7 +221,7 @@ def _selected_names(info: Info) -> set[str]:
     return names
 
 
-async def message_items(info: Info, rows: Sequence[Message]) -> list[MessageType]:
+async def message_items(info: Info, rows: Sequence[ListedMessage]) -> list[MessageType]:
     """The API objects of a list of messages (a page, a thread list) that passed the policy.
 
     Of ``folder``, ``owner`` and ``linkedRecords``, those the query selects are read for all
