@@ -20,7 +20,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from tortoise import BaseDBAsyncClient
+from tortoise import BaseDBAsyncClient, Model
 
 from ..db.models import DateSource, Direction, Message, MessageLink, User
 from .visibility import ACCOUNTS_OF_USER, visible_sql, visible_sql_values
@@ -66,31 +66,24 @@ _Decoder = Callable[[Any], Any] | None
 
 
 @cache
-def _decoders(dialect: str) -> tuple[_Decoder, ...]:
-    """Per column, the ORM's conversion of the driver's value, or ``None`` where the driver's
-    value already is the Python one (asyncpg's ints, strings and booleans)."""
-    fields = Message._meta.fields_map
+def decoders(model: type[Model], columns: tuple[str, ...], dialect: str) -> tuple[_Decoder, ...]:
+    """Per column of ``model``, the ORM's conversion of the driver's value, or ``None`` where
+    the driver's value already is the Python one (ints and strings; asyncpg's booleans)."""
+    fields = model._meta.fields_map
     native = (int, str, bool) if dialect == "postgres" else (int, str)
     found: list[_Decoder] = []
-    for column in COLUMNS:
+    for column in columns:
         field = fields[column]
         found.append(None if field.field_type in native else field.to_python_value)
     return tuple(found)
 
 
-def _rows(client: BaseDBAsyncClient, records: Sequence[Any]) -> list[MessageRow]:
-    decoders = _decoders(client.capabilities.dialect)
-    pairs = tuple(zip(COLUMNS, decoders, strict=True))
-    rows = []
-    for record in records:
-        row = MessageRow()
-        for (column, decode), value in zip(pairs, tuple(record), strict=True):
-            setattr(row, column, value if decode is None or value is None else decode(value))
-        rows.append(row)
-    return rows
+def decode(value: Any, decoder: _Decoder) -> Any:
+    """``value`` as the ORM returns it, by a decoder of :func:`decoders`."""
+    return value if decoder is None or value is None else decoder(value)
 
 
-def _numbered(text: str, dialect: str) -> str:
+def numbered(text: str, dialect: str) -> str:
     """``text`` with its ``{}`` placeholders as the driver's: ``$1, $2…`` or ``?``."""
     parts = text.split("{}")
     if dialect != "postgres":
@@ -99,6 +92,18 @@ def _numbered(text: str, dialect: str) -> str:
     for n, part in enumerate(parts[1:], start=1):
         out += f"${n}" + part
     return out
+
+
+def _rows(client: BaseDBAsyncClient, records: Sequence[Any]) -> list[MessageRow]:
+    decoders_ = decoders(Message, COLUMNS, client.capabilities.dialect)
+    pairs = tuple(zip(COLUMNS, decoders_, strict=True))
+    rows = []
+    for record in records:
+        row = MessageRow()
+        for (column, decode), value in zip(pairs, tuple(record), strict=True):
+            setattr(row, column, value if decode is None or value is None else decode(value))
+        rows.append(row)
+    return rows
 
 
 def _link_date(when: datetime) -> Any:
@@ -123,7 +128,7 @@ def _related_statement(dialect: str, shared_by: bool, after: bool) -> str:
     if after:
         text += ''' AND ("message_link"."date" < {} OR ("message_link"."date" = {} AND "message"."id" < {}))'''
     text += ' ORDER BY "message_link"."date" DESC, "message"."id" DESC LIMIT {}'
-    return _numbered(text, dialect)
+    return numbered(text, dialect)
 
 
 async def related_rows(
@@ -146,7 +151,7 @@ async def related_rows(
 
 @cache
 def _accounts_statement(dialect: str) -> str:
-    return _numbered("SELECT id FROM mail_account WHERE user_id = {}", dialect)
+    return numbered("SELECT id FROM mail_account WHERE user_id = {}", dialect)
 
 
 @cache
@@ -157,7 +162,7 @@ def _inbox_statement(dialect: str, accounts: int, after: bool) -> str:
     if after:
         text += ''' AND ("message"."date" < {} OR ("message"."date" = {} AND "message"."id" < {}))'''
     text += ' ORDER BY "message"."date" DESC, "message"."id" DESC LIMIT {}'
-    return _numbered(text, dialect)
+    return numbered(text, dialect)
 
 
 async def inbox_rows(
