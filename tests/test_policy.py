@@ -15,6 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -207,13 +208,13 @@ async def check(scenario: Scenario, db: Written) -> None:
                 viewer, db.records[record.id], db.users[sharer].id)
             assert set(await by_sharer.values_list("id", flat=True)) == in_list & mine
             # the list views' own SQL (core/sharing/page_rows.py), page by page with cursors
-            assert await _all_pages(lambda after, v=viewer, r=record.id: related_page(
-                v, db.records[r], first=2, after=after, record_verified=True)) == in_list
-            assert await _all_pages(lambda after, v=viewer, r=record.id, s=sharer: related_page(
-                v, db.records[r], shared_by=db.users[s].id, first=2, after=after,
+            assert await _all_pages(partial(
+                related_page, viewer, db.records[record.id], first=2, record_verified=True)) == in_list
+            assert await _all_pages(partial(
+                related_page, viewer, db.records[record.id], shared_by=db.users[sharer].id, first=2,
                 record_verified=True)) == in_list & mine
         own = {msg_id[m.id] for m in world.messages if model.account_of(world, m).owner == user.id}
-        assert await _all_pages(lambda after, v=viewer: inbox_page(v, InboxFilter(), first=2, after=after)) == own
+        assert await _all_pages(partial(inbox_page, viewer, InboxFilter(), first=2)) == own
         # composes with ordering and pagination: the second page of two, newest first
         order = sorted(expected, key=lambda m: (scenario.dates[m], msg_id[m]), reverse=True)
         page = await visible_messages(viewer).order_by("-date", "-id").offset(2).limit(2)
@@ -221,13 +222,13 @@ async def check(scenario: Scenario, db: Written) -> None:
     await check_explanations(scenario, db)
 
 
-async def _all_pages(read: Callable[[str | None], Awaitable[Page]]) -> set[int]:
-    """The ids of every page ``read(after)`` returns, following the cursors to the end; each
+async def _all_pages(read: Callable[..., Awaitable[Page]]) -> set[int]:
+    """The ids of every page ``read(after=…)`` returns, following the cursors to the end; each
     page is newest first and no id comes twice."""
     seen: list[int] = []
     after = None
     while True:
-        page = await read(after)
+        page = await read(after=after)
         keys = [(m.date, m.id) for m in page.items]
         assert keys == sorted(keys, reverse=True)
         seen += [m.id for m in page.items]
