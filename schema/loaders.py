@@ -4,14 +4,14 @@ They are created per request (on the context), so nothing is cached across users
 messages that already passed the policy reach them. A page of messages reads its folders,
 owners and linked records with the batch functions below directly (see
 ``schema/messages.py:message_items``); the loaders serve single messages and other paths.
-The batch functions return ``values()`` rows, not models: a third of the ORM's cost.
+The batch functions return plain rows (dicts), not models, read with SQL kept per shape.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
+from functools import cache, partial
 from typing import Any, TypeVar
 
 from strawberry.dataloader import DataLoader
@@ -19,8 +19,7 @@ from tortoise.functions import Length
 
 from salesinbox.core.db.models import (
     Attachment,
-    Folder,
-    MailAccount,
+    CrmRecord,
     Message,
     MessageAddress,
     MessageBody,
@@ -29,6 +28,7 @@ from salesinbox.core.db.models import (
 )
 from salesinbox.core.db.orm_values import column_values
 from salesinbox.core.errors import ErrorCode, SalesInboxError
+from salesinbox.core.sharing.page_rows import decode, decoders, numbered
 from salesinbox.core.sharing.sharing_settings import shared_record_ids
 from salesinbox.core.sharing.threads import ThreadRef, thread_messages
 from salesinbox.core.sharing.views import Page, ParentQuery, visible_parents
@@ -41,29 +41,72 @@ RECORD_FIELDS = (
 USER_FIELDS = ("id", "email", "name", "profile", "is_active", "created_at")
 
 
+# The batch reads of a page's linked records, owners and folders are plain SQL whose text is
+# assembled once per (dialect, number of ids) and run through Tortoise's connection (like the
+# page itself, core/sharing/page_rows.py): the ORM spent more building these statements and
+# their rows than the database spent answering them.
+
+@cache
+def _records_sql(dialect: str, count: int) -> str:
+    columns = ", ".join(f"rec.{f}" for f in RECORD_FIELDS)
+    return numbered(
+        f"SELECT lnk.message_id, {columns} FROM message_link lnk JOIN crm_record rec ON rec.id = lnk.record_id "
+        f"WHERE lnk.message_id IN ({_marks(count)}) ORDER BY lnk.record_id", dialect)
+
+
+@cache
+def _owners_sql(dialect: str, count: int) -> str:
+    columns = ", ".join(f"usr.{f}" for f in USER_FIELDS)
+    return numbered(
+        f"SELECT acc.id, {columns} FROM mail_account acc JOIN app_user usr ON usr.id = acc.user_id "
+        f"WHERE acc.id IN ({_marks(count)})", dialect)
+
+
+@cache
+def _folders_sql(dialect: str, count: int) -> str:
+    return numbered(f"SELECT id, name FROM folder WHERE id IN ({_marks(count)})", dialect)
+
+
+def _marks(count: int) -> str:
+    return ", ".join(["{}"] * count)
+
+
+async def _fetch(sql: Callable[[str, int], str], ids: list[int]) -> Sequence[Any]:
+    client = MessageLink._meta.db
+    _, rows = await client.execute_query(sql(client.capabilities.dialect, len(ids)), ids)
+    return rows
+
+
 async def records_by_message(message_ids: Sequence[int]) -> list[list[dict[str, Any]]]:
     """For each message id, the leads/contacts linked to it (``RECORD_FIELDS``), by id."""
-    rows = await MessageLink.filter(message_id__in=list(message_ids)).order_by("record_id").values(
-        "message_id", **{f"r_{f}": f"record__{f}" for f in RECORD_FIELDS}
-    )
+    ids = list(message_ids)
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        found[row["message_id"]].append({f: row[f"r_{f}"] for f in RECORD_FIELDS})
+    if ids:
+        rows = await _fetch(_records_sql, ids)
+        decoders_ = decoders(CrmRecord, RECORD_FIELDS, MessageLink._meta.db.capabilities.dialect)
+        for row in rows:
+            values = tuple(row)
+            found[values[0]].append({
+                f: decode(v, d) for f, v, d in zip(RECORD_FIELDS, values[1:], decoders_, strict=True)})
     return [found[i] for i in message_ids]
 
 
 async def owner_by_account(account_ids: Sequence[int]) -> list[dict[str, Any]]:
     """For each mail account id, its owner (``USER_FIELDS``)."""
-    rows = await MailAccount.filter(id__in=list(account_ids)).values(
-        "id", **{f"u_{f}": f"user__{f}" for f in USER_FIELDS}
-    )
-    owners = {row["id"]: {f: row[f"u_{f}"] for f in USER_FIELDS} for row in rows}
+    ids = list(account_ids)
+    owners: dict[int, dict[str, Any]] = {}
+    if ids:
+        decoders_ = decoders(User, USER_FIELDS, MessageLink._meta.db.capabilities.dialect)
+        for row in await _fetch(_owners_sql, ids):
+            values = tuple(row)
+            owners[values[0]] = {f: decode(v, d) for f, v, d in zip(USER_FIELDS, values[1:], decoders_, strict=True)}
     return [owners[i] for i in account_ids]
 
 
 async def folder_name_by_id(folder_ids: Sequence[int]) -> list[str]:
     """For each folder id, the folder's name."""
-    names = dict(await Folder.filter(id__in=list(folder_ids)).values_list("id", "name"))
+    ids = list(folder_ids)
+    names = {row[0]: row[1] for row in await _fetch(_folders_sql, ids)} if ids else {}
     return [names[i] for i in folder_ids]
 
 

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING, Annotated, Any
 import strawberry
 from strawberry.types.nodes import SelectedField
 
-from salesinbox.core.db.models import AddressRole, DateSource, Direction, Message
+from salesinbox.core.db.models import AddressRole, DateSource, Direction
 from salesinbox.core.parsing.header_fields import header_fields
-from salesinbox.core.sharing.views import ParentQuery, parent_message_id
+from salesinbox.core.sharing.views import ListedMessage, ParentQuery, parent_message_id
 from salesinbox.core.sync.message_flags import set_message_flags
 
 from . import cost
 from .context import Info
+from .execution import PREFETCHED
 from .ids import parse_id, to_id
 from .loaders import folder_name_by_id, owner_by_account, records_by_message
 from .scalars import BigInt
@@ -89,9 +90,9 @@ class MessageType:
     page_records: strawberry.Private[list[CrmRecordType] | None] = None
 
     @classmethod
-    def from_model(cls, row: Message) -> MessageType:
+    def from_model(cls, row: ListedMessage) -> MessageType:
         return cls(
-            id=to_id(row.id), account_id=to_id(row.account_id), uid=row.uid, message_id=row.message_id,
+            id=to_id(row.id), account_id=to_id(row.account_id), uid=BigInt(row.uid), message_id=row.message_id,
             subject=row.subject, from_name=row.from_name, from_address=row.from_address, date=row.date,
             direction=row.direction, seen=row.seen, flagged=row.flagged, answered=row.answered,
             snippet=row.snippet, has_attachments=row.has_attachments, size=row.size,
@@ -101,16 +102,16 @@ class MessageType:
             folder_id=row.folder_id,
         )
 
-    # folder, owner and linkedRecords are plain functions: on a page they return what
-    # message_items() read (no coroutine, no DataLoader future: 50 × 3 fewer tasks); on a
-    # single message they return a coroutine reading it, which graphql-core awaits.
-    @strawberry.field(description="The folder it is in (INBOX, Sent…).")
+    # folder, owner and linkedRecords: on a page the executor takes what message_items() read
+    # from the page_* attributes without calling these (schema/execution.py, PREFETCHED); they
+    # run for a single message, returning a coroutine reading it, which graphql-core awaits.
+    @strawberry.field(description="The folder it is in (INBOX, Sent…).", metadata={PREFETCHED: "page_folder"})
     def folder(self, info: Info) -> str:
         if self.page_folder is not None:
             return self.page_folder
         return info.context.loaders.folder_name_by_id.load(self.folder_id)  # type: ignore[return-value]
 
-    @strawberry.field(description="The user whose mailbox it is.")
+    @strawberry.field(description="The user whose mailbox it is.", metadata={PREFETCHED: "page_owner"})
     def owner(self, info: Info) -> UserType:
         if self.page_owner is not None:
             return self.page_owner
@@ -119,7 +120,7 @@ class MessageType:
     async def _load_owner(self, info: Info) -> UserType:
         return UserType.from_values(await info.context.loaders.owner_by_account.load(int(self.account_id)))
 
-    @strawberry.field(description="The leads and contacts it is linked to.")
+    @strawberry.field(description="The leads and contacts it is linked to.", metadata={PREFETCHED: "page_records"})
     def linked_records(self, info: Info) -> list[RecordRef]:
         if self.page_records is not None:
             return self.page_records
@@ -221,7 +222,7 @@ def _selected_names(info: Info) -> set[str]:
     return names
 
 
-async def message_items(info: Info, rows: Sequence[Message]) -> list[MessageType]:
+async def message_items(info: Info, rows: Sequence[ListedMessage]) -> list[MessageType]:
     """The API objects of a list of messages (a page, a thread list) that passed the policy.
 
     Of ``folder``, ``owner`` and ``linkedRecords``, those the query selects are read for all

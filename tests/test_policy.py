@@ -12,9 +12,10 @@ not know of exactly the answer an id that does not exist gets.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from hypothesis import HealthCheck, event, given, settings
@@ -47,6 +48,7 @@ from salesinbox.core.errors import SalesInboxError
 from salesinbox.core.plugin_host.providers import AuthKind, Security
 from salesinbox.core.settings import Settings
 from salesinbox.core.sharing.explanations import NOT_FOUND, Explanation, explain
+from salesinbox.core.sharing.views import InboxFilter, Page, inbox_page, related_page
 from salesinbox.core.sharing.visibility import can_see, visible_messages, visible_messages_for_record
 
 from . import policy_model as model
@@ -205,11 +207,35 @@ async def check(scenario: Scenario, db: Written) -> None:
             by_sharer = visible_messages_for_record(
                 viewer, db.records[record.id], db.users[sharer].id)
             assert set(await by_sharer.values_list("id", flat=True)) == in_list & mine
+            # the list views' own SQL (core/sharing/page_rows.py), page by page with cursors
+            assert await _all_pages(partial(
+                related_page, viewer, db.records[record.id], first=2, record_verified=True)) == in_list
+            assert await _all_pages(partial(
+                related_page, viewer, db.records[record.id], shared_by=db.users[sharer].id, first=2,
+                record_verified=True)) == in_list & mine
+        own = {msg_id[m.id] for m in world.messages if model.account_of(world, m).owner == user.id}
+        assert await _all_pages(partial(inbox_page, viewer, InboxFilter(), first=2)) == own
         # composes with ordering and pagination: the second page of two, newest first
         order = sorted(expected, key=lambda m: (scenario.dates[m], msg_id[m]), reverse=True)
         page = await visible_messages(viewer).order_by("-date", "-id").offset(2).limit(2)
         assert [m.id for m in page] == [msg_id[m] for m in order[2:4]]
     await check_explanations(scenario, db)
+
+
+async def _all_pages(read: Callable[..., Awaitable[Page]]) -> set[int]:
+    """The ids of every page ``read(after=…)`` returns, following the cursors to the end; each
+    page is newest first and no id comes twice."""
+    seen: list[int] = []
+    after = None
+    while True:
+        page = await read(after=after)
+        keys = [(m.date, m.id) for m in page.items]
+        assert keys == sorted(keys, reverse=True)
+        seen += [m.id for m in page.items]
+        if page.next_cursor is None:
+            assert len(seen) == len(set(seen))
+            return set(seen)
+        after = page.next_cursor
 
 
 async def told(asker: User, message_id: int, viewer: User | None = None) -> Explanation | str:

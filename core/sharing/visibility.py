@@ -22,12 +22,15 @@ it. The rule is enforced in SQL, never by filtering fetched rows in Python.
 :mod:`.explanations` says why, to those who may know, and agrees with the query.
 
 How the SQL is built. The viewer-dependent account sets (V's own accounts, the PUBLIC/CUSTOM
-accounts of V's organisation, PUBLIC accounts) are Tortoise sub-queries, run once per query.
+accounts of V's organisation, PUBLIC accounts) are uncorrelated sub-queries, run once per query.
 The checks on *this* message's links, addresses and owner's share flags are sub-queries
 correlated with the outer ``"message"`` row; Tortoise 1.1 has no ``Exists``/``OuterRef``, so
-they are fixed SQL fragments (:class:`~..db.sql_fragment.SqlFragment`) whose only value, the
-organisation id, is a bound parameter. They read ``"message"."id" IN (correlated sub-query)``, which SQLite and
-PostgreSQL both run per candidate row through the indexes ``message_link(message_id, …)``,
+every condition is a fixed SQL fragment (:class:`~..db.sql_fragment.SqlFragment`) whose only
+values, the viewer's and organisation's ids, are bound parameters. The rule is written once,
+as a tree of those fragments, and rendered both as a ``Q`` (:func:`visible_to`) and as SQL
+text (:func:`visible_sql`) that the list views put in statements they run without the ORM
+(:mod:`.page_rows`). The correlated checks read ``"message"."id" IN (correlated sub-query)``,
+which SQLite and PostgreSQL both run per candidate row through the indexes ``message_link(message_id, …)``,
 ``share_flag(user_id, record_id)`` and ``message_address(message_id, …)``: cheap when the
 candidates come from a record's links or from one account. Correlation matters on
 PostgreSQL: the checks sit under ``OR`` (owner or shared), where an uncorrelated ``IN`` would
@@ -37,12 +40,16 @@ list costs in proportion to the record's links (see bench/bench_policy.py).
 
 from __future__ import annotations
 
-from tortoise.expressions import Q, Subquery
+from dataclasses import dataclass
+from functools import cache, reduce
+from operator import and_, or_
+from typing import Any
+
+from tortoise.expressions import Q
 from tortoise.queryset import QuerySet
 
 from ..db.models import (
     DomainKind,
-    MailAccount,
     Message,
     SharingPermission,
     User,
@@ -54,58 +61,146 @@ from ..db.sql_fragment import SqlFragment
 # more than itself. When l is longer than d the substr is shorter than "." || l: no match.
 _WITHIN = "({d} = {l} OR substr({d}, length({d}) - length({l})) = '.' || {l})"
 _KINDS = f"('{DomainKind.COMPANY}', '{DomainKind.EXCLUDED}')"
+_SHAREABLE = f"('{SharingPermission.PUBLIC}', '{SharingPermission.CUSTOM}')"
 
 
-def _has_link() -> Q:
-    """M is linked to at least one lead/contact."""
-    return Q(id__in=SqlFragment("""
-        (SELECT pol_l.message_id FROM message_link pol_l WHERE pol_l.message_id = "message"."id")
-    """))
+# --- The rule, written once ----------------------------------------------------------------
+# A tree of conditions on the outer "message" row. Each leaf is `"message".<column> IN
+# (sub-query)`, the sub-query's ``{}`` being bound parameters named by ``params`` ("viewer":
+# the viewer's user id, "organisation": the viewer's organisation id). The tree is rendered
+# two ways: a Tortoise ``Q`` (:func:`visible_to`, composed with any ORM query) and SQL text
+# (:func:`visible_sql`, for the list views' hand-assembled page statements). Both come from
+# the same leaves, so the ORM and the SQL paths cannot disagree about who sees what.
+
+@dataclass(frozen=True)
+class _In:
+    column: str  # of the outer "message" row: "id" or "account_id"
+    subquery: str  # parenthesised; one {} per name in params
+    params: tuple[str, ...] = ()
 
 
-def _hidden_counterparty(organisation_id: int) -> Q:
-    """Some counterparty of M is in a company or excluded domain of the organisation (the
-    viewer's: shared mail only ever comes from it) or in one of the account's excluded domains.
-    The organisation is a parameter so each address costs one index range, not a join."""
-    return Q(id__in=SqlFragment(f"""
-        (SELECT pol_a.message_id FROM message_address pol_a
-         WHERE pol_a.message_id = "message"."id" AND pol_a.is_counterparty
-           AND (EXISTS (SELECT 1 FROM organisation_domain pol_d
-                        WHERE pol_d.organisation_id = {{}} AND pol_d.kind IN {_KINDS}
-                          AND {_WITHIN.format(d="pol_a.domain", l="pol_d.domain")})
-                OR EXISTS (SELECT 1 FROM account_excluded_domain pol_x
-                           WHERE pol_x.account_id = "message"."account_id"
-                             AND {_WITHIN.format(d="pol_a.domain", l="pol_x.domain")})))
-    """, organisation_id))
+@dataclass(frozen=True)
+class _All:
+    parts: tuple[_Node, ...]
 
 
-def _owner_shared() -> Q:
-    """The account's owner ticked Share Email on at least one record M is linked to."""
-    return Q(id__in=SqlFragment("""
-        (SELECT pol_l.message_id FROM message_link pol_l
-         JOIN share_flag pol_s ON pol_s.record_id = pol_l.record_id
-         JOIN mail_account pol_m ON pol_m.user_id = pol_s.user_id
-         WHERE pol_l.message_id = "message"."id" AND pol_m.id = "message"."account_id")
-    """))
+@dataclass(frozen=True)
+class _Any:
+    parts: tuple[_Node, ...]
+
+
+@dataclass(frozen=True)
+class _Not:
+    part: _In
+
+
+_Node = _In | _All | _Any | _Not
+
+#: The mail accounts of one user (a parameter): the ``sharedBy`` filter of a record's lists.
+ACCOUNTS_OF_USER = "(SELECT acc_u.id FROM mail_account acc_u WHERE acc_u.user_id = {})"
+
+# V's own accounts.
+_OWN = _In("account_id", "(SELECT pol_o.id FROM mail_account pol_o WHERE pol_o.user_id = {})", ("viewer",))
+# PRIVATE accounts never share; owners outside V's organisation never share with V.
+_SHAREABLE_ACCOUNT = _In("account_id", f"""
+    (SELECT pol_sa.id FROM mail_account pol_sa JOIN app_user pol_u ON pol_u.id = pol_sa.user_id
+     WHERE pol_u.organisation_id = {{}} AND pol_sa.sharing IN {_SHAREABLE})""", ("organisation",))
+_PUBLIC_ACCOUNT = _In("account_id", f"""
+    (SELECT pol_p.id FROM mail_account pol_p WHERE pol_p.sharing = '{SharingPermission.PUBLIC}')""")
+# M is linked to at least one lead/contact.
+_HAS_LINK = _In("id", """
+    (SELECT pol_l.message_id FROM message_link pol_l WHERE pol_l.message_id = "message"."id")""")
+# The account's owner ticked Share Email on at least one record M is linked to.
+_OWNER_SHARED = _In("id", """
+    (SELECT pol_l.message_id FROM message_link pol_l
+     JOIN share_flag pol_s ON pol_s.record_id = pol_l.record_id
+     JOIN mail_account pol_m ON pol_m.user_id = pol_s.user_id
+     WHERE pol_l.message_id = "message"."id" AND pol_m.id = "message"."account_id")""")
+# Some counterparty of M is in a company or excluded domain of the organisation (the viewer's:
+# shared mail only ever comes from it) or in one of the account's excluded domains. The
+# organisation is a parameter so each address costs one index range, not a join.
+_HIDDEN_COUNTERPARTY = _In("id", f"""
+    (SELECT pol_a.message_id FROM message_address pol_a
+     WHERE pol_a.message_id = "message"."id" AND pol_a.is_counterparty
+       AND (EXISTS (SELECT 1 FROM organisation_domain pol_d
+                    WHERE pol_d.organisation_id = {{}} AND pol_d.kind IN {_KINDS}
+                      AND {_WITHIN.format(d="pol_a.domain", l="pol_d.domain")})
+            OR EXISTS (SELECT 1 FROM account_excluded_domain pol_x
+                       WHERE pol_x.account_id = "message"."account_id"
+                         AND {_WITHIN.format(d="pol_a.domain", l="pol_x.domain")})))""", ("organisation",))
+
+
+@cache
+def _rule(known_linked: bool) -> _Node:
+    """V may see M: V owns it, or it is shared (rule 2 of the module docstring).
+
+    Cheapest tests first, as the databases evaluate AND/OR operands in the order written:
+    account sets (hashed once per query), then index-only probes of links and share flags,
+    last the counterparty addresses (a read of message_address per message).
+    ``known_linked``: the caller's query only holds linked messages (a record's list).
+    """
+    shared: list[_Node] = [_SHAREABLE_ACCOUNT]
+    if not known_linked:
+        shared.append(_HAS_LINK)
+    shared += [_Any((_PUBLIC_ACCOUNT, _OWNER_SHARED)), _Not(_HIDDEN_COUNTERPARTY)]
+    return _Any((_OWN, _All(tuple(shared))))
+
+
+def _values(viewer: User) -> dict[str, int]:
+    return {"viewer": viewer.id, "organisation": viewer.organisation_id}
+
+
+def _as_q(node: _Node, values: dict[str, int]) -> Q:
+    if isinstance(node, _In):
+        fragment = SqlFragment(node.subquery, *(values[name] for name in node.params))
+        lookup: dict[str, Any] = {f"{node.column}__in": fragment}  # Any: Q's keywords include join_type
+        return Q(**lookup)
+    if isinstance(node, _Not):
+        return ~_as_q(node.part, values)
+    parts = [_as_q(part, values) for part in node.parts]
+    return reduce(and_ if isinstance(node, _All) else or_, parts)
+
+
+def _as_sql(node: _Node) -> tuple[str, tuple[str, ...]]:
+    if isinstance(node, _In):
+        return f'"message"."{node.column}" IN {" ".join(node.subquery.split())}', node.params
+    if isinstance(node, _Not):
+        text, params = _as_sql(node.part)
+        return f"NOT ({text})", params
+    rendered = [_as_sql(part) for part in node.parts]
+    joiner = " AND " if isinstance(node, _All) else " OR "
+    return (
+        "(" + joiner.join(text for text, _ in rendered) + ")",
+        tuple(name for _, params in rendered for name in params),
+    )
+
+
+@cache
+def _rendered(known_linked: bool) -> tuple[str, tuple[str, ...]]:
+    return _as_sql(_rule(known_linked))
+
+
+def visible_sql(*, known_linked: bool = False) -> str:
+    """The condition "the viewer may see this message" as SQL text over a table named
+    ``"message"`` (the outer query must not alias it), with ``{}`` for each bound value
+    (:func:`visible_sql_values` gives them, in order). Built once per ``known_linked`` and
+    reused, so callers can assemble it into statements they keep (see ``page_rows``).
+
+    ``known_linked``: every message the outer query can return is linked to a record (it
+    joins a record's links), so the "has a link" test is left out. The same rule as
+    :func:`visible_to`, rendered from the same definition.
+    """
+    return _rendered(known_linked)[0]
+
+
+def visible_sql_values(viewer: User, *, known_linked: bool = False) -> list[int]:
+    """The values of :func:`visible_sql`'s placeholders for ``viewer``, in order."""
+    values = _values(viewer)
+    return [values[name] for name in _rendered(known_linked)[1]]
 
 
 def _visible(viewer: User, *, known_linked: bool) -> Q:
-    own_accounts = MailAccount.filter(user_id=viewer.id).values("id")
-    # PRIVATE accounts never share; owners outside V's organisation never share with V.
-    shareable = MailAccount.filter(
-        user__organisation_id=viewer.organisation_id,
-        sharing__in=[SharingPermission.PUBLIC, SharingPermission.CUSTOM],
-    ).values("id")
-    public = MailAccount.filter(sharing=SharingPermission.PUBLIC).values("id")
-    # Cheapest tests first, as the databases evaluate AND/OR operands in the order written:
-    # account sets (hashed once per query), then index-only probes of links and share flags,
-    # last the counterparty addresses (a read of message_address per message).
-    shared = Q(account_id__in=Subquery(shareable))
-    if not known_linked:
-        shared &= _has_link()
-    shared &= Q(account_id__in=Subquery(public)) | _owner_shared()
-    shared &= ~_hidden_counterparty(viewer.organisation_id)
-    return Q(account_id__in=Subquery(own_accounts)) | shared
+    return _as_q(_rule(known_linked), _values(viewer))
 
 
 def visible_to(viewer: User) -> Q:
@@ -136,8 +231,7 @@ def visible_messages_for_record(
     """
     query = Message.filter(links__record_id=record_id).filter(_visible(viewer, known_linked=True))
     if shared_by_user_id is not None:
-        accounts = MailAccount.filter(user_id=shared_by_user_id).values("id")
-        query = query.filter(account_id__in=Subquery(accounts))
+        query = query.filter(account_id__in=SqlFragment(ACCOUNTS_OF_USER, shared_by_user_id))
     return query
 
 
