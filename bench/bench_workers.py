@@ -330,6 +330,15 @@ async def main_async(args: argparse.Namespace) -> None:
     log_dir.mkdir()
     corpus = cached_messages(args.messages, SEED, cache_dir=workdir / "corpus")
     key = generate_key()
+    # Dovecot notices new mail for an IDLE session through inotify, one instance per session,
+    # counted per user: here every mailbox belongs to the same system user (uid 8), and past
+    # the kernel's default of 128 Dovecot falls back to looking every 30 s. A real mail
+    # server spreads its mailboxes over its own settings; this one needs more instances.
+    limit_file = Path("/proc/sys/fs/inotify/max_user_instances")
+    wanted_instances = 4 * args.accounts + 256
+    if int(limit_file.read_text()) < wanted_instances:
+        limit_file.write_text(str(wanted_instances))
+    print(f"fs.inotify.max_user_instances = {limit_file.read_text().strip()}")
     dovecot.start()
     smtp = SmtpServer(certs).start()
     try:
