@@ -50,6 +50,34 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+def _environment(settings: Settings, variables: dict[str, str]) -> dict[str, str]:
+    """This process's environment with ``settings``' database, key and data directory, and
+    ``SALESINBOX_<NAME>`` for each of ``variables``."""
+    return {
+        **os.environ,
+        "SALESINBOX_DATA_DIR": str(settings.data_dir),
+        "SALESINBOX_DATABASE_URL": settings.effective_database_url,
+        "SALESINBOX_SECRET_KEY": settings.secret_key,
+        **{f"SALESINBOX_{name.upper()}": value for name, value in variables.items()},
+    }
+
+
+async def _until_it_answers(process: asyncio.subprocess.Process, served: Served, path: str, log_file: Path) -> None:
+    """Wait (30 s at most) until ``GET path`` answers 200; fail with the log if the process
+    exits or never answers."""
+    async with httpx.AsyncClient(base_url=served.http_url) as http:
+        for _ in range(300):
+            if process.returncode is not None:
+                raise AssertionError(f"the process exited: {log_file.read_text()}")
+            try:
+                if (await http.get(path)).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"no 200 from {path}: {log_file.read_text()}")
+
+
 @asynccontextmanager
 async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
                 args: Sequence[str] = (), **overrides: str) -> AsyncIterator[Served]:
@@ -58,15 +86,7 @@ async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
     ``port``: the port to listen on (default: a free one); ``args``: more options of ``serve``
     (``--workers 2``)."""
     port = port or _free_port()
-    env = {
-        **os.environ,
-        "SALESINBOX_DATA_DIR": str(settings.data_dir),
-        "SALESINBOX_DATABASE_URL": settings.effective_database_url,
-        "SALESINBOX_SECRET_KEY": settings.secret_key,
-        "SALESINBOX_SYNC_ENABLED": "false",
-        "SALESINBOX_LOG_LEVEL": "WARNING",
-        **{f"SALESINBOX_{name.upper()}": value for name, value in overrides.items()},
-    }
+    env = _environment(settings, {"sync_enabled": "false", "log_level": "WARNING", **overrides})
     with log_file.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "salesinbox.schema.command_line", "serve", "--port", str(port), *args,
@@ -74,18 +94,7 @@ async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
         )
     served = Served(process.pid, port)
     try:
-        async with httpx.AsyncClient(base_url=served.http_url) as http:
-            for _ in range(300):
-                if process.returncode is not None:
-                    raise AssertionError(f"salesinbox serve exited: {log_file.read_text()}")
-                try:
-                    if (await http.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(f"salesinbox serve did not start: {log_file.read_text()}")
+        await _until_it_answers(process, served, "/healthz", log_file)
         yield served
     finally:
         if process.returncode is None:
@@ -126,14 +135,7 @@ async def work(settings: Settings, log_file: Path, *, check_log: bool = True,
     ready; then, with ``check_log``, fail if it logged an error. The block may kill or stop
     the process (``Served.pid``)."""
     port = _free_port()
-    env = {
-        **os.environ,
-        "SALESINBOX_DATA_DIR": str(settings.data_dir),
-        "SALESINBOX_DATABASE_URL": settings.effective_database_url,
-        "SALESINBOX_SECRET_KEY": settings.secret_key,
-        "SALESINBOX_SYNC_RUNNER": "workers",
-        **{f"SALESINBOX_{name.upper()}": value for name, value in overrides.items()},
-    }
+    env = _environment(settings, {"sync_runner": "workers", **overrides})
     with log_file.open("wb") as log:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "salesinbox.schema.command_line", "worker", "--port", str(port),
@@ -141,18 +143,7 @@ async def work(settings: Settings, log_file: Path, *, check_log: bool = True,
         )
     served = Served(process.pid, port)
     try:
-        async with httpx.AsyncClient(base_url=served.http_url) as http:
-            for _ in range(300):
-                if process.returncode is not None:
-                    raise AssertionError(f"salesinbox worker exited: {log_file.read_text()}")
-                try:
-                    if (await http.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError(f"salesinbox worker did not become ready: {log_file.read_text()}")
+        await _until_it_answers(process, served, "/readyz", log_file)
         yield served
     finally:
         if process.returncode is None:

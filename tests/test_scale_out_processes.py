@@ -204,12 +204,8 @@ async def test_two_apis_and_two_workers_share_the_work_and_survive_kill_and_free
             # 3. Events of a worker reach a subscription on API #1.
             first = ids[0]
             async with websockets.connect(api1.ws_url, subprotocols=[PROTOCOL]) as ws:
-                await ws.send(json.dumps({"type": "connection_init",
-                                          "payload": {"Authorization": f"Bearer {tokens[0]}"}}))
-                assert json.loads(await ws.recv())["type"] == "connection_ack"
-                await ws.send(json.dumps({"id": "e", "type": "subscribe",
-                                          "payload": {"query": "subscription { mailEvents { kind accountId } }"}}))
-                await asyncio.sleep(1.0)  # the subscription is in place, the watchers in IDLE
+                await _subscribe(ws, tokens[0])
+                await asyncio.sleep(1.0)  # the watchers in IDLE
                 appended = time.monotonic()
                 await asyncio.to_thread(dovecot.append, accounts[first], "INBOX",
                                         build_message(to=boxes[0].address, subject="live"))
@@ -262,13 +258,7 @@ async def test_two_apis_and_two_workers_share_the_work_and_survive_kill_and_free
 
             # 6. Revoking a token through API #1 closes its subscription on API #2.
             async with websockets.connect(api2.ws_url, subprotocols=[PROTOCOL]) as ws:
-                await ws.send(json.dumps({"type": "connection_init",
-                                          "payload": {"Authorization": f"Bearer {tokens[2]}"}}))
-                assert json.loads(await ws.recv())["type"] == "connection_ack"
-                await ws.send(json.dumps({"id": "e", "type": "subscribe",
-                                          "payload": {"query": "subscription { mailEvents { kind } }"}}))
-                await ws.send(json.dumps({"type": "ping"}))
-                assert json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["type"] == "pong"
+                await _subscribe(ws, tokens[2])
                 token = await ApiToken.filter(user_id=reps[2].id).order_by("-id").first()
                 assert token is not None
                 revoked = time.monotonic()
@@ -322,6 +312,17 @@ def _resumption_seconds(intervals: dict[int, list[tuple[datetime, datetime | Non
             return None
         resumed[account] = round(min(later).timestamp() - killed_wall, 1)
     return resumed
+
+
+async def _subscribe(ws: websockets.ClientConnection, token: str) -> None:
+    """Authenticate ``ws`` with ``token`` and subscribe to mailEvents; returns once the server
+    has handled the subscription (its answer to a later ping)."""
+    await ws.send(json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}))
+    assert json.loads(await ws.recv())["type"] == "connection_ack"
+    await ws.send(json.dumps({"id": "e", "type": "subscribe",
+                              "payload": {"query": "subscription { mailEvents { kind accountId } }"}}))
+    await ws.send(json.dumps({"type": "ping"}))
+    assert json.loads(await asyncio.wait_for(ws.recv(), timeout=10))["type"] == "pong"
 
 
 async def _next_event(ws: websockets.ClientConnection, kind: str, timeout: float) -> dict:
