@@ -2,8 +2,9 @@
 
 The server runs one asyncio task per account: it syncs, then waits for a trigger (new mail
 seen by IDLE, a ``syncNow`` request, a credentials update) or the poll interval. Failures
-back off exponentially up to a cap; a refused login waits for new credentials. A worker
-process can take this over later by implementing :class:`SyncScheduler` elsewhere.
+back off exponentially up to a cap; a refused login waits for new credentials. With
+``SALESINBOX_SYNC_RUNNER=workers`` the server uses another :class:`SyncScheduler` instead,
+which hands requests to ``salesinbox worker`` processes (:mod:`..scale_out`).
 """
 
 from __future__ import annotations
