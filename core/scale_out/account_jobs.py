@@ -46,6 +46,8 @@ HAND_BACK_SECONDS = 2.0
 #: seconds between a watcher's checks of its account (deleted, needs new credentials, new
 #: login) and of its job (still its own?)
 WATCH_CHECK_SECONDS = 10.0
+#: seconds a worker's share of the mailboxes (:meth:`AccountJobs.watch_share`) is reused
+SHARE_CACHE_SECONDS = 2.0
 #: procrastinate workers per worker process: one per queue (see :mod:`.worker`)
 WORKERS_PER_PROCESS = 2
 
@@ -67,6 +69,8 @@ class AccountJobs:
     watching: set[int] = field(default_factory=set)
     #: accounts whose sync pass runs in this process now
     syncing: set[int] = field(default_factory=set)
+    #: (loop time, value) of the last :meth:`watch_share`
+    _share: tuple[float, int] | None = None
 
     async def sync(self, account_id: int, failures: int) -> str:
         """Run one pass of ``account_id`` unless another process holds its fence; returns
@@ -177,11 +181,16 @@ class AccountJobs:
     async def watch_share(self) -> int:
         """The most mailboxes this process should watch: the watchable mailboxes divided
         over the worker processes alive (their heartbeats), rounded up, and never more than
-        ``worker_max_watched``."""
+        ``worker_max_watched``. Read at most once per ``SHARE_CACHE_SECONDS``: every watcher
+        asks at each check, and a thousand of them would otherwise ask 100 times a second."""
+        now = asyncio.get_running_loop().time()
+        if self._share is not None and now - self._share[0] < SHARE_CACHE_SECONDS:
+            return self._share[1]
         watchable = await MailAccount.exclude(sync_state=SyncState.NEEDS_REAUTH).count()
         alive = await _live_worker_processes(self.app, self.settings.worker_heartbeat_seconds * 4)
-        share = math.ceil(watchable / max(alive, 1))
-        return max(1, min(share, self.settings.worker_max_watched))
+        share = max(1, min(math.ceil(watchable / max(alive, 1)), self.settings.worker_max_watched))
+        self._share = (now, share)
+        return share
 
     async def schedule(self) -> int:
         """Queue a sync of every account that has none waiting (but those waiting for new
