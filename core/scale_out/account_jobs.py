@@ -31,7 +31,7 @@ from ..settings import Settings
 from ..sync.backoff import backoff_delay
 from ..sync.engine import SyncServices, sync_account
 from ..sync.folder_sync import FenceLost
-from ..sync.idle import IdleTiming, watch_mailbox
+from ..sync.idle import IdleTiming, offers_idle, watch_mailbox
 from ..sync.scheduler import record_retry, watch_login
 from ..transport.server_login import ServerLogin
 from .fencing import AccountFences, FenceKind
@@ -67,8 +67,6 @@ class AccountJobs:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     #: the accounts this process watches now
     watching: set[int] = field(default_factory=set)
-    #: accounts whose sync pass runs in this process now
-    syncing: set[int] = field(default_factory=set)
     #: (loop time, value) of the last :meth:`watch_share`
     _share: tuple[float, int] | None = None
 
@@ -79,12 +77,10 @@ class AccountJobs:
         if not await self.fences.try_hold(FenceKind.SYNC, account_id):
             await request_sync(self.app, account_id, delay=FENCE_RETRY_SECONDS, failures=failures)
             return "busy"
-        self.syncing.add(account_id)
         log.info("Sync of account %s: fence taken", account_id)
         try:
             return await self._sync_fenced(account_id, failures)
         finally:
-            self.syncing.discard(account_id)
             log.info("Sync of account %s: fence released", account_id)  # said first: the log orders takers
             await self.fences.release(FenceKind.SYNC, account_id)
 
@@ -201,7 +197,7 @@ class AccountJobs:
             queued += await request_sync(self.app, account_id, bring_forward=False)
         for account_id, capabilities in await MailAccount.exclude(
                 sync_state__in=[SyncState.NEEDS_REAUTH, SyncState.NEW]).values_list("id", "capabilities"):
-            if "IDLE" in {str(c).upper() for c in capabilities or ()}:
+            if offers_idle(capabilities):
                 await request_watch(self.app, account_id)
         return queued
 
@@ -259,7 +255,7 @@ async def _still_running_here(app: procrastinate.App, job_id: int, worker_id: in
 
 async def _offers_idle(account_id: int) -> bool:
     capabilities = await MailAccount.filter(id=account_id).values_list("capabilities", flat=True)
-    return any("IDLE" in {str(c).upper() for c in (caps or ())} for caps in capabilities)
+    return any(offers_idle(caps) for caps in capabilities)
 
 
 async def _live_worker_processes(app: procrastinate.App, within_seconds: float) -> int:

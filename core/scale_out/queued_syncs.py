@@ -43,10 +43,6 @@ class QueuedSyncs:
         self._pending.add(task)
         task.add_done_callback(self._done)
 
-    async def request_sync_now(self, account_id: int) -> bool:
-        """:meth:`request_sync`, awaited: the request is in the queue when this returns."""
-        return await request_sync(self._app, account_id)
-
     def _done(self, task: asyncio.Task[bool]) -> None:
         self._pending.discard(task)
         if not task.cancelled() and task.exception() is not None:

@@ -17,7 +17,7 @@ import logging
 import selectors
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +63,11 @@ class IdleTiming:
 
 class _ConnectionLost(Exception):
     """The server said BYE: it is closing the connection."""
+
+
+def offers_idle(capabilities: Iterable[object] | None) -> bool:
+    """Whether an account's stored capabilities (as probed when connecting) include IDLE."""
+    return any(str(capability).upper() == "IDLE" for capability in capabilities or ())
 
 
 def watch_mailbox(

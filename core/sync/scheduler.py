@@ -28,7 +28,7 @@ from ..oauth.oauth_tokens import OAuthTokens, TokenEndpointUnavailable
 from ..transport.server_login import ServerLogin
 from .backoff import backoff_delay
 from .engine import SyncServices, sync_account
-from .idle import IdleTiming, watch_mailbox
+from .idle import IdleTiming, offers_idle, watch_mailbox
 from .imap_fetch import shutdown_parse_pool, start_parse_pool
 
 log = logging.getLogger(__name__)
@@ -164,7 +164,7 @@ async def watch_login(
     access token through ``loop`` for an OAuth account), or ``None`` when the account is gone
     or its server does not offer IDLE."""
     account = await MailAccount.get_or_none(id=account_id)
-    if account is None or "IDLE" not in {c.upper() for c in account.capabilities}:
+    if account is None or not offers_idle(account.capabilities):
         return None
     stored = stored_logins(account, services.secrets, services.registry).imap
     tokens = services.tokens
