@@ -79,6 +79,37 @@ async def _until_it_answers(process: asyncio.subprocess.Process, served: Served,
 
 
 @asynccontextmanager
+async def _running(arguments: list[str], port: int, log_file: Path, env: dict[str, str], *, ready_path: str,
+                   stop_seconds: float, check_log: bool = True) -> AsyncIterator[Served]:
+    """``salesinbox <arguments>`` in a child process until the block ends, once ``ready_path``
+    answers 200; then SIGTERM (after SIGCONT: the block may have stopped it), SIGKILL after
+    ``stop_seconds``, and with ``check_log`` fail if it logged an error."""
+    with log_file.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "salesinbox.schema.command_line", *arguments,
+            env=env, stdout=log, stderr=log,
+        )
+    served = Served(process.pid, port)
+    try:
+        await _until_it_answers(process, served, ready_path, log_file)
+        yield served
+    finally:
+        if process.returncode is None:
+            try:
+                os.kill(process.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
+                process.terminate()
+                await asyncio.wait_for(process.wait(), timeout=stop_seconds)
+            except ProcessLookupError:
+                pass
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+    log_text = log_file.read_text()
+    if check_log:
+        assert "Traceback" not in log_text and " ERROR " not in log_text, log_text
+
+
+@asynccontextmanager
 async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
                 args: Sequence[str] = (), **overrides: str) -> AsyncIterator[Served]:
     """Run ``salesinbox serve`` on ``settings``' database (with sync off), plus
@@ -86,26 +117,10 @@ async def serve(settings: Settings, log_file: Path, *, port: int | None = None,
     ``port``: the port to listen on (default: a free one); ``args``: more options of ``serve``
     (``--workers 2``)."""
     port = port or _free_port()
-    env = _environment(settings, {"sync_enabled": "false", "log_level": "WARNING", **overrides})
-    with log_file.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "salesinbox.schema.command_line", "serve", "--port", str(port), *args,
-            env=env, stdout=log, stderr=log,
-        )
-    served = Served(process.pid, port)
-    try:
-        await _until_it_answers(process, served, "/healthz", log_file)
+    async with _running(["serve", "--port", str(port), *args], port, log_file,
+                        _environment(settings, {"sync_enabled": "false", "log_level": "WARNING", **overrides}),
+                        ready_path="/healthz", stop_seconds=10) as served:  # uvicorn waits for open connections
         yield served
-    finally:
-        if process.returncode is None:
-            process.terminate()  # uvicorn waits for open connections: not forever
-            try:
-                await asyncio.wait_for(process.wait(), timeout=10)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-    log_text = log_file.read_text()
-    assert "Traceback" not in log_text and " ERROR " not in log_text, log_text
 
 
 @asynccontextmanager
@@ -135,27 +150,7 @@ async def work(settings: Settings, log_file: Path, *, check_log: bool = True,
     ready; then, with ``check_log``, fail if it logged an error. The block may kill or stop
     the process (``Served.pid``)."""
     port = _free_port()
-    env = _environment(settings, {"sync_runner": "workers", **overrides})
-    with log_file.open("wb") as log:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "salesinbox.schema.command_line", "worker", "--port", str(port),
-            env=env, stdout=log, stderr=log,
-        )
-    served = Served(process.pid, port)
-    try:
-        await _until_it_answers(process, served, "/readyz", log_file)
+    async with _running(["worker", "--port", str(port)], port, log_file,
+                        _environment(settings, {"sync_runner": "workers", **overrides}),
+                        ready_path="/readyz", stop_seconds=40, check_log=check_log) as served:
         yield served
-    finally:
-        if process.returncode is None:
-            try:
-                os.kill(process.pid, signal.SIGCONT)  # a stopped process cannot handle SIGTERM
-                process.terminate()
-                await asyncio.wait_for(process.wait(), timeout=40)
-            except ProcessLookupError:
-                pass
-            except TimeoutError:
-                process.kill()
-                await process.wait()
-    log_text = log_file.read_text()
-    if check_log:
-        assert "Traceback" not in log_text and " ERROR " not in log_text, log_text
