@@ -40,12 +40,75 @@ class Item:
     broken: str
 
 
+@strawberry.interface
+class Thing:
+    name: str
+
+
+@strawberry.type
+class Gadget(Thing):
+    size: int
+
+    @strawberry.field
+    async def later(self) -> str:  # awaited beside the plain fields of the same object
+        if self.size < 0:
+            raise ValueError("negative size")
+        return f"{self.name}!"
+
+
+@strawberry.type
+class SpecialGadget(Gadget):  # a subclass: strawberry's resolve_type decides, not the shortcut
+    pass
+
+
+@strawberry.type
+class Widget(Thing):
+    colour: strawberry.enum(Colour)  # type: ignore[valid-type]
+
+
+@strawberry.interface
+class Chosen:  # decides its type itself: the shortcut must leave it alone
+    name: str
+
+    @classmethod
+    def resolve_type(cls, obj: object, info: object, abstract: object) -> str:
+        return "ChosenB"
+
+
+@strawberry.type
+class ChosenA(Chosen):
+    pass
+
+
+@strawberry.type
+class ChosenB(Chosen):
+    pass
+
+
+class GadgetRow:  # not a strawberry object: cast to one, or rejected
+    def __init__(self, name: str, size: int) -> None:
+        self.name, self.size = name, size
+
+
 @strawberry.type
 class Query:
     @strawberry.field
     def items(self) -> list[Item]:
         return [Row("a", "x"), Row(None), Row(3.5), Row("b", colour="not a colour"), Row(object())]  # type: ignore[list-item]
 
+    @strawberry.field
+    def things(self) -> list[Thing | None]:  # nullable items: one bad item does not null the rest
+        return [Gadget(name="g", size=1), Widget(name="w", colour=Colour.RED), SpecialGadget(name="s", size=2),
+                Gadget(name="bad", size=-1), Gadget(name=None, size=3),  # type: ignore[arg-type]
+                strawberry.cast(Widget, Row("cast")), strawberry.cast(Widget, Gadget(name="c", size=5)),
+                GadgetRow("row", 4)]  # type: ignore[list-item]
+
+    @strawberry.field
+    def chosen(self) -> list[Chosen]:
+        return [ChosenA(name="a")]  # its resolve_type says ChosenB, so it is one
+
+
+TYPES = [Gadget, SpecialGadget, Widget, ChosenA, ChosenB]
 
 TOY_QUERIES = [
     "{ items { name nickname colour } }",           # nulls in a nullable field, then a non-null one
@@ -53,6 +116,10 @@ TOY_QUERIES = [
     "{ items { broken } }",                           # an attribute that raises
     "{ items { name ...F } } fragment F on Item { name nickname }",
     "{ items { __typename n: nickname } }",
+    # interface values: exact classes, a subclass, a cast, a foreign object, async and failing fields
+    "{ things { __typename name ... on Gadget { size later } ... on Widget { colour } } }",
+    "{ things { name } }",
+    "{ chosen { __typename name } }",
 ]
 
 
@@ -63,11 +130,12 @@ def _outcome(result: strawberry.types.ExecutionResult) -> tuple:
 
 @pytest.mark.parametrize("query", TOY_QUERIES)
 async def test_same_data_and_errors_as_graphql_core_on_odd_values(query: str) -> None:
-    stock = strawberry.Schema(Query, execution_context_class=StrawberryGraphQLCoreExecutionContext)
-    lean = strawberry.Schema(Query, execution_context_class=LeanExecutionContext)
+    stock = strawberry.Schema(Query, types=TYPES, execution_context_class=StrawberryGraphQLCoreExecutionContext)
+    lean = strawberry.Schema(Query, types=TYPES, execution_context_class=LeanExecutionContext)
     expected, got = _outcome(await stock.execute(query)), _outcome(await lean.execute(query))
     assert got == expected
     assert expected[1] or "broken" not in query  # the odd cases do produce errors
+    assert expected[0] is not None or "things" not in query  # interface values: each item completes alone
 
 
 def test_plain_fields_are_the_attribute_leaves_only() -> None:
