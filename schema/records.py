@@ -187,13 +187,13 @@ class RecordQueries:
 
     @strawberry.field(description="One lead.")
     async def lead(self, info: Info, id: strawberry.ID) -> LeadType:
-        row = await records.get_record(info.context.user, parse_id(id), RecordKind.LEAD)
-        return CrmRecordType.from_model(row)  # type: ignore[return-value]
+        row = await records.get_record_values(info.context.user, parse_id(id), RecordKind.LEAD, RECORD_FIELDS)
+        return CrmRecordType.from_values(row)  # type: ignore[return-value]
 
     @strawberry.field(description="One contact.")
     async def contact(self, info: Info, id: strawberry.ID) -> ContactType:
-        row = await records.get_record(info.context.user, parse_id(id), RecordKind.CONTACT)
-        return CrmRecordType.from_model(row)  # type: ignore[return-value]
+        row = await records.get_record_values(info.context.user, parse_id(id), RecordKind.CONTACT, RECORD_FIELDS)
+        return CrmRecordType.from_values(row)  # type: ignore[return-value]
 
 
 @strawberry.type

@@ -8,12 +8,14 @@ from salesinbox.core.crm.records import (
     RecordInput,
     create_record,
     delete_record,
+    get_record,
+    get_record_values,
     import_records,
     list_records,
     parse_csv,
     update_record,
 )
-from salesinbox.core.db.models import CrmRecord, RecordKind, User
+from salesinbox.core.db.models import CrmRecord, Organisation, RecordKind, User
 from salesinbox.core.errors import ErrorCode, SalesInboxError
 
 
@@ -69,6 +71,29 @@ async def test_kind_is_part_of_identity(rep: User) -> None:
     with pytest.raises(SalesInboxError) as caught:
         await update_record(rep, lead.id, RecordKind.CONTACT, RecordInput(last_name="X"))
     assert caught.value.code == ErrorCode.NOT_FOUND
+
+
+COLUMNS = ("id", "kind", "first_name", "last_name", "company", "primary_email", "secondary_email",
+           "owner_id", "created_at", "updated_at")
+
+
+async def test_record_values_are_the_models_and_follow_the_same_rule(rep: User) -> None:
+    lead = await create_record(rep, RecordKind.LEAD, RecordInput(first_name="Jo", last_name="Doe", company="Acme",
+                                                                 primary_email="jo@cust.test"))
+    contact = await create_record(rep, RecordKind.CONTACT, RecordInput(last_name="Roe"))
+    for record in (lead, contact):
+        model = await get_record(rep, record.id, record.kind)
+        values = await get_record_values(rep, record.id, record.kind, COLUMNS)
+        assert values == {column: getattr(model, column) for column in COLUMNS}
+        assert values["kind"] == record.kind and values["created_at"].tzinfo is not None
+    # one organisation per deployment today; the rule still scopes by it
+    elsewhere = await Organisation.create(name="Elsewhere")
+    stranger = await User.create(organisation=elsewhere, email="boss@elsewhere.test", name="Other Org")
+    for actor, record_id, kind in ((rep, lead.id, RecordKind.CONTACT), (stranger, lead.id, RecordKind.LEAD),
+                                   (rep, contact.id + 1000, RecordKind.CONTACT)):
+        with pytest.raises(SalesInboxError) as caught:
+            await get_record_values(actor, record_id, kind, COLUMNS)
+        assert caught.value.code == ErrorCode.NOT_FOUND
 
 
 async def test_list_searches_and_pages(rep: User) -> None:

@@ -15,14 +15,15 @@ reference-model tests (tests/test_policy.py, tests/test_schema_policy.py) check 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from typing import Any
 
-from tortoise import BaseDBAsyncClient, Model
+from tortoise import BaseDBAsyncClient
 
 from ..db.models import DateSource, Direction, Message, MessageLink, User
+from ..db.raw_rows import decoders, numbered
 from .visibility import ACCOUNTS_OF_USER, visible_sql, visible_sql_values
 
 #: The columns of ``message`` a listed message carries (every one the API shows).
@@ -60,38 +61,6 @@ class MessageRow:
     size: int
     has_attachments: bool
     parse_warnings: list[str]
-
-
-_Decoder = Callable[[Any], Any] | None
-
-
-@cache
-def decoders(model: type[Model], columns: tuple[str, ...], dialect: str) -> tuple[_Decoder, ...]:
-    """Per column of ``model``, the ORM's conversion of the driver's value, or ``None`` where
-    the driver's value already is the Python one (ints and strings; asyncpg's booleans)."""
-    fields = model._meta.fields_map
-    native = (int, str, bool) if dialect == "postgres" else (int, str)
-    found: list[_Decoder] = []
-    for column in columns:
-        field = fields[column]
-        found.append(None if field.field_type in native else field.to_python_value)
-    return tuple(found)
-
-
-def decode(value: Any, decoder: _Decoder) -> Any:
-    """``value`` as the ORM returns it, by a decoder of :func:`decoders`."""
-    return value if decoder is None or value is None else decoder(value)
-
-
-def numbered(text: str, dialect: str) -> str:
-    """``text`` with its ``{}`` placeholders as the driver's: ``$1, $2…`` or ``?``."""
-    parts = text.split("{}")
-    if dialect != "postgres":
-        return "?".join(parts)
-    out = parts[0]
-    for n, part in enumerate(parts[1:], start=1):
-        out += f"${n}" + part
-    return out
 
 
 def _rows(client: BaseDBAsyncClient, records: Sequence[Any]) -> list[MessageRow]:
