@@ -27,8 +27,8 @@ from salesinbox.core.db.models import (
     User,
 )
 from salesinbox.core.db.orm_values import column_values
-from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.db.raw_rows import decode, decoders, numbered
+from salesinbox.core.errors import ErrorCode, SalesInboxError
 from salesinbox.core.sharing.sharing_settings import shared_record_ids
 from salesinbox.core.sharing.threads import ThreadRef, thread_messages
 from salesinbox.core.sharing.views import Page, ParentQuery, visible_parents
