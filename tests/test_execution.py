@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import Any
 
 import pytest
 import strawberry
@@ -98,10 +99,10 @@ class Query:
 
     @strawberry.field
     def things(self) -> list[Thing | None]:  # nullable items: one bad item does not null the rest
+        odd: list[Any] = [Gadget(name=None, size=3), strawberry.cast(Widget, Row("cast")),  # type: ignore[arg-type]
+                          strawberry.cast(Widget, Gadget(name="c", size=5)), GadgetRow("row", 4)]
         return [Gadget(name="g", size=1), Widget(name="w", colour=Colour.RED), SpecialGadget(name="s", size=2),
-                Gadget(name="bad", size=-1), Gadget(name=None, size=3),  # type: ignore[arg-type]
-                strawberry.cast(Widget, Row("cast")), strawberry.cast(Widget, Gadget(name="c", size=5)),
-                GadgetRow("row", 4)]  # type: ignore[list-item]
+                Gadget(name="bad", size=-1), *odd]
 
     @strawberry.field
     def chosen(self) -> list[Chosen]:
