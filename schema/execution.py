@@ -21,10 +21,10 @@ resolver's, errors handled as its ``execute_field`` handles them.
 
 Two more remove per-object overhead on a page:
 
-* ``execute_fields`` completes an object's plain fields in one loop, reading the attribute
-  directly (strawberry's default resolver is ``getattr``) without building a response path;
-  only the other fields, and a plain one that is null where it may not be or fails, go
-  through ``execute_field``.
+* ``execute_fields`` completes an object's plain fields, and its prefetched leaf fields whose
+  attribute is set (``folder``), in one loop, reading the attribute directly (strawberry's
+  default resolver is ``getattr``) without building a response path; only the other fields,
+  and a plain one that is null where it may not be or fails, go through ``execute_field``.
 * A value of an interface type whose class is exactly the origin of one (non-generic)
   strawberry object type, not cast, is completed as that type without calling the
   interface's ``resolve_type`` and the type's ``is_type_of`` (both would answer that type:
@@ -57,6 +57,9 @@ from strawberry.types.cast import get_strawberry_type_cast
 
 # How a plain field is read from its source, its leaf type, and whether it is non-null.
 _Shortcut = tuple[Callable[[Any], Any], GraphQLScalarType | GraphQLEnumType, bool]
+# A field of a selection: response name, graphql-core's details, its shortcut (plain, or a
+# prefetched leaf), and whether it is prefetched (then None means "not read": its resolver runs).
+_Planned = tuple[str, Any, _Shortcut | None, bool]
 #: The strawberry metadata key of a prefetched field: the source attribute holding its value.
 PREFETCHED = "prefetched"
 _DEFINITION = "strawberry-definition"  # strawberry's back-reference in a GraphQLField's extensions
@@ -102,6 +105,10 @@ def _reader(field: GraphQLField, resolve: Any) -> Callable[[Any], Any]:
             and definition.default_resolver is getattr):
         return attrgetter(definition.python_name)
     return lambda source: resolve(source, None)
+
+
+def _attribute_or_none(attribute: str) -> Callable[[Any], Any]:
+    return lambda source: getattr(source, attribute, None)
 
 
 def _concrete_types(schema: GraphQLSchema) -> dict[type, GraphQLObjectType]:
@@ -151,12 +158,10 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         self._by_class = {} if middleware else concrete
         # Per selection of this operation (graphql-core reuses one grouped field set for
         # every item of a list): each field's shortcut. The set is kept so its id stays its own.
-        self._object_plans: dict[int, tuple[Any, list[tuple[str, Any, _Shortcut | None]]]] = {}
+        self._object_plans: dict[int, tuple[Any, list[_Planned]]] = {}
         self._possible: dict[tuple[str, str], bool] = {}
 
-    def _object_plan(
-        self, parent_type: GraphQLObjectType, grouped_field_set: Any
-    ) -> list[tuple[str, Any, _Shortcut | None]]:
+    def _object_plan(self, parent_type: GraphQLObjectType, grouped_field_set: Any) -> list[_Planned]:
         kept = self._object_plans.get(id(grouped_field_set))
         if kept is not None and kept[0] is grouped_field_set:
             return kept[1]
@@ -164,8 +169,16 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         for response_name, field_details_list in grouped_field_set.items():
             node = field_details_list[0].node
             field = parent_type.fields.get(node.name.value)
-            shortcut = self._plain.get(id(field)) if field is not None and not node.arguments else None
-            plan.append((response_name, field_details_list, shortcut))
+            shortcut, prefetched = None, False
+            if field is not None and not node.arguments:
+                shortcut = self._plain.get(id(field))
+                attribute = self._prefetched.get(id(field))
+                leaf = field.type.of_type if isinstance(field.type, GraphQLNonNull) else field.type
+                if attribute is not None and isinstance(leaf, GraphQLScalarType | GraphQLEnumType):
+                    # a prefetched leaf (Message.folder): its attribute when set, else its resolver
+                    shortcut = (_attribute_or_none(attribute), leaf, isinstance(field.type, GraphQLNonNull))
+                    prefetched = True
+            plan.append((response_name, field_details_list, shortcut, prefetched))
         self._object_plans[id(grouped_field_set)] = (grouped_field_set, plan)
         return plan
 
@@ -181,7 +194,9 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         results: dict[str, Any] = {}
         awaitable_fields: list[str] = []
         try:
-            for response_name, field_details_list, shortcut in self._object_plan(parent_type, grouped_field_set):
+            for response_name, field_details_list, shortcut, prefetched in self._object_plan(
+                    parent_type, grouped_field_set):
+                execute = self.execute_field
                 if shortcut is not None:
                     read, leaf, non_null = shortcut
                     try:
@@ -191,14 +206,14 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
                             if coerced is not None and coerced is not Undefined:
                                 results[response_name] = coerced
                                 continue
-                        elif not non_null:
-                            results[response_name] = None
-                            continue
+                            execute = super().execute_field  # odd value: graphql-core's own path
+                        elif not prefetched:  # (a prefetched field not read: its resolver reads it)
+                            if not non_null:
+                                results[response_name] = None
+                                continue
+                            execute = super().execute_field
                     except Exception:  # noqa: BLE001 - graphql-core's path reports it, located
-                        pass
-                    execute = super().execute_field  # odd value: graphql-core's own path
-                else:
-                    execute = self.execute_field
+                        execute = super().execute_field
                 result = execute(parent_type, source_value, field_details_list,
                                  Path(path, response_name, parent_type.name), position_context)
                 if result is not Undefined:

@@ -14,7 +14,7 @@ from salesinbox.core.db.models import User
 from salesinbox.core.settings import Settings
 from salesinbox.schema.asgi_app import build_services
 from salesinbox.schema.context import Context
-from salesinbox.schema.execution import LeanExecutionContext, _plain_fields
+from salesinbox.schema.execution import PREFETCHED, LeanExecutionContext, _plain_fields
 from salesinbox.schema.graphql_schema import build_schema
 
 from .test_schema_views import world  # noqa: F401 - the fixture
@@ -25,8 +25,9 @@ class Colour(Enum):
 
 
 class Row:
-    def __init__(self, name: object, nickname: object = None, colour: object = Colour.RED) -> None:
-        self.name, self.nickname, self.colour = name, nickname, colour
+    def __init__(self, name: object, nickname: object = None, colour: object = Colour.RED,
+                 cached: object = None) -> None:
+        self.name, self.nickname, self.colour, self.cached = name, nickname, colour, cached
 
     @property
     def broken(self) -> str:
@@ -39,6 +40,11 @@ class Item:
     nickname: str | None
     colour: strawberry.enum(Colour)  # type: ignore[valid-type]
     broken: str
+
+    @strawberry.field(metadata={PREFETCHED: "cached"})  # a prefetched leaf: the attribute when set
+    def label(self) -> str | None:
+        cached = getattr(self, "cached", None)
+        return "from the resolver" if cached is None else cached  # type: ignore[return-value]
 
 
 @strawberry.interface
@@ -95,7 +101,8 @@ class GadgetRow:  # not a strawberry object: cast to one, or rejected
 class Query:
     @strawberry.field
     def items(self) -> list[Item]:
-        return [Row("a", "x"), Row(None), Row(3.5), Row("b", colour="not a colour"), Row(object())]  # type: ignore[list-item]
+        return [Row("a", "x", cached="kept"), Row(None), Row(3.5, cached=object()), Row("b", colour="not a colour"),
+                Row(object())]  # type: ignore[list-item]
 
     @strawberry.field
     def things(self) -> list[Thing | None]:  # nullable items: one bad item does not null the rest
@@ -117,6 +124,7 @@ TOY_QUERIES = [
     "{ items { broken } }",                           # an attribute that raises
     "{ items { name ...F } } fragment F on Item { name nickname }",
     "{ items { __typename n: nickname } }",
+    "{ items { nickname label } }",                   # prefetched: set, unset (resolver), not a string
     # interface values: exact classes, a subclass, a cast, a foreign object, async and failing fields
     "{ things { __typename name ... on Gadget { size later } ... on Widget { colour } } }",
     "{ things { name } }",
