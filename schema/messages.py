@@ -237,8 +237,13 @@ async def message_items(info: Info, rows: Sequence[ListedMessage]) -> list[Messa
     wanted = _selected_names(info)
     reads: dict[str, Awaitable[list[Any]]] = {}
     if "folder" in wanted:
-        folder_ids = sorted({item.folder_id for item in items})
-        reads["folder"] = folder_name_by_id(folder_ids)
+        known = [getattr(row, "folder_name", None) for row in rows]  # a SalesInbox page reads them along
+        if None not in known:
+            for item, name in zip(items, known, strict=True):
+                item.page_folder = name
+        else:
+            folder_ids = sorted({item.folder_id for item in items})
+            reads["folder"] = folder_name_by_id(folder_ids)
     if "owner" in wanted:
         account_ids = sorted({row.account_id for row in rows})
         reads["owner"] = owner_by_account(account_ids)

@@ -15,6 +15,7 @@ from salesinbox.core.db.models import (
     AddressRole,
     Attachment,
     Direction,
+    Folder,
     MailAccount,
     Message,
     MessageBody,
@@ -252,6 +253,17 @@ def count_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return counted
 
 
+async def test_each_sales_inbox_item_shows_its_own_folder(api: GraphQLClient, rep_token: str, world: dict) -> None:
+    m = world["m"]
+    sent = await Folder.create(account=world["rep_account"], name="Sent", uidvalidity=1)
+    await Message.filter(id=m["r2"].id).update(folder_id=sent.id)
+    query = ("query($f: InboxFilterInput) { salesInbox(filter: $f, first: 50) { items { id folder } } }")
+    shown = {x["id"]: x["folder"] for x in (await api.ok(query, {}, token=rep_token))["salesInbox"]["items"]}
+    assert shown == {str(m[k].id): "Sent" if k == "r2" else "INBOX" for k in ("r1", "r2", "r3", "r4")}
+    by_filter = (await api.ok(query, {"f": {"folder": "Sent"}}, token=rep_token))["salesInbox"]["items"]  # the ORM path
+    assert by_filter == [{"id": str(m["r2"].id), "folder": "Sent"}]
+
+
 async def test_a_page_of_fifty_costs_a_fixed_number_of_queries(api: GraphQLClient, rep: User, rep_token: str,
                                                                world: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     account = world["rep_account"]
@@ -267,8 +279,9 @@ async def test_a_page_of_fifty_costs_a_fixed_number_of_queries(api: GraphQLClien
         data = await api.ok(query, {"n": n}, token=rep_token)
         assert len(data["salesInbox"]["items"]) == n
         sizes[n] = len(counted)
-    # the viewer's accounts + the page + one per relation (folders, owners, links): no N+1.
-    assert sizes == {5: 5, 50: 5}, counted
+    # the viewer's accounts + the page (with its folders' names) + one per relation (owners,
+    # links): no N+1.
+    assert sizes == {5: 4, 50: 4}, counted
 
 
 async def test_a_leads_related_list_threads_and_share_flag(api: GraphQLClient, rep_token: str, world: dict) -> None:

@@ -37,9 +37,10 @@ _SELECT = ", ".join(f'"message"."{c}"' for c in COLUMNS)
 
 class MessageRow:
     """A message of a page, read straight from SQL: the attributes of
-    :class:`~..db.models.Message` that the API shows, with the same Python types."""
+    :class:`~..db.models.Message` that the API shows, with the same Python types, and, on
+    a SalesInbox page, the name of its folder (``None`` where it was not read)."""
 
-    __slots__ = COLUMNS
+    __slots__ = (*COLUMNS, "folder_name")
     id: int
     account_id: int
     folder_id: int
@@ -61,16 +62,20 @@ class MessageRow:
     size: int
     has_attachments: bool
     parse_warnings: list[str]
+    folder_name: str | None
 
 
-def _rows(client: BaseDBAsyncClient, records: Sequence[Any]) -> list[MessageRow]:
+def _rows(client: BaseDBAsyncClient, records: Sequence[Any], *, with_folder: bool = False) -> list[MessageRow]:
+    """The records as rows; ``with_folder``: each record ends with its folder's name."""
     decoders_ = decoders(Message, COLUMNS, client.capabilities.dialect)
     pairs = tuple(zip(COLUMNS, decoders_, strict=True))
     rows = []
     for record in records:
         row = MessageRow()
-        for (column, decode), value in zip(pairs, tuple(record), strict=True):
+        values = tuple(record)
+        for (column, decode), value in zip(pairs, values, strict=with_folder is False):
             setattr(row, column, value if decode is None or value is None else decode(value))
+        row.folder_name = values[-1] if with_folder else None
         rows.append(row)
     return rows
 
@@ -126,8 +131,10 @@ def _accounts_statement(dialect: str) -> str:
 @cache
 def _inbox_statement(dialect: str, accounts: int, after: bool) -> str:
     # By account id, not a join on the owner: the databases then read the (account_id, date)
-    # index newest first instead of sorting all the user's mail (see views.inbox_query).
-    text = f'SELECT {_SELECT} FROM "message" WHERE "message"."account_id" IN ({", ".join(["{}"] * accounts)})'
+    # index newest first instead of sorting all the user's mail (see views.inbox_query). The
+    # folder's name comes along (the SalesInbox shows it): one lookup by key per row.
+    text = (f'SELECT {_SELECT}, "folder"."name" FROM "message" JOIN "folder" ON "folder"."id" = "message"."folder_id" '
+            f'WHERE "message"."account_id" IN ({", ".join(["{}"] * accounts)})')
     if after:
         text += ''' AND ("message"."date" < {} OR ("message"."date" = {} AND "message"."id" < {}))'''
     text += ' ORDER BY "message"."date" DESC, "message"."id" DESC LIMIT {}'
@@ -149,4 +156,4 @@ async def inbox_rows(
         values += [_message_date(when), _message_date(when), key]
     values.append(limit)
     _, records = await client.execute_query(_inbox_statement(dialect, len(accounts), after is not None), values)
-    return _rows(client, records)
+    return _rows(client, records, with_folder=True)
