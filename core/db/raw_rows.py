@@ -9,10 +9,13 @@ than the database spent answering them. These helpers give such rows the ORM's P
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from functools import cache
 from typing import Any
 
 from tortoise import Model
+from tortoise.fields import DatetimeField
+from tortoise.timezone import get_default_timezone, get_timezone, get_use_tz
 
 _Decoder = Callable[[Any], Any] | None
 
@@ -26,8 +29,26 @@ def decoders(model: type[Model], columns: tuple[str, ...], dialect: str) -> tupl
     found: list[_Decoder] = []
     for column in columns:
         field = fields[column]
-        found.append(None if field.field_type in native else field.to_python_value)
+        if field.field_type in native:
+            found.append(None)
+        elif isinstance(field, DatetimeField):
+            found.append(_datetime_decoder(field))
+        else:
+            found.append(field.to_python_value)
     return tuple(found)
+
+
+def _datetime_decoder(field: DatetimeField[Any]) -> Callable[[Any], Any]:
+    """``field.to_python_value``, with its commonest case done directly: a UTC datetime (what
+    asyncpg returns for ``timestamptz``) moved to the configured zone, as the ORM moves it."""
+    zone_name, zone, slow = get_timezone(), get_default_timezone(), field.to_python_value
+
+    def decode(value: Any) -> Any:
+        if type(value) is datetime and value.tzinfo is UTC and get_use_tz() and get_timezone() == zone_name:
+            return value.astimezone(zone)
+        return slow(value)
+
+    return decode
 
 
 def decode(value: Any, decoder: _Decoder) -> Any:
