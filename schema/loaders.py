@@ -78,16 +78,22 @@ async def _fetch(sql: Callable[[str, int], str], ids: list[int]) -> Sequence[Any
 
 
 async def records_by_message(message_ids: Sequence[int]) -> list[list[dict[str, Any]]]:
-    """For each message id, the leads/contacts linked to it (``RECORD_FIELDS``), by id."""
+    """For each message id, the leads/contacts linked to it (``RECORD_FIELDS``), by id. A
+    record linked to several of the messages is one dict, shared (a related list's record is
+    linked to every message of its page)."""
     ids = list(message_ids)
     found: dict[int, list[dict[str, Any]]] = defaultdict(list)
     if ids:
         rows = await _fetch(_records_sql, ids)
         decoders_ = decoders(CrmRecord, RECORD_FIELDS, MessageLink._meta.db.capabilities.dialect)
+        records: dict[int, dict[str, Any]] = {}
         for row in rows:
             values = tuple(row)
-            found[values[0]].append({
-                f: decode(v, d) for f, v, d in zip(RECORD_FIELDS, values[1:], decoders_, strict=True)})
+            record = records.get(values[1])  # by the record's id, RECORD_FIELDS' first
+            if record is None:
+                record = records[values[1]] = {
+                    f: decode(v, d) for f, v, d in zip(RECORD_FIELDS, values[1:], decoders_, strict=True)}
+            found[values[0]].append(record)
     return [found[i] for i in message_ids]
 
 

@@ -259,8 +259,10 @@ async def message_items(info: Info, rows: Sequence[ListedMessage]) -> list[Messa
         for item, row in zip(items, rows, strict=True):
             item.page_owner = owners[row.account_id]
     if "linkedRecords" in found:
+        built: dict[int, CrmRecordType] = {}  # one object per record, however many rows link to it
         for item, records in zip(items, found["linkedRecords"], strict=True):
-            item.page_records = [CrmRecordType.from_values(r) for r in records]
+            item.page_records = [built.get(r["id"]) or built.setdefault(r["id"], CrmRecordType.from_values(r))
+                                 for r in records]
     return items
 
 
