@@ -95,6 +95,9 @@ class Settings:
     max_query_aliases: int = 30
     #: GraphQL: the largest estimated cost of one operation (values returned; a body counts 1000)
     max_query_cost: int = 200_000
+    #: GraphQL: queries one server process executes at once, the others waiting in arrival
+    #: order (0: no limit); mutations and subscriptions are not counted
+    max_concurrent_queries: int = 4
     #: GraphQL: the most characters of message bodies (bodyText, bodyHtml) one response returns
     max_response_body_chars: int = 8_000_000
     #: seconds an authenticated API token is remembered by a server process (0: not at all);
@@ -167,7 +170,7 @@ class Settings:
 
 
 # Numbers for which 0 means "off" rather than nonsense.
-_ZERO_ALLOWED = frozenset({"token_cache_seconds", "worker_port"})
+_ZERO_ALLOWED = frozenset({"token_cache_seconds", "worker_port", "max_concurrent_queries"})
 # Text settings with a fixed set of values (lower case).
 _CHOICES = {"log_format": ("text", "json"), "sync_runner": ("in-process", "workers")}
 #: the shortest ``SALESINBOX_METRICS_TOKEN`` accepted: a short one could be guessed

@@ -42,6 +42,7 @@ from .oauth import OAuthMutations, OAuthQueries
 from .oauth_sign_in import OAuthSignInMutations, OAuthSignInQueries
 from .outgoing import OutgoingMutations
 from .providers import ProviderQueries
+from .query_slots import query_slots
 from .records import RecordMutations, RecordQueries
 from .scalars import SCALAR_MAP
 from .sharing import SharingMutations, SharingQueries
@@ -169,7 +170,8 @@ def _limits(settings: Settings) -> list[type[SchemaExtension]]:
                 if len(parsed) > 256:
                     parsed.popitem(last=False)
 
-    return [TokenLimit, Parsed, Limits, Validated, cost_limit(settings)]
+    slots = query_slots(settings.max_concurrent_queries)
+    return [TokenLimit, Parsed, Limits, Validated, cost_limit(settings), *([slots] if slots else [])]
 
 
 def build_schema(settings: Settings | None = None) -> SalesInboxSchema:
