@@ -271,21 +271,9 @@ class LeanExecutionContext(StrawberryGraphQLCoreExecutionContext):
         path: Path,
         position_context: Any,
     ) -> Any:
+        # (plain fields are read by execute_fields, before this is called)
         node = field_details_list[0].node
         field: GraphQLField | None = parent_type.fields.get(node.name.value)
-        shortcut = self._plain.get(id(field)) if field is not None and not node.arguments else None
-        if shortcut is not None:
-            read, leaf, non_null = shortcut
-            try:
-                value = read(source)
-                if value is not None:
-                    coerced = leaf.coerce_output_value(value)
-                    if coerced is not None and coerced is not Undefined:
-                        return coerced
-                elif not non_null:
-                    return None
-            except Exception:  # noqa: BLE001 - graphql-core's path reports it, located
-                pass
         attribute = self._prefetched.get(id(field)) if field is not None and not node.arguments else None
         value = getattr(source, attribute, None) if attribute is not None else None
         if value is not None:

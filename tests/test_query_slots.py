@@ -41,13 +41,19 @@ def _schema(slots: int) -> strawberry.Schema:
     return strawberry.Schema(Query, Mutation, extensions=[extension] if extension else [])
 
 
-async def test_at_most_n_queries_run_the_rest_wait_in_order_and_mutations_pass() -> None:
+async def _start_six(slots: int) -> tuple[strawberry.Schema, list[asyncio.Task]]:
+    """Six queries sent at once to a schema of ``slots``, left to run as far as they may."""
     started.clear()
     gate["release"] = asyncio.Event()
-    schema = _schema(2)
+    schema = _schema(slots)
     tasks = [asyncio.create_task(schema.execute(f"{{ work(n: {n}) }}")) for n in range(6)]
     for _ in range(20):
         await asyncio.sleep(0)
+    return schema, tasks
+
+
+async def test_at_most_n_queries_run_the_rest_wait_in_order_and_mutations_pass() -> None:
+    schema, tasks = await _start_six(2)
     assert sorted(running) == [0, 1] and started == [0, 1]  # two admitted, in arrival order
     poked = await schema.execute("mutation { poke }")  # not held back by the full slots
     assert poked.data == {"poke": 2}
@@ -59,12 +65,7 @@ async def test_at_most_n_queries_run_the_rest_wait_in_order_and_mutations_pass()
 
 async def test_zero_means_no_limit_and_the_setting_reaches_the_schema() -> None:
     assert query_slots(0) is None
-    started.clear()
-    gate["release"] = asyncio.Event()
-    schema = _schema(0)
-    tasks = [asyncio.create_task(schema.execute(f"{{ work(n: {n}) }}")) for n in range(6)]
-    for _ in range(20):
-        await asyncio.sleep(0)
+    _, tasks = await _start_six(0)
     assert sorted(running) == list(range(6))
     gate["release"].set()
     await asyncio.gather(*tasks)
