@@ -24,7 +24,7 @@ default, and raises an untyped error.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -204,7 +204,7 @@ def cost_limit(settings: Settings) -> type[SchemaExtension]:
     limit = settings.max_query_cost
 
     class CostLimit(SchemaExtension):
-        async def on_execute(self) -> AsyncIterator[None]:
+        def on_execute(self) -> Iterator[None]:  # (not async: strawberry runs a plain generator faster)
             context = self.execution_context
             # Runs after authentication (an earlier extension): a refused token stays UNAUTHENTICATED.
             if context.result is None and context.graphql_document is not None:

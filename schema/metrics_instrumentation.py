@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from graphql.error import GraphQLError
 from graphql.language import OperationDefinitionNode
@@ -86,7 +86,7 @@ class OperationMetrics(SchemaExtension):
     def __init__(self) -> None:
         self._streamed = False
 
-    async def on_operation(self) -> AsyncIterator[None]:
+    def on_operation(self) -> Iterator[None]:  # (not async: strawberry runs a plain generator faster)
         started = time.perf_counter()
         self._streamed = False
         yield
