@@ -24,19 +24,17 @@ from strawberry.types.graphql import OperationType
 def query_slots(slots: int) -> type[SchemaExtension] | None:
     """An extension admitting at most ``slots`` queries at once, FIFO; ``None`` for 0 (no limit).
 
-    One semaphore per schema (per process), created on first use in the running loop."""
+    One semaphore per schema (per process); since Python 3.10 it binds to the event loop on
+    first use, not when made."""
     if slots <= 0:
         return None
-    state: dict[str, asyncio.Semaphore] = {}
+    semaphore = asyncio.Semaphore(slots)
 
     class QuerySlots(SchemaExtension):
         async def on_execute(self) -> AsyncIterator[None]:
             if self.execution_context.operation_type is not OperationType.QUERY:
                 yield
                 return
-            semaphore = state.get("semaphore")
-            if semaphore is None:
-                semaphore = state["semaphore"] = asyncio.Semaphore(slots)
             async with semaphore:
                 yield
 
